@@ -1,0 +1,64 @@
+"""A graph node that makes exactly one LLM call, usable from ``invoke`` and ``ainvoke`` alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from langchain_core.runnables import RunnableLambda
+from langgraph.runtime import get_runtime
+from pydantic import BaseModel
+
+from nodes.models import model_for
+from nodes.retry import MalformedOutputError
+from state.context import Context, Role
+
+Prompt = Callable[[Any, Context], list[BaseMessage]]
+Update = Callable[[Any, Any, Context], dict[str, Any]]
+
+
+def run_context() -> Context:
+    """The current run's settings (defaults when the caller passed none)."""
+    return get_runtime(Context).context or Context()
+
+
+def messages(system: str, user: str) -> list[BaseMessage]:
+    """A system prompt and one user turn."""
+    return [SystemMessage(system), HumanMessage(user)]
+
+
+def llm_node(
+    name: str,
+    *,
+    role: Role,
+    prompt: Prompt,
+    update: Update,
+    schema: type[BaseModel] | None = None,
+) -> RunnableLambda:
+    """A node named ``name``: ``prompt`` the ``role``'s model, turn its reply into an ``update``.
+
+    The reply is a ``schema`` instance when a schema is given, else the reply text. The
+    model is chosen per run from the ``Context``; the async form never blocks the loop.
+    """
+
+    def reply_of(raw: Any) -> Any:
+        if schema is None:
+            if not raw.text.strip():
+                raise MalformedOutputError(f"{name}: the model returned an empty reply")
+            return raw.text.strip()
+        if raw is None:
+            raise MalformedOutputError(f"{name}: the model returned no {schema.__name__}")
+        return raw
+
+    def call(state: Any) -> dict[str, Any]:
+        context = run_context()
+        raw = model_for(context, role, schema).invoke(prompt(state, context))
+        return update(state, reply_of(raw), context)
+
+    async def acall(state: Any) -> dict[str, Any]:
+        context = run_context()
+        raw = await model_for(context, role, schema).ainvoke(prompt(state, context))
+        return update(state, reply_of(raw), context)
+
+    return RunnableLambda(call, acall, name=name)

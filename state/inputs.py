@@ -1,0 +1,39 @@
+"""Input validation shared by the graphs, the CLI and the server."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+MAX_TEXT_CHARS = 20_000
+"""Longest text the evaluation graph accepts."""
+MAX_TOPIC_CHARS = 2_000
+"""Longest topic the article and research graphs accept."""
+
+
+class InvalidInputError(ValueError):
+    """The graph input is unusable; raised before any LLM call and never retried."""
+
+
+def not_blank(value: str) -> str:
+    """Strip ``value`` and refuse it when nothing is left."""
+    stripped = value.strip()
+    if not stripped:
+        raise ValueError("must not be empty or only whitespace")
+    return stripped
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def parse_input(model: type[_M], data: Any) -> _M:
+    """Validate ``data`` against ``model``, raising one readable :class:`InvalidInputError`."""
+    try:
+        return model.model_validate(data, strict=True)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'input'}: {err['msg']}"
+            for err in exc.errors(include_url=False)
+        )
+        raise InvalidInputError(f"invalid {model.__name__}: {problems}") from None
