@@ -1,0 +1,1 @@
+"""Graph wiring: each module exports ``builder`` (uncompiled) and ``graph`` (compiled)."""

@@ -1,0 +1,1 @@
+"""Node functions, prompts and the model factory."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_core.messages import BaseMessage
-from langchain_core.runnables import RunnableLambda
+from langgraph._internal._runnable import RunnableCallable
 from langgraph.types import Overwrite
 
 from nodes.llm import llm_node, messages
@@ -26,12 +26,13 @@ from state.evaluation import (
 )
 from state.inputs import parse_input
 
-EVALUATORS = tuple(CRITERIA)
-"""The evaluation branches, in branch order."""
+BRANCHES = {f"evaluate_{criterion}": criterion for criterion in CRITERIA}
+"""Node name of each evaluation branch -> the criterion it judges, in branch order."""
 
 
-def evaluator(name: str) -> RunnableLambda:
-    """The branch ``evaluate_<name>``: judges the text on criterion ``name`` only."""
+def evaluator(node: str) -> RunnableCallable:
+    """The evaluation branch ``node``: judges the text on its criterion only."""
+    name = BRANCHES[node]
 
     def prompt(state: EvaluationState, context: Context) -> list[BaseMessage]:
         text = parse_input(EvaluationInput, state).text
@@ -45,15 +46,13 @@ def evaluator(name: str) -> RunnableLambda:
         )
         return {"verdicts": [evaluation]}
 
-    return llm_node(
-        f"evaluate_{name}", role="evaluator", schema=Verdict, prompt=prompt, update=update
-    )
+    return llm_node(node, role="evaluator", schema=Verdict, prompt=prompt, update=update)
 
 
 def in_branch_order(verdicts: list[Evaluation]) -> list[Evaluation]:
     """The latest verdict of each branch, in branch order."""
     latest = {v["evaluator"]: v for v in verdicts}
-    return [latest[name] for name in EVALUATORS if name in latest]
+    return [latest[name] for name in BRANCHES.values() if name in latest]
 
 
 def _aggregate_prompt(state: EvaluationState, context: Context) -> list[BaseMessage]:

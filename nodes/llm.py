@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
-from langchain_core.runnables import RunnableLambda
+from langgraph._internal._runnable import RunnableCallable
 from langgraph.runtime import get_runtime
 from pydantic import BaseModel
 
@@ -35,7 +35,7 @@ def llm_node(
     prompt: Prompt,
     update: Update,
     schema: type[BaseModel] | None = None,
-) -> RunnableLambda:
+) -> RunnableCallable:
     """A node named ``name``: ``prompt`` the ``role``'s model, turn its reply into an ``update``.
 
     The reply is a ``schema`` instance when a schema is given, else the reply text. The
@@ -61,4 +61,5 @@ def llm_node(
         raw = await model_for(context, role, schema).ainvoke(prompt(state, context))
         return update(state, reply_of(raw), context)
 
-    return RunnableLambda(call, acall, name=name)
+    # trace=False: the graph already traces the node; no nested run of the same name.
+    return RunnableCallable(call, acall, name=name, trace=False)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-from functools import lru_cache
+from typing import Any
+from weakref import WeakKeyDictionary
 
+import httpx
 from langchain.chat_models import init_chat_model
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
@@ -20,9 +23,15 @@ LOCAL_MODEL = "local"
 
 logger = logging.getLogger(__name__)
 
+_Key = tuple[str, float, int, float, type[BaseModel] | None]
+# Async HTTP clients are bound to the event loop that first used them, so every loop gets
+# its own models (``asyncio.run`` twice in one process must work); sync use shares one set.
+_by_loop: WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_Key, Runnable]] = WeakKeyDictionary()
+_sync: dict[_Key, Runnable] = {}
+
 
 def resolve_model(spec: str = "") -> str:
-    """The model to use for ``spec``: itself, else $FANOUT_MODEL, else OpenAI with a key, else local."""
+    """``spec`` if set, else $FANOUT_MODEL, else OpenAI when a key is set, else the local model."""
     if spec:
         return spec
     if env_model := os.environ.get("FANOUT_MODEL"):
@@ -35,36 +44,42 @@ def is_local(spec: str) -> bool:
     return spec == LOCAL_MODEL or spec.startswith(LOCAL_MODEL + ":")
 
 
-@lru_cache(maxsize=64)
-def load_chat_model(spec: str, temperature: float, max_tokens: int, timeout: float) -> BaseChatModel:
-    """Build (once per distinct settings) the chat model named by a resolved ``spec``."""
+def load_chat_model(
+    spec: str, temperature: float, max_tokens: int, timeout: float
+) -> BaseChatModel:
+    """A new chat model for a resolved ``spec`` (use :func:`model_for` in nodes: it caches)."""
     if is_local(spec):
         from nodes.local_model import load_local_chat_model
 
         path = spec.partition(":")[2] or None
         return load_local_chat_model(path, temperature=temperature, max_tokens=max_tokens)
-    if ":" not in spec:
+    provider, _, name = spec.partition(":")
+    if not (provider and name):
         raise ValueError(f"model {spec!r} must be 'provider:model', e.g. {DEFAULT_MODEL!r}")
     logger.debug("loading chat model %s", spec)
-    # Retries belong to the graph's RetryPolicy, so the client itself makes one attempt.
+    # An httpx.Timeout (unhashable) makes langchain-openai give this instance its own HTTP
+    # client instead of a process-wide one tied to the first event loop.
+    request_timeout: Any = httpx.Timeout(timeout) if provider == "openai" else timeout
+    # Retries belong to the graph's RetryPolicy, so the client makes a single attempt.
     return init_chat_model(
-        spec, temperature=temperature, max_tokens=max_tokens, timeout=timeout, max_retries=0
+        spec, temperature=temperature, max_tokens=max_tokens, timeout=request_timeout, max_retries=0
     )
-
-
-@lru_cache(maxsize=256)
-def _runnable(
-    spec: str,
-    temperature: float,
-    max_tokens: int,
-    timeout: float,
-    schema: type[BaseModel] | None,
-) -> Runnable:
-    model = load_chat_model(spec, temperature, max_tokens, timeout)
-    return model.with_structured_output(schema) if schema else model
 
 
 def model_for(context: Context, role: Role, schema: type[BaseModel] | None = None) -> Runnable:
     """The runnable that plays ``role`` under ``context``, structured to ``schema`` if given."""
-    spec = resolve_model(context.model_for(role))
-    return _runnable(spec, context.temperature, context.max_tokens, context.timeout, schema)
+    key: _Key = (
+        resolve_model(context.model_for(role)),
+        context.temperature,
+        context.max_tokens,
+        context.timeout,
+        schema,
+    )
+    try:
+        cache = _by_loop.setdefault(asyncio.get_running_loop(), {})
+    except RuntimeError:  # no running loop: a sync call
+        cache = _sync
+    if (runnable := cache.get(key)) is None:
+        model = load_chat_model(*key[:4])
+        runnable = cache[key] = model.with_structured_output(schema) if schema else model
+    return runnable

@@ -88,13 +88,13 @@ research_question = llm_node(
 
 def _report_prompt(state: ResearchState, context: Context) -> list[BaseMessage]:
     findings = json.dumps(state["findings"], indent=2, ensure_ascii=False)
-    return messages(REPORT_WRITER_SYSTEM, REPORT_WRITER_USER.format(topic=state["topic"], findings=findings))
+    return messages(
+        REPORT_WRITER_SYSTEM, REPORT_WRITER_USER.format(topic=state["topic"], findings=findings)
+    )
 
 
 def _report_update(state: ResearchState, report: str, context: Context) -> dict[str, Any]:
     return {"report": report, "task_count": len(state["findings"])}
 
 
-write_report = llm_node(
-    "write_report", role="writer", prompt=_report_prompt, update=_report_update
-)
+write_report = llm_node("write_report", role="writer", prompt=_report_prompt, update=_report_update)

@@ -1,0 +1,1 @@
+"""Schemas and state types of the graphs, and the run context."""

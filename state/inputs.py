@@ -33,7 +33,8 @@ def parse_input(model: type[_M], data: Any) -> _M:
         return model.model_validate(data, strict=True)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'input'}: {err['msg']}"
+            f"{'.'.join(str(p) for p in err['loc']) or 'input'}: "
+            f"{err['msg'].removeprefix('Value error, ')}"
             for err in exc.errors(include_url=False)
         )
         raise InvalidInputError(f"invalid {model.__name__}: {problems}") from None

@@ -1,0 +1,173 @@
+"""Live progress of a run on stderr: which branches and workers run, finish, retry or fail."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from langchain_core.callbacks import UsageMetadataCallbackHandler
+from langgraph.types import RetryPolicy
+from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+
+from nodes.retry import LLM_RETRY
+
+LABEL_CHARS = 48
+STYLES = {"running": "yellow", "done": "green", "retrying": "magenta", "failed": "bold red"}
+
+
+@dataclass
+class Task:
+    """One node execution (a branch, a worker, a planner...) as seen from its callbacks."""
+
+    node: str
+    label: str
+    started: float
+    status: str = "running"
+    attempts: int = 1
+    finished: float | None = None
+    error: str = ""
+
+    def elapsed(self, now: float) -> float:
+        """Seconds since the first attempt started, until it finished (or now)."""
+        return (self.finished or now) - self.started
+
+
+def _label(inputs: Any) -> str:
+    """What a worker works on: its section or question (empty for whole-state nodes)."""
+    if not isinstance(inputs, dict):
+        return ""
+    if isinstance(section := inputs.get("section"), dict):
+        return str(section.get("name", ""))
+    if "question" in inputs:
+        return str(inputs["question"])
+    return ""
+
+
+class RunProgress(UsageMetadataCallbackHandler):
+    """Callback handler that tracks node tasks and sums token usage and LLM calls."""
+
+    run_inline = True  # cheap bookkeeping: no thread hop per event
+
+    def __init__(self, console: Console, retry: RetryPolicy = LLM_RETRY) -> None:
+        super().__init__()
+        self.console = console
+        self.retry = retry
+        self.tasks: dict[str, Task] = {}
+        self.llm_calls = 0
+        self._runs: dict[UUID, str] = {}
+        self._start = time.monotonic()
+        self._live: Live | None = None
+
+    # --- callbacks -------------------------------------------------------------------------
+    def on_chain_start(
+        self,
+        serialized: dict[str, Any] | None,
+        inputs: Any,
+        *,
+        run_id: UUID,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Note the start (or a new attempt) of a node task."""
+        metadata = metadata or {}
+        node = metadata.get("langgraph_node")
+        if node is None or kwargs.get("name") != node:
+            return
+        key = str(metadata.get("langgraph_checkpoint_ns", run_id))
+        self._runs[run_id] = key
+        now = time.monotonic()
+        if (task := self.tasks.get(key)) is None:
+            self.tasks[key] = task = Task(node=node, label=_label(inputs), started=now)
+            self._log(task, "started")
+        else:
+            task.attempts += 1
+            task.status = "running"
+            self._log(task, f"attempt {task.attempts}")
+        self._refresh()
+
+    def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        """Mark a node task done."""
+        if (task := self._task(run_id)) is not None:
+            task.status, task.finished = "done", time.monotonic()
+            self._log(task, "done")
+            self._refresh()
+
+    def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        """Mark a node task retrying (if the retry policy will try again) or failed."""
+        if (task := self._task(run_id)) is None:
+            return
+        task.error = f"{type(error).__name__}: {error}"
+        will_retry = task.attempts < self.retry.max_attempts and bool(
+            callable(self.retry.retry_on) and self.retry.retry_on(error)  # type: ignore[arg-type]
+        )
+        task.status = "retrying" if will_retry else "failed"
+        if not will_retry:
+            task.finished = time.monotonic()
+        self._log(task, f"{task.status} ({task.error[:120]})")
+        self._refresh()
+
+    def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
+        """Count one LLM call."""
+        self.llm_calls += 1
+
+    def _task(self, run_id: UUID) -> Task | None:
+        key = self._runs.pop(run_id, None)
+        return None if key is None else self.tasks.get(key)
+
+    # --- display ---------------------------------------------------------------------------
+    def __enter__(self) -> RunProgress:
+        if self.console.is_terminal:
+            self._live = Live(self._table(), console=self.console, refresh_per_second=8)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.update(self._table())
+            self._live.__exit__(None, None, None)
+
+    def _refresh(self) -> None:
+        if self._live is not None:
+            self._live.update(self._table())
+
+    def _log(self, task: Task, event: str) -> None:
+        if self._live is None:
+            stamp = time.monotonic() - self._start
+            label = f" [{escape(task.label[:LABEL_CHARS])}]" if task.label else ""
+            style = STYLES.get(task.status, "")
+            self.console.print(
+                f"{stamp:7.2f}s {task.node}{label}: [{style}]{escape(event)}[/]", highlight=False
+            )
+
+    def _table(self) -> Table:
+        now = time.monotonic()
+        table = Table(box=None, header_style="bold", title_justify="left")
+        for column in ("node", "works on", "status", "attempt", "elapsed"):
+            table.add_column(column)
+        for task in self.tasks.values():
+            table.add_row(
+                task.node,
+                escape(task.label[:LABEL_CHARS]),
+                f"[{STYLES[task.status]}]{task.status}[/]",
+                str(task.attempts),
+                f"{task.elapsed(now):.2f}s",
+            )
+        return table
+
+    # --- results ---------------------------------------------------------------------------
+    def failed(self) -> list[Task]:
+        """Tasks that failed for good."""
+        return [t for t in self.tasks.values() if t.status == "failed"]
+
+    def usage(self) -> dict[str, Any]:
+        """LLM calls and summed token usage of the run, in total and per model."""
+        totals = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
+        for usage in self.usage_metadata.values():
+            for key in totals:
+                totals[key] += usage.get(key, 0)  # type: ignore[operator]
+        return {"llm_calls": self.llm_calls, **totals, "by_model": dict(self.usage_metadata)}

@@ -1,0 +1,127 @@
+"""The three workflows by name, and durable runs of them against a checkpointer."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from typing import Any
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from pydantic import BaseModel
+
+from graphs import article, evaluation, research
+from state.article import ArticleInput
+from state.context import Context
+from state.evaluation import EvaluationInput
+from state.research import ResearchInput
+
+INPUT_HEAD_CHARS = 60
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A graph together with its input model and the name of its one input field."""
+
+    name: str
+    builder: StateGraph[Any, Context, Any, Any]
+    input_model: type[BaseModel]
+    input_field: str
+
+    def compile(
+        self, checkpointer: BaseCheckpointSaver
+    ) -> CompiledStateGraph[Any, Context, Any, Any]:
+        """The graph, compiled to persist every step and task result in ``checkpointer``."""
+        return self.builder.compile(checkpointer=checkpointer, name=self.name)
+
+
+WORKFLOWS = {
+    "evaluation": Workflow("evaluation", evaluation.builder, EvaluationInput, "text"),
+    "article": Workflow("article", article.builder, ArticleInput, "topic"),
+    "research": Workflow("research", research.builder, ResearchInput, "topic"),
+}
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a thread's checkpoints say about the run in it (kept in checkpoint metadata)."""
+
+    thread_id: str
+    graph: str
+    input_head: str
+    started: str
+    context: Context
+
+    @classmethod
+    def new(
+        cls, workflow: Workflow, value: str, context: Context, thread_id: str | None
+    ) -> RunRecord:
+        """A record for a run about to start on ``thread_id`` (a new id when None)."""
+        return cls(
+            thread_id=thread_id or str(uuid.uuid4()),
+            graph=workflow.name,
+            input_head=" ".join(value.split())[:INPUT_HEAD_CHARS],
+            started=datetime.now(UTC).isoformat(timespec="seconds"),
+            context=context,
+        )
+
+    @classmethod
+    def from_metadata(cls, thread_id: str, metadata: dict[str, Any]) -> RunRecord | None:
+        """The record stored with a checkpoint, or None for a thread this tool did not start."""
+        if metadata.get("fanout_graph") not in WORKFLOWS:
+            return None
+        known = {f.name for f in fields(Context)}
+        saved = json.loads(metadata.get("fanout_context") or "{}")
+        return cls(
+            thread_id=thread_id,
+            graph=metadata["fanout_graph"],
+            input_head=metadata.get("fanout_input", ""),
+            started=metadata.get("fanout_started", ""),
+            context=Context(**{k: v for k, v in saved.items() if k in known}),
+        )
+
+    def config(
+        self, callbacks: list[BaseCallbackHandler], max_concurrency: int | None
+    ) -> RunnableConfig:
+        """The run config: thread, metadata persisted with every checkpoint, callbacks."""
+        config = RunnableConfig(
+            configurable={"thread_id": self.thread_id},
+            metadata={
+                "fanout_graph": self.graph,
+                "fanout_input": self.input_head,
+                "fanout_started": self.started,
+                "fanout_context": json.dumps(asdict(self.context)),
+            },
+            callbacks=callbacks,
+        )
+        if max_concurrency:
+            config["max_concurrency"] = max_concurrency
+        return config
+
+
+async def find_run(saver: BaseCheckpointSaver, thread_id: str) -> RunRecord | None:
+    """The record of the run on ``thread_id``, or None if there is none."""
+    checkpoint = await saver.aget_tuple(RunnableConfig(configurable={"thread_id": thread_id}))
+    if checkpoint is None:
+        return None
+    return RunRecord.from_metadata(thread_id, dict(checkpoint.metadata))
+
+
+async def recent_runs(saver: BaseCheckpointSaver, limit: int) -> list[RunRecord]:
+    """The newest ``limit`` runs, newest first."""
+    runs: dict[str, RunRecord] = {}
+    async for checkpoint in saver.alist(None):
+        thread_id = checkpoint.config["configurable"]["thread_id"]
+        if thread_id in runs or checkpoint.config["configurable"].get("checkpoint_ns"):
+            continue
+        record = RunRecord.from_metadata(thread_id, dict(checkpoint.metadata))
+        if record is not None:
+            runs[thread_id] = record
+            if len(runs) >= limit:
+                break
+    return list(runs.values())
