@@ -74,7 +74,11 @@ def _section_update(task: SectionTask, content: str, context: Context) -> dict[s
 
 
 write_section = llm_node(
-    "write_section", role="worker", prompt=_section_prompt, update=_section_update
+    "write_section",
+    role="worker",
+    prompt=_section_prompt,
+    update=_section_update,
+    describe=lambda task: {"section": task["section"]["name"]},
 )
 
 

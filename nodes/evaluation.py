@@ -46,7 +46,14 @@ def evaluator(node: str) -> RunnableCallable:
         )
         return {"verdicts": [evaluation]}
 
-    return llm_node(node, role="evaluator", schema=Verdict, prompt=prompt, update=update)
+    return llm_node(
+        node,
+        role="evaluator",
+        schema=Verdict,
+        prompt=prompt,
+        update=update,
+        describe=lambda state: {"criterion": name},
+    )
 
 
 def in_branch_order(verdicts: list[Evaluation]) -> list[Evaluation]:

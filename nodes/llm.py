@@ -6,16 +6,18 @@ from collections.abc import Callable
 from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph._internal._runnable import RunnableCallable
 from langgraph.runtime import get_runtime
 from pydantic import BaseModel
 
-from nodes.models import model_for
+from nodes.models import model_for, resolve_model
 from nodes.retry import MalformedOutputError
 from state.context import Context, Role
 
 Prompt = Callable[[Any, Context], list[BaseMessage]]
 Update = Callable[[Any, Any, Context], dict[str, Any]]
+Describe = Callable[[Any], dict[str, str]]
 
 
 def run_context() -> Context:
@@ -35,12 +37,18 @@ def llm_node(
     prompt: Prompt,
     update: Update,
     schema: type[BaseModel] | None = None,
+    describe: Describe | None = None,
 ) -> RunnableCallable:
     """A node named ``name``: ``prompt`` the ``role``'s model, turn its reply into an ``update``.
 
     The reply is a ``schema`` instance when a schema is given, else the reply text. The
     model is chosen per run from the ``Context``; the async form never blocks the loop.
+    ``describe`` labels the LLM call's trace metadata (e.g. which section a worker writes).
     """
+
+    def config(state: Any, context: Context) -> RunnableConfig:
+        metadata = {"fanout_role": role, "fanout_model": resolve_model(context.model_for(role))}
+        return RunnableConfig(metadata=metadata | (describe(state) if describe else {}))
 
     def reply_of(raw: Any) -> Any:
         if schema is None:
@@ -53,12 +61,16 @@ def llm_node(
 
     def call(state: Any) -> dict[str, Any]:
         context = run_context()
-        raw = model_for(context, role, schema).invoke(prompt(state, context))
+        raw = model_for(context, role, schema).invoke(
+            prompt(state, context), config(state, context)
+        )
         return update(state, reply_of(raw), context)
 
     async def acall(state: Any) -> dict[str, Any]:
         context = run_context()
-        raw = await model_for(context, role, schema).ainvoke(prompt(state, context))
+        raw = await model_for(context, role, schema).ainvoke(
+            prompt(state, context), config(state, context)
+        )
         return update(state, reply_of(raw), context)
 
     # trace=False: the graph already traces the node; no nested run of the same name.

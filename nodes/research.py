@@ -82,7 +82,11 @@ def _research_update(task: QuestionTask, answer: str, context: Context) -> dict[
 
 
 research_question = llm_node(
-    "research_question", role="worker", prompt=_research_prompt, update=_research_update
+    "research_question",
+    role="worker",
+    prompt=_research_prompt,
+    update=_research_update,
+    describe=lambda task: {"question": task["question"]},
 )
 
 
