@@ -50,6 +50,10 @@ def llm_node(
         metadata = {"fanout_role": role, "fanout_model": resolve_model(context.model_for(role))}
         return RunnableConfig(metadata=metadata | (describe(state) if describe else {}))
 
+    def malformed(exc: ValueError) -> MalformedOutputError:
+        expected = schema.__name__ if schema else "reply"
+        return MalformedOutputError(f"{name}: the model's reply is not a valid {expected}: {exc}")
+
     def reply_of(raw: Any) -> Any:
         if schema is None:
             if not raw.text.strip():
@@ -61,16 +65,20 @@ def llm_node(
 
     def call(state: Any) -> dict[str, Any]:
         context = run_context()
-        raw = model_for(context, role, schema).invoke(
-            prompt(state, context), config(state, context)
-        )
+        request = prompt(state, context)
+        try:
+            raw = model_for(context, role, schema).invoke(request, config(state, context))
+        except ValueError as exc:  # the reply did not parse or validate
+            raise malformed(exc) from exc
         return update(state, reply_of(raw), context)
 
     async def acall(state: Any) -> dict[str, Any]:
         context = run_context()
-        raw = await model_for(context, role, schema).ainvoke(
-            prompt(state, context), config(state, context)
-        )
+        request = prompt(state, context)
+        try:
+            raw = await model_for(context, role, schema).ainvoke(request, config(state, context))
+        except ValueError as exc:  # the reply did not parse or validate
+            raise malformed(exc) from exc
         return update(state, reply_of(raw), context)
 
     # trace=False: the graph already traces the node; no nested run of the same name.

@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import time
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -50,7 +51,11 @@ STRING_FORMATS = {
 
 @dataclass(slots=True)
 class Rule:
-    """Scripted behaviour for matching requests; the first non-exhausted match wins."""
+    """Scripted behaviour for matching requests; the first non-exhausted match wins.
+
+    ``match`` is a substring of the newline-joined message contents, ``schema`` the
+    ``json_schema`` or tool name. A ``fault`` takes precedence over ``response``.
+    """
 
     match: str | None = None
     schema: str | None = None
@@ -280,12 +285,12 @@ class FakeState:
     peak_in_flight: int = 0
 
     def reset(self) -> None:
-        """Drop rules and log; restore the default latency and item count."""
+        """Drop rules, log and counters; restore the default latency and item count."""
         self.latency = self.default_latency
         self.default_items = 3
         self.rules.clear()
         self.log = []
-        self.peak_in_flight = self.in_flight
+        self.in_flight = self.peak_in_flight = 0
 
     def pick_rule(self, req: ChatRequest) -> Rule | None:
         """Consume one use of the first live rule matching ``req``."""
@@ -319,10 +324,12 @@ class FakeState:
         return record
 
     def close_record(self, record: dict[str, Any], status: int | None) -> None:
-        """Mark a request finished."""
+        """Mark a request finished; requests that arrived before a reset are not counted."""
         record["t_end"] = time.monotonic()
         record["status"] = status
-        self.in_flight -= 1
+        seq = record["seq"]
+        if len(self.log) >= seq and self.log[seq - 1] is record:
+            self.in_flight -= 1
 
 
 async def chat_completions(request: Request) -> Response:
@@ -557,7 +564,7 @@ class _Server(uvicorn.Server):
         super().__init__(config)
         self.parent = os.getppid()
 
-    async def startup(self, sockets: Any = None) -> None:
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if not self.should_exit:
             port = self.servers[0].sockets[0].getsockname()[1]
@@ -583,6 +590,7 @@ def main(argv: list[str] | None = None) -> None:
         access_log=False,
         log_level="warning",
         timeout_graceful_shutdown=2,
+        timeout_keep_alive=75,  # outlive client pools' idle expiry: no reuse-after-close races
     )
     _Server(config).run()
 

@@ -234,8 +234,23 @@ async def test_latency_overlaps_concurrent_requests(fake_llm: FakeLLM) -> None:
     await asyncio.gather(*(llm.ainvoke(f"question {i}") for i in range(5)))
 
     wall = time.monotonic() - start
-    assert latency <= wall < 0.6 * 5 * latency
+    assert 0.95 * latency <= wall < 0.6 * 5 * latency
     assert fake_llm.stats() == {"requests": 5, "in_flight": 0, "peak_in_flight": 5}
+
+
+async def test_requests_from_before_a_reset_are_not_counted(fake_llm: FakeLLM) -> None:
+    fake_llm.configure(latency=0.3)
+    pending = asyncio.create_task(chat(fake_llm).ainvoke("straggler"))
+    for _ in range(100):
+        if fake_llm.stats()["in_flight"]:
+            break
+        await asyncio.sleep(0.01)
+    assert fake_llm.stats()["in_flight"] == 1
+
+    fake_llm.reset()
+    await pending
+
+    assert fake_llm.stats() == {"requests": 0, "in_flight": 0, "peak_in_flight": 0}
 
 
 async def test_rule_latency_overrides_and_reset_restores_default(fake_llm: FakeLLM) -> None:
@@ -247,7 +262,7 @@ async def test_rule_latency_overrides_and_reset_restores_default(fake_llm: FakeL
     fake_llm.reset()
     await chat(fake_llm).ainvoke("fast one")
 
-    assert 0.2 <= record["t_end"] - record["t_start"] < 1
+    assert 0.19 <= record["t_end"] - record["t_start"] < 1  # uvloop timers are ms-granular
     assert fake_llm.stats()["requests"] == 1
 
 
@@ -264,7 +279,7 @@ async def test_log_records_requests(fake_llm: FakeLLM) -> None:
     assert first["last_user"] == "Plan a report on tides"
     assert first["system"] == "You plan reports."
     assert (first["model"], first["temperature"], first["status"]) == ("fake-model", 0.2, 200)
-    assert 50 in (first["max_tokens"], first["max_completion_tokens"])
+    assert (first["max_tokens"], first["max_completion_tokens"]) == (None, 50)
     assert first["t_start"] <= first["t_end"] <= time.monotonic()
     assert fake_llm.requests_matching(schema="Plan") == [first]
     assert fake_llm.requests_matching("chat") == [second]

@@ -2,11 +2,11 @@
 
 import openai
 import pytest
-from pydantic import ValidationError
 
 from graphs.evaluation import graph as evaluation
 from graphs.research import graph as research
 from nodes.prompts import CRITERIA
+from nodes.retry import MalformedOutputError
 from state.context import Context
 
 SAFETY = CRITERIA["safety"]
@@ -49,7 +49,11 @@ async def test_an_empty_text_reply_is_retried(fake_llm):
     ("fault", "error", "message"),
     [
         ("500", openai.InternalServerError, "Error code: 500"),
-        ("invalid_json", ValidationError, "Invalid JSON"),
+        (
+            "invalid_json",
+            MalformedOutputError,
+            "(?s)evaluate_safety: .* not a valid Verdict.*Invalid JSON",
+        ),
     ],
     ids=["500", "invalid_json"],
 )
