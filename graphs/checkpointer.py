@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
-from langgraph.checkpoint.base import BaseCheckpointSaver
+if TYPE_CHECKING:
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from langgraph.checkpoint.sqlite import SqliteSaver
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 DEFAULT_DB = ".fanout/checkpoints.sqlite"
 """Where runs are kept unless ``--db`` or $FANOUT_DB says otherwise (relative to the cwd)."""
@@ -23,41 +30,79 @@ def is_postgres(url: str) -> bool:
     return url.startswith(("postgres://", "postgresql://"))
 
 
+def redact(url: str) -> str:
+    """``url`` fit to print: a PostgreSQL URL's password replaced by ``***``."""
+    if not is_postgres(url):
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def exists(url: str | None = None) -> bool:
+    """Whether the database may hold runs: a SQLite file that exists, or any PostgreSQL URL."""
+    url = db_url(url)
+    return is_postgres(url) or _sqlite_file(url).is_file()
+
+
+def _sqlite_file(url: str) -> Path:
+    return Path(url.removeprefix("sqlite:///").removeprefix("sqlite://"))
+
+
 def _sqlite_path(url: str) -> str:
-    path = Path(url.removeprefix("sqlite:///").removeprefix("sqlite://"))
+    path = _sqlite_file(url)
     path.parent.mkdir(parents=True, exist_ok=True)
     return str(path)
 
 
+class DatabaseError(Exception):
+    """The checkpoint database cannot be opened (unreachable, not writable, not a database)."""
+
+
 @contextmanager
 def open_checkpointer(url: str | None = None) -> Iterator[BaseCheckpointSaver]:
-    """A synchronous saver for ``url`` (see :func:`db_url`), tables created on first use."""
+    """A synchronous saver for ``url`` (see :func:`db_url`), its tables created if missing.
+
+    Raises:
+        DatabaseError: the database cannot be opened or set up.
+    """
     url = db_url(url)
-    if is_postgres(url):
-        from langgraph.checkpoint.postgres import PostgresSaver
+    with ExitStack() as stack:
+        try:
+            if is_postgres(url):
+                from langgraph.checkpoint.postgres import PostgresSaver
 
-        with PostgresSaver.from_conn_string(url) as saver:
+                saver: PostgresSaver | SqliteSaver
+                saver = stack.enter_context(PostgresSaver.from_conn_string(url))
+            else:
+                from langgraph.checkpoint.sqlite import SqliteSaver
+
+                saver = stack.enter_context(SqliteSaver.from_conn_string(_sqlite_path(url)))
             saver.setup()
-            yield saver
-    else:
-        from langgraph.checkpoint.sqlite import SqliteSaver
-
-        with SqliteSaver.from_conn_string(_sqlite_path(url)) as saver:
-            yield saver
+        except Exception as exc:
+            raise DatabaseError(f"cannot open {redact(url)}: {exc}") from exc
+        yield saver
 
 
 @asynccontextmanager
 async def aopen_checkpointer(url: str | None = None) -> AsyncIterator[BaseCheckpointSaver]:
     """The asynchronous form of :func:`open_checkpointer`."""
     url = db_url(url)
-    if is_postgres(url):
-        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    async with AsyncExitStack() as stack:
+        try:
+            if is_postgres(url):
+                from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
-        async with AsyncPostgresSaver.from_conn_string(url) as saver:
+                saver: AsyncPostgresSaver | AsyncSqliteSaver
+                saver = await stack.enter_async_context(AsyncPostgresSaver.from_conn_string(url))
+            else:
+                from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+                path = _sqlite_path(url)
+                saver = await stack.enter_async_context(AsyncSqliteSaver.from_conn_string(path))
             await saver.setup()
-            yield saver
-    else:
-        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
-        async with AsyncSqliteSaver.from_conn_string(_sqlite_path(url)) as saver:
-            yield saver
+        except Exception as exc:
+            raise DatabaseError(f"cannot open {redact(url)}: {exc}") from exc
+        yield saver

@@ -1,4 +1,8 @@
-"""``fanout``: run, resume, list and inspect durable runs of the three workflows."""
+"""``fanout``: run, resume, list and inspect durable runs of the three workflows.
+
+LangGraph, LangChain and the model clients are imported only once the input has passed
+validation, so bad usage is reported at once.
+"""
 
 from __future__ import annotations
 
@@ -6,29 +10,50 @@ import argparse
 import asyncio
 import json
 import logging
+import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, get_args
 
-from langchain_core.runnables import RunnableConfig
-from langgraph.graph.state import CompiledStateGraph
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from graphs.checkpointer import DEFAULT_DB, aopen_checkpointer, db_url
-from graphs.progress import RunProgress
-from graphs.workflows import WORKFLOWS, RunRecord, Workflow, find_run, recent_runs
-from nodes.models import is_local, resolve_model
-from state.context import DEFAULT_MAX_SECTIONS, Context
+from graphs.checkpointer import (
+    DEFAULT_DB,
+    DatabaseError,
+    aopen_checkpointer,
+    db_url,
+    exists,
+    redact,
+)
+from graphs.workflows import (
+    WORKFLOWS,
+    RunRecord,
+    Workflow,
+    find_run,
+    recent_runs,
+    thread_config,
+)
+from state.context import DEFAULT_MAX_SECTIONS, Context, Role
 from state.inputs import InvalidInputError, parse_input
 
+if TYPE_CHECKING:
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+    from langgraph.graph.state import CompiledStateGraph
+
+    from graphs.progress import RunProgress
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+PIPE_WIDTH = 240
+MIN_INPUT_WIDTH = 12
 COMMANDS = {"evaluate": "evaluation", "article": "article", "research": "research"}
 
 stderr = Console(stderr=True, soft_wrap=True)
-stdout = Console(highlight=False, soft_wrap=True)
+stdout = Console(highlight=False, soft_wrap=True, markup=False)  # model text is not markup
 
 
 class UsageError(Exception):
@@ -54,8 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     running.add_argument(
         "--max-concurrency", type=int, metavar="N", help="at most N LLM calls at once"
     )
+    running.add_argument(
+        "--max-tokens", type=int, metavar="N", help="cap on tokens generated per LLM call"
+    )
 
-    parser = argparse.ArgumentParser(prog="fanout", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="fanout", description="Run, resume, list and inspect durable runs of the workflows."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     for command, graph in COMMANDS.items():
         field = WORKFLOWS[graph].input_field
@@ -92,8 +122,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     try:
         code = asyncio.run(_dispatch(args))
-    except UsageError as exc:
-        stderr.print(f"[bold red]error:[/] {exc}", highlight=False)
+    except (UsageError, DatabaseError) as exc:
+        stderr.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         code = EXIT_USAGE
     except KeyboardInterrupt:
         code = 130
@@ -111,7 +141,10 @@ async def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _read_value(workflow: Workflow, raw: str) -> str:
-    value = sys.stdin.read() if raw == "-" else raw
+    try:
+        value = sys.stdin.read() if raw == "-" else raw
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"stdin is not valid text: {exc}") from None
     try:
         return getattr(
             parse_input(workflow.input_model, {workflow.input_field: value}), workflow.input_field
@@ -125,49 +158,121 @@ def _context(args: argparse.Namespace, base: Context) -> Context:
         context = replace(base, model=args.model or base.model)
         if getattr(args, "max_sections", None) is not None:
             context = replace(context, max_sections=args.max_sections)
+        if args.max_tokens is not None:
+            context = replace(context, max_tokens=args.max_tokens)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if args.max_concurrency is not None and args.max_concurrency < 1:
         raise UsageError("--max-concurrency must be >= 1")
+    if getattr(args, "thread", None) is not None and not args.thread.strip():
+        raise UsageError("--thread must not be empty")
     return context
+
+
+def _check_models(context: Context) -> None:
+    """Refuse a model spec that cannot load, before anything is persisted."""
+    from nodes.models import is_local, load_chat_model, resolve_model
+
+    for spec in sorted({resolve_model(context.model_for(role)) for role in get_args(Role)}):
+        if is_local(spec):
+            continue  # loading the weights is the check; the first node does it
+        try:
+            load_chat_model(spec, context.temperature, context.max_tokens, context.timeout)
+        except Exception as exc:  # unknown provider, missing package or key...
+            message = str(exc) if repr(spec) in str(exc) else f"model {spec!r}: {exc}"
+            raise UsageError(message) from None
+
+
+def _no_run(args: argparse.Namespace, thread_id: str) -> UsageError:
+    return UsageError(f"no run with thread id {thread_id!r} in {redact(db_url(args.db))}")
 
 
 async def _start(args: argparse.Namespace, workflow: Workflow) -> int:
     value = _read_value(workflow, getattr(args, workflow.input_field))
-    record = RunRecord.new(workflow, value, _context(args, Context()), args.thread)
-    return await _execute(args, workflow, record, {workflow.input_field: value})
+    context = _context(args, Context())
+    from nodes.models import resolve_model  # after validation: it imports LangChain
+
+    # The run keeps the model it started with, whatever $FANOUT_MODEL says at resume time.
+    context = replace(context, model=resolve_model(context.model))
+    _check_models(context)
+    record = RunRecord.new(workflow, value, context, args.thread)
+    async with aopen_checkpointer(args.db) as saver:
+        if args.thread:
+            await _check_thread_free(saver, workflow, args.thread)
+        return await _execute(args, saver, workflow, record, {workflow.input_field: value})
+
+
+async def _check_thread_free(
+    saver: BaseCheckpointSaver, workflow: Workflow, thread_id: str
+) -> None:
+    """Refuse to start on a thread that holds another graph's run or an unfinished one."""
+    checkpoint = await saver.aget_tuple(thread_config(thread_id))
+    if checkpoint is None:
+        return
+    record = RunRecord.from_metadata(thread_id, dict(checkpoint.metadata))
+    if record is None or record.graph != workflow.name:
+        held = f"a {record.graph} run" if record else "a run fanout did not start"
+        raise UsageError(f"thread {thread_id!r} already holds {held}; pick another --thread")
+    status, _ = await _status(workflow.compile(saver), thread_id)
+    if status != "done":
+        raise UsageError(
+            f"thread {thread_id!r} holds an unfinished {workflow.name} run ({status}); "
+            f"finish it with `fanout resume {thread_id}` or pick another --thread"
+        )
 
 
 async def _resume(args: argparse.Namespace) -> int:
+    if not exists(args.db):
+        raise _no_run(args, args.thread_id)
     async with aopen_checkpointer(args.db) as saver:
         record = await find_run(saver, args.thread_id)
-    if record is None:
-        raise UsageError(f"no run with thread id {args.thread_id!r} in {db_url(args.db)}")
-    record = replace(record, context=_context(args, record.context))
-    return await _execute(args, WORKFLOWS[record.graph], record, None)
+        if record is None:
+            raise _no_run(args, args.thread_id)
+        record = replace(record, context=_context(args, record.context))
+        _check_models(record.context)
+        workflow = WORKFLOWS[record.graph]
+        if (await _status(workflow.compile(saver), record.thread_id))[0] == "done":
+            stderr.print("the run already finished: nothing to resume", highlight=False)
+        return await _execute(args, saver, workflow, record, None)
 
 
 async def _execute(
-    args: argparse.Namespace, workflow: Workflow, record: RunRecord, payload: dict[str, Any] | None
+    args: argparse.Namespace,
+    saver: BaseCheckpointSaver,
+    workflow: Workflow,
+    record: RunRecord,
+    payload: dict[str, Any] | None,
 ) -> int:
-    stderr.print(f"thread: {record.thread_id}", highlight=False)
+    """Run (``payload``) or resume (None) ``record``'s graph, persisting to ``saver``."""
+    from graphs.progress import RunProgress
+    from nodes.models import is_local, resolve_model
+
+    stderr.print(f"thread: {record.thread_id}", highlight=False, markup=False)
     model = resolve_model(record.context.model)
     note = " (embedded, demo-grade: weak content, unreliable judgements)" if is_local(model) else ""
-    stderr.print(f"{workflow.name} on model {model}{note}", highlight=False)
+    stderr.print(f"{workflow.name} on model {model}{note}", highlight=False, markup=False)
     progress = RunProgress(stderr)
-    async with aopen_checkpointer(args.db) as saver:
-        graph = workflow.compile(saver)
-        config = record.config([progress], args.max_concurrency)
-        try:
-            with progress:
-                output = await graph.ainvoke(
-                    payload, config, context=record.context, durability="async"
-                )
-        except Exception as exc:  # the run failed: say where and how to resume
-            _report_failure(args, record, progress, exc)
-            return EXIT_FAILED
+    graph = workflow.compile(saver)
+    config = record.config([progress], args.max_concurrency)
+    try:
+        with progress:
+            output = await graph.ainvoke(
+                payload, config, context=record.context, durability="async"
+            )
+    except asyncio.CancelledError:  # Ctrl-C
+        stderr.print(f"interrupted; {_resume_hint(args, record)}", highlight=False, markup=False)
+        raise
+    except Exception as exc:  # the run failed: say where and how to resume
+        _report_failure(args, record, progress, exc)
+        return EXIT_FAILED
     _print_result(args, workflow, record, output, progress.usage())
     return EXIT_OK
+
+
+def _resume_hint(args: argparse.Namespace, record: RunRecord) -> str:
+    db = f" --db {shlex.quote(redact(args.db))}" if args.db else ""
+    thread = shlex.quote(record.thread_id)
+    return f"finished work is saved; resume with: fanout resume {thread}{db}"
 
 
 def _report_failure(
@@ -176,12 +281,11 @@ def _report_failure(
     failed = progress.failed()
     where = ", ".join(f"{t.node}" + (f" [{t.label}]" if t.label else "") for t in failed)
     cause = failed[0].error if failed else f"{type(exc).__name__}: {exc}"
-    db = f" --db {args.db}" if args.db else ""
-    stderr.print(f"[bold red]run failed[/] in {where or 'the graph'}: {cause}", highlight=False)
     stderr.print(
-        f"finished work is saved; resume with: fanout resume {record.thread_id}{db}",
+        f"[bold red]run failed[/] in {escape(where or 'the graph')}: {escape(cause)}",
         highlight=False,
     )
+    stderr.print(_resume_hint(args, record), highlight=False, markup=False)
 
 
 def _print_result(
@@ -221,19 +325,21 @@ def _print_result(
 async def _status(
     graph: CompiledStateGraph[Any, Context, Any, Any], thread_id: str
 ) -> tuple[str, Any]:
-    snapshot = await graph.aget_state(RunnableConfig(configurable={"thread_id": thread_id}))
+    snapshot = await graph.aget_state(thread_config(thread_id))
     if not snapshot.next:
         return "done", snapshot
     return ("failed" if any(t.error for t in snapshot.tasks) else "incomplete"), snapshot
 
 
 async def _list(args: argparse.Namespace) -> int:
-    async with aopen_checkpointer(args.db) as saver:
-        graphs = {name: w.compile(saver) for name, w in WORKFLOWS.items()}
-        rows = [
-            (r, (await _status(graphs[r.graph], r.thread_id))[0])
-            for r in await recent_runs(saver, args.limit)
-        ]
+    rows: list[tuple[RunRecord, str]] = []
+    if exists(args.db):
+        async with aopen_checkpointer(args.db) as saver:
+            graphs = {name: w.compile(saver) for name, w in WORKFLOWS.items()}
+            rows = [
+                (r, (await _status(graphs[r.graph], r.thread_id))[0])
+                for r in await recent_runs(saver, args.limit)
+            ]
     if args.json:
         print(
             json.dumps(
@@ -250,18 +356,40 @@ async def _list(args: argparse.Namespace) -> int:
             )
         )
         return EXIT_OK
-    table = Table("thread", "graph", "status", "started", "input")
-    for r, s in rows:
-        table.add_row(r.thread_id, r.graph, s, r.started, r.input_head)
-    stdout.print(table)
+    if not rows:
+        stderr.print(f"no runs in {redact(db_url(args.db))}", highlight=False, markup=False)
+        return EXIT_OK
+    _runs_table(rows)
     return EXIT_OK
 
 
+def _runs_table(rows: list[tuple[RunRecord, str]]) -> None:
+    """Print runs as a table whose thread ids stay whole; the input column gives way."""
+    # Piped output is not cut to 80 columns: whole lines, for scripts and grep.
+    out = stdout if stdout.is_terminal else Console(width=PIPE_WIDTH, highlight=False)
+    cells = [
+        (r.thread_id, r.graph, s, r.started[:16].replace("T", " "), r.input_head) for r, s in rows
+    ]
+    headers = ("thread", "graph", "status", "started (UTC)", "input")
+    fixed = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers[:-1])]
+    room = out.width - sum(fixed) - 2 * len(headers)  # each column is padded by one each side
+    table = Table(box=None, header_style="bold")
+    for header in headers[:-1]:
+        table.add_column(header, no_wrap=True)
+    if room >= MIN_INPUT_WIDTH:
+        table.add_column("input", no_wrap=True, overflow="ellipsis", max_width=room)
+    for row in cells:
+        table.add_row(*(Text(cell) for cell in row[: len(table.columns)]))  # not markup
+    out.print(table)
+
+
 async def _show(args: argparse.Namespace) -> int:
+    if not exists(args.db):
+        raise _no_run(args, args.thread_id)
     async with aopen_checkpointer(args.db) as saver:
         record = await find_run(saver, args.thread_id)
         if record is None:
-            raise UsageError(f"no run with thread id {args.thread_id!r} in {db_url(args.db)}")
+            raise _no_run(args, args.thread_id)
         status, snapshot = await _status(WORKFLOWS[record.graph].compile(saver), record.thread_id)
     shown = {
         "thread_id": record.thread_id,

@@ -17,7 +17,13 @@ from rich.table import Table
 from nodes.retry import LLM_RETRY
 
 LABEL_CHARS = 48
-STYLES = {"running": "yellow", "done": "green", "retrying": "magenta", "failed": "bold red"}
+STYLES = {
+    "running": "yellow",
+    "done": "green",
+    "retrying": "magenta",
+    "failed": "bold red",
+    "cancelled": "dim",
+}
 
 
 @dataclass
@@ -98,18 +104,31 @@ class RunProgress(UsageMetadataCallbackHandler):
             self._refresh()
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        """Mark a node task retrying (if the retry policy will try again) or failed."""
+        """Mark a node task retrying (if the retry policy will try again), failed or cancelled.
+
+        A task is cancelled (not failed) when a sibling's failure or an interrupt stops it.
+        """
         if (task := self._task(run_id)) is None:
             return
-        task.error = f"{type(error).__name__}: {error}"
-        will_retry = task.attempts < self.retry.max_attempts and bool(
-            callable(self.retry.retry_on) and self.retry.retry_on(error)  # type: ignore[arg-type]
-        )
-        task.status = "retrying" if will_retry else "failed"
-        if not will_retry:
+        if not isinstance(error, Exception):  # CancelledError, KeyboardInterrupt...
+            task.status, task.error = "cancelled", ""
+        else:
+            task.error = f"{type(error).__name__}: {error}"
+            task.status = "retrying" if self._will_retry(task, error) else "failed"
+        if task.status != "retrying":
             task.finished = time.monotonic()
-        self._log(task, f"{task.status} ({task.error[:120]})")
+        self._log(task, task.status + (f" ({task.error[:120]})" if task.error else ""))
         self._refresh()
+
+    def _will_retry(self, task: Task, error: Exception) -> bool:
+        retry_on = self.retry.retry_on
+        if task.attempts >= self.retry.max_attempts:
+            return False
+        if isinstance(retry_on, type):
+            return isinstance(error, retry_on)
+        if callable(retry_on):
+            return bool(retry_on(error))
+        return isinstance(error, tuple(retry_on))
 
     def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
         """Count one LLM call."""

@@ -1,37 +1,52 @@
-"""The three workflows by name, and durable runs of them against a checkpointer."""
+"""The three workflows by name, and durable runs of them against a checkpointer.
+
+Importing this module is cheap (no LangGraph, no LangChain): a graph is built on first use,
+so the CLI can reject bad input at once.
+"""
 
 from __future__ import annotations
 
+import importlib
 import json
 import uuid
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.graph import StateGraph
-from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel
 
-from graphs import article, evaluation, research
 from state.article import ArticleInput
 from state.context import Context
 from state.evaluation import EvaluationInput
 from state.research import ResearchInput
 
+if TYPE_CHECKING:
+    from langchain_core.callbacks import BaseCallbackHandler
+    from langchain_core.runnables import RunnableConfig
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+    from langgraph.graph import StateGraph
+    from langgraph.graph.state import CompiledStateGraph
+
 INPUT_HEAD_CHARS = 60
+RUNS_PAGE = 200
+"""Checkpoints read per query when listing runs."""
 
 
 @dataclass(frozen=True)
 class Workflow:
-    """A graph together with its input model and the name of its one input field."""
+    """A graph (built by module ``graphs.<name>``), its input model and its one input field."""
 
     name: str
-    builder: StateGraph[Any, Context, Any, Any]
     input_model: type[BaseModel]
     input_field: str
+
+    @property
+    def builder(self) -> StateGraph[Any, Context, Any, Any]:
+        """The graph's builder (importing its module builds it)."""
+        builder: StateGraph[Any, Context, Any, Any] = importlib.import_module(
+            f"graphs.{self.name}"
+        ).builder
+        return builder
 
     def compile(
         self, checkpointer: BaseCheckpointSaver
@@ -41,9 +56,9 @@ class Workflow:
 
 
 WORKFLOWS = {
-    "evaluation": Workflow("evaluation", evaluation.builder, EvaluationInput, "text"),
-    "article": Workflow("article", article.builder, ArticleInput, "topic"),
-    "research": Workflow("research", research.builder, ResearchInput, "topic"),
+    "evaluation": Workflow("evaluation", EvaluationInput, "text"),
+    "article": Workflow("article", ArticleInput, "topic"),
+    "research": Workflow("research", ResearchInput, "topic"),
 }
 
 
@@ -89,39 +104,56 @@ class RunRecord:
         self, callbacks: list[BaseCallbackHandler], max_concurrency: int | None
     ) -> RunnableConfig:
         """The run config: thread, metadata persisted with every checkpoint, callbacks."""
-        config = RunnableConfig(
-            configurable={"thread_id": self.thread_id},
-            metadata={
+        config: RunnableConfig = {
+            "configurable": {"thread_id": self.thread_id},
+            "metadata": {
                 "fanout_graph": self.graph,
                 "fanout_input": self.input_head,
                 "fanout_started": self.started,
                 "fanout_context": json.dumps(asdict(self.context)),
             },
-            callbacks=callbacks,
-        )
+            "callbacks": callbacks,
+        }
         if max_concurrency:
             config["max_concurrency"] = max_concurrency
         return config
 
 
+def thread_config(thread_id: str) -> RunnableConfig:
+    """The config that names the latest checkpoint of ``thread_id``."""
+    return {"configurable": {"thread_id": thread_id}}
+
+
 async def find_run(saver: BaseCheckpointSaver, thread_id: str) -> RunRecord | None:
     """The record of the run on ``thread_id``, or None if there is none."""
-    checkpoint = await saver.aget_tuple(RunnableConfig(configurable={"thread_id": thread_id}))
+    checkpoint = await saver.aget_tuple(thread_config(thread_id))
     if checkpoint is None:
         return None
     return RunRecord.from_metadata(thread_id, dict(checkpoint.metadata))
 
 
-async def recent_runs(saver: BaseCheckpointSaver, limit: int) -> list[RunRecord]:
-    """The newest ``limit`` runs, newest first."""
+async def recent_runs(
+    saver: BaseCheckpointSaver, limit: int, page: int = RUNS_PAGE
+) -> list[RunRecord]:
+    """The newest ``limit`` runs, newest start first (one per thread).
+
+    Reads only the input checkpoint that starts each run, ``page`` at a time, so listing
+    stays cheap however many checkpoints the database holds.
+    """
     runs: dict[str, RunRecord] = {}
-    async for checkpoint in saver.alist(None):
-        thread_id = checkpoint.config["configurable"]["thread_id"]
-        if thread_id in runs or checkpoint.config["configurable"].get("checkpoint_ns"):
-            continue
-        record = RunRecord.from_metadata(thread_id, dict(checkpoint.metadata))
-        if record is not None:
-            runs[thread_id] = record
-            if len(runs) >= limit:
-                break
-    return list(runs.values())
+    before: RunnableConfig | None = None
+    while len(runs) < limit:
+        starts = saver.alist(None, filter={"source": "input"}, before=before, limit=page)
+        batch = [c async for c in starts]  # read whole: a saver may hold a lock while it yields
+        for checkpoint in batch:
+            configurable = checkpoint.config["configurable"]
+            thread_id = configurable["thread_id"]
+            if thread_id in runs or configurable.get("checkpoint_ns"):
+                continue
+            record = RunRecord.from_metadata(thread_id, dict(checkpoint.metadata))
+            if record is not None:
+                runs[thread_id] = record
+        if len(batch) < page:
+            break
+        before = batch[-1].config
+    return list(runs.values())[:limit]

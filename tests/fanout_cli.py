@@ -1,0 +1,101 @@
+"""Run the real ``fanout`` command in a subprocess, and read what a run left in its database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+
+from graphs.checkpointer import open_checkpointer
+from graphs.workflows import WORKFLOWS
+from tests.fake_llm_client import FakeLLM
+
+FANOUT = [sys.executable, "-m", "graphs"]
+RUN_TIMEOUT = 60.0
+"""Seconds any one ``fanout`` process may take before the test fails."""
+
+
+def fanout_env(fake: FakeLLM) -> dict[str, str]:
+    """This process's environment, pointed at ``fake``, with no database or tracing set."""
+    env = dict(os.environ)
+    for name in ("FANOUT_DB", "LANGSMITH_TRACING", "LANGCHAIN_TRACING_V2", "LANGSMITH_API_KEY"):
+        env.pop(name, None)
+    env.update(
+        OPENAI_BASE_URL=fake.base_url,
+        OPENAI_API_KEY="test-key",
+        FANOUT_MODEL="openai:fake-model",
+        NO_COLOR="1",
+    )
+    return env
+
+
+def fanout(
+    fake: FakeLLM, cwd: Path, *args: str, stdin: str = "", timeout: float = RUN_TIMEOUT
+) -> subprocess.CompletedProcess[str]:
+    """Run ``fanout *args`` to completion in ``cwd``."""
+    return subprocess.run(
+        [*FANOUT, *args],
+        cwd=cwd,
+        env=fanout_env(fake),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def start_fanout(fake: FakeLLM, cwd: Path, *args: str) -> subprocess.Popen[str]:
+    """Start ``fanout *args`` in ``cwd``; its stdout and stderr go to ``cwd/fanout.out|err``."""
+    with (cwd / "fanout.out").open("w") as out, (cwd / "fanout.err").open("w") as err:
+        return subprocess.Popen(
+            [*FANOUT, *args],
+            cwd=cwd,
+            env=fanout_env(fake),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            text=True,
+        )
+
+
+def json_result(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    """The one JSON object a ``--json`` run printed; fails unless stdout is exactly that."""
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, result.stdout
+    data = json.loads(lines[0])
+    assert isinstance(data, dict)
+    return data
+
+
+def wait_for_results(
+    db: str, graph: str, thread_id: str, node: str, count: int, timeout: float = 30.0
+) -> None:
+    """Poll the checkpoint ``db`` until ``count`` ``node`` tasks of the run have saved results."""
+    workflow = WORKFLOWS[graph]
+    config = RunnableConfig(configurable={"thread_id": thread_id})
+    deadline = time.monotonic() + timeout
+    seen = -1
+    with open_checkpointer(db) as saver:
+        compiled = workflow.compile(saver)
+        while time.monotonic() < deadline:
+            tasks = compiled.get_state(config).tasks
+            seen = sum(1 for t in tasks if t.name == node and t.result is not None)
+            if seen >= count:
+                return
+            time.sleep(0.05)
+    raise AssertionError(f"only {seen} of {count} {node} results saved after {timeout:g}s")
+
+
+def thread_exists(db: str, thread_id: str) -> bool:
+    """Whether ``db`` holds any checkpoint of ``thread_id``."""
+    with open_checkpointer(db) as saver:
+        config = RunnableConfig(configurable={"thread_id": thread_id})
+        return saver.get_tuple(config) is not None
