@@ -40,8 +40,7 @@ system-deps:  ## PostgreSQL (for the durability tests) and curl (for the API exa
 demo: install  ## the main job: an article, on OpenAI if OPENAI_API_KEY is set, else on the embedded model
 	$(BIN)/fanout article "$(TOPIC)" --max-sections 4 --max-tokens 160
 
-serve: install  ## langgraph dev API (and Studio) on $(HOST):$(PORT)
-	@[ -f .env ] || cp .env.example .env
+serve: install  ## langgraph dev API (and Studio) on $(HOST):$(PORT); settings from .env if present
 	$(BIN)/langgraph dev --host $(HOST) --port $(PORT) --no-browser --n-jobs-per-worker 10
 
 lint: install

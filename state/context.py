@@ -6,12 +6,13 @@ Passed per run as ``context=Context(...)`` (Python) or as the ``context`` object
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 Role = Literal["evaluator", "aggregator", "planner", "worker", "writer"]
 
 DEFAULT_MAX_SECTIONS = 8
+_KINDS: dict[object, type | tuple[type, ...]] = {"str": str, "int": int, "float": (int, float)}
 
 
 @dataclass(kw_only=True)
@@ -71,7 +72,11 @@ class Context:
     )
 
     def __post_init__(self) -> None:
-        """Reject settings that cannot work, naming the field."""
+        """Reject settings that cannot work (e.g. from a server request), naming the field."""
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if isinstance(value, bool) or not isinstance(value, _KINDS[spec.type]):
+                raise TypeError(f"{spec.name} must be {spec.type}, got {value!r}")
         if self.max_sections < 1:
             raise ValueError(f"max_sections must be >= 1, got {self.max_sections}")
         if self.max_tokens < 1:

@@ -12,8 +12,12 @@ README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 FANOUT = str(Path(sys.executable).with_name("fanout"))
 
 
+SERVER_URL = "http://127.0.0.1:2024"  # blocks using the server run in tests/test_server.py
+
+
 def blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", README, re.S)
+    found = re.findall(rf"```{language}\n(.*?)```", README, re.S)
+    return [block for block in found if SERVER_URL not in block]
 
 
 def run(command: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess:

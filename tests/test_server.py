@@ -1,0 +1,651 @@
+"""The graphs behind a real ``langgraph dev`` process: assistants, schemas, runs, threads.
+
+Every server here is a ``langgraph dev`` subprocess on a free port (2024 may be taken), in its
+own working directory (its ``.langgraph_api/`` files and an absent ``.env``), with a config
+derived from the project's ``langgraph.json`` (same graphs, descriptions and checkpointer; paths
+made absolute), and the suite's fake LLM as the model. Thread state lives in the SQLite file
+named by $FANOUT_DB through ``graphs/server.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import pytest
+from langgraph_cli.config import validate_config_file
+from langgraph_sdk import get_client, get_sync_client
+from langgraph_sdk.client import LangGraphClient, SyncLangGraphClient
+from langgraph_sdk.errors import NotFoundError
+
+from nodes.evaluation import BRANCHES
+from state.context import Context
+from tests.fake_llm_client import FakeLLM
+
+pytestmark = pytest.mark.server
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONFIG = PROJECT_ROOT / "langgraph.json"
+README = PROJECT_ROOT / "README.md"
+GRAPHS = {"evaluation", "article", "research"}
+DOCUMENTED_URL = "http://127.0.0.1:2024"
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 10.0
+FAKE_LATENCY = 0.1
+N_CONCURRENT = 20
+
+
+# --- the server process ------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def server_config(workdir: Path) -> Path:
+    """``langgraph.json`` with absolute graph and checkpointer paths, written into ``workdir``."""
+    config = json.loads(CONFIG.read_text())
+    for spec in config["graphs"].values():
+        spec["path"] = str(PROJECT_ROOT / spec["path"])
+    config["checkpointer"]["path"] = str(PROJECT_ROOT / config["checkpointer"]["path"])
+    config["dependencies"] = [str(PROJECT_ROOT)]
+    path = workdir / "langgraph.json"
+    path.write_text(json.dumps(config, indent=2))
+    return path
+
+
+def server_env(fake: FakeLLM, db: Path) -> dict[str, str]:
+    """The environment of a server: offline, untraced, the fake LLM, the given database."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("LANGSMITH_", "LANGCHAIN_", "OPENAI_", "FANOUT_"))
+    }
+    env.update(
+        LANGGRAPH_CLI_NO_ANALYTICS="1",
+        LANGGRAPH_NO_VERSION_CHECK="1",
+        LANGSMITH_TRACING="false",
+        OPENAI_BASE_URL=fake.base_url,
+        OPENAI_API_KEY="test-key",
+        FANOUT_MODEL="openai:fake-model",
+        FANOUT_DB=str(db),
+    )
+    return env
+
+
+@dataclass
+class Server:
+    """A running ``langgraph dev`` process."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    workdir: Path
+    log: IO[bytes]
+
+    def output(self) -> str:
+        """Everything the server printed so far."""
+        if not self.log.closed:
+            self.log.flush()
+        return Path(self.log.name).read_text(errors="replace")
+
+    def sync_client(self) -> SyncLangGraphClient:
+        return get_sync_client(url=self.url)
+
+    def client(self) -> LangGraphClient:
+        return get_client(url=self.url)
+
+    def kill(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        """Send ``sig`` to the server's process group; SIGKILL it if it lingers."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            try:
+                self.process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.log.close()
+
+
+def start_server(workdir: Path, env: dict[str, str]) -> Server:
+    """Start ``langgraph dev`` in ``workdir`` and wait until ``/ok`` answers."""
+    port = free_port()
+    config = server_config(workdir)
+    command = [sys.executable, "-m", "langgraph_cli", "dev", "--config", str(config)]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--no-browser", "--no-reload"]
+    command += ["--n-jobs-per-worker", "10"]
+    log = (workdir / f"server-{port}.log").open("w+b")
+    process = subprocess.Popen(
+        command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    server = Server(process, f"http://127.0.0.1:{port}", workdir, log)
+    deadline = time.monotonic() + START_TIMEOUT
+    with httpx.Client(timeout=2.0, trust_env=False) as http:
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                if http.get(f"{server.url}/ok").status_code == 200:
+                    return server
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+    code = process.poll()
+    server.kill(signal.SIGKILL)
+    raise RuntimeError(
+        f"`langgraph dev` did not answer /ok on {server.url} within {START_TIMEOUT:g}s "
+        f"(exit code {code}); its output:\n{server.output()}"
+    )
+
+
+@pytest.fixture(scope="module")
+def server(fake_llm_server: FakeLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One ``langgraph dev`` process for the module."""
+    workdir = tmp_path_factory.mktemp("langgraph-dev")
+    running = start_server(workdir, server_env(fake_llm_server, workdir / "checkpoints.sqlite"))
+    try:
+        yield running
+    finally:
+        running.kill()
+
+
+@pytest.fixture
+def client(server: Server, fake_llm: FakeLLM) -> SyncLangGraphClient:
+    """A synchronous SDK client of the module's server, the fake LLM reset."""
+    return server.sync_client()
+
+
+# --- expected outputs --------------------------------------------------------------------------
+
+INPUTS = {
+    "evaluation": {"text": "A short, friendly story about a cat who learns to share."},
+    "article": {"topic": "Community gardens"},
+    "research": {"topic": "Heat pumps in cold climates"},
+}
+
+
+def check_output(graph: str, output: dict[str, Any], items: int = 3) -> None:
+    """``output`` is what ``graph`` returns for its entry in INPUTS (the fake makes ``items``)."""
+    if graph == "evaluation":
+        assert set(output) == {"is_appropriate", "summary", "evaluations", "votes"}
+        assert isinstance(output["is_appropriate"], bool)
+        assert [e["evaluator"] for e in output["evaluations"]] == list(BRANCHES.values())
+        assert output["votes"] == sum(e["is_appropriate"] for e in output["evaluations"])
+        assert output["summary"]
+    elif graph == "article":
+        assert set(output) == {"sections", "completed_sections", "article"}
+        assert len(output["sections"]) == len(output["completed_sections"]) == items
+        names = [s["name"] for s in output["sections"]]
+        assert [s["name"] for s in output["completed_sections"]] == names
+        assert output["article"].startswith(f"# {INPUTS['article']['topic']}")
+    else:
+        assert set(output) == {"report", "task_count", "findings"}
+        assert output["task_count"] == len(output["findings"]) == items
+        assert output["report"]
+
+
+# --- configuration -----------------------------------------------------------------------------
+
+
+def test_langgraph_json_is_valid_and_points_at_real_objects() -> None:
+    config = validate_config_file(CONFIG)
+    assert set(config["graphs"]) == GRAPHS
+    for graph_id, spec in config["graphs"].items():
+        path, _, variable = spec["path"].rpartition(":")
+        assert (PROJECT_ROOT / path).is_file(), graph_id
+        assert variable == "graph"
+        assert len(spec["description"]) > 40, graph_id
+    path, _, name = config["checkpointer"]["path"].rpartition(":")
+    assert (PROJECT_ROOT / path).is_file()
+    assert name == "checkpointer"
+    raw = json.loads(CONFIG.read_text())
+    assert raw["$schema"] and raw["env"] == ".env" and raw["dependencies"] == ["."]
+
+
+# --- assistants and schemas --------------------------------------------------------------------
+
+
+def test_assistants_search_lists_the_three_graphs(client: SyncLangGraphClient) -> None:
+    assistants = client.assistants.search(limit=100)
+    assert {a["graph_id"] for a in assistants} == GRAPHS
+    for assistant in assistants:
+        assert assistant["name"] == assistant["graph_id"]
+        assert len(assistant["description"] or "") > 40
+
+
+def _field_descriptions(schema: dict[str, Any]) -> dict[str, str]:
+    return {name: prop.get("description", "") for name, prop in schema["properties"].items()}
+
+
+@pytest.mark.parametrize(
+    ("graph", "input_field", "output_fields"),
+    [
+        ("evaluation", "text", {"is_appropriate", "summary", "evaluations", "votes"}),
+        ("article", "topic", {"sections", "completed_sections", "article"}),
+        ("research", "topic", {"report", "task_count", "findings"}),
+    ],
+)
+def test_get_schemas_returns_typed_input_output_and_context(
+    client: SyncLangGraphClient, graph: str, input_field: str, output_fields: set[str]
+) -> None:
+    (assistant,) = client.assistants.search(graph_id=graph)
+    schemas = client.assistants.get_schemas(assistant["assistant_id"])
+
+    input_schema = schemas["input_schema"]
+    assert input_schema is not None
+    assert input_schema["required"] == [input_field]
+    field = input_schema["properties"][input_field]
+    assert field["type"] == "string" and field["minLength"] == 1 and field["description"]
+
+    output_schema = schemas["output_schema"]
+    assert output_schema is not None
+    descriptions = _field_descriptions(output_schema)
+    assert set(descriptions) == output_fields
+    assert all(descriptions.values()), descriptions
+
+    context_schema = schemas["context_schema"]
+    assert context_schema is not None and context_schema["title"] == "Context"
+    descriptions = _field_descriptions(context_schema)
+    assert set(descriptions) == set(Context.__dataclass_fields__)
+    assert all(descriptions.values()), descriptions
+    assert context_schema["properties"]["max_sections"]["type"] == "integer"
+    assert context_schema["properties"]["max_sections"]["default"] == Context().max_sections
+
+
+# --- runs and threads --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("graph", sorted(GRAPHS))
+def test_runs_wait_on_a_new_thread_returns_the_output(
+    client: SyncLangGraphClient, graph: str
+) -> None:
+    thread = client.threads.create()
+    output = client.runs.wait(thread["thread_id"], graph, input=INPUTS[graph])
+    assert isinstance(output, dict)
+    check_output(graph, output)
+
+
+def test_runs_wait_without_a_thread_over_plain_http(server: Server, fake_llm: FakeLLM) -> None:
+    body = {"assistant_id": "research", "input": INPUTS["research"]}
+    response = httpx.post(f"{server.url}/runs/wait", json=body, timeout=60, trust_env=False)
+    assert response.status_code == 200
+    check_output("research", response.json())
+
+
+def _stream_updates(
+    client: SyncLangGraphClient, graph: str, stream_mode: str = "updates"
+) -> list[dict[str, Any]]:
+    thread = client.threads.create()
+    parts = client.runs.stream(
+        thread["thread_id"], graph, input=INPUTS[graph], stream_mode=stream_mode
+    )
+    return [part.data for part in parts if part.event == stream_mode]
+
+
+def test_stream_updates_of_evaluation_has_one_update_per_branch(
+    client: SyncLangGraphClient,
+) -> None:
+    updates = _stream_updates(client, "evaluation")
+    nodes = Counter(node for update in updates for node in update)
+    assert nodes == Counter({**dict.fromkeys(BRANCHES, 1), "aggregate": 1})
+    assert list(updates[-1]) == ["aggregate"]
+    # The server streams only output-schema keys: a branch's own write (`verdicts`) is not one,
+    # so its update is null; the aggregate's carries every branch's evaluation.
+    assert all(update[node] is None for update in updates[:-1] for node in update)
+    check_output("evaluation", updates[-1]["aggregate"])
+
+
+def test_stream_tasks_of_evaluation_shows_each_branch_verdict(
+    client: SyncLangGraphClient,
+) -> None:
+    results = [t for t in _stream_updates(client, "evaluation", "tasks") if "result" in t]
+    verdicts = {
+        t["name"]: t["result"]["verdicts"][0]["evaluator"]
+        for t in results
+        if t["name"] != "aggregate"
+    }
+    assert verdicts == BRANCHES
+
+
+@pytest.mark.parametrize(
+    ("graph", "planner", "worker", "writer", "key"),
+    [
+        ("research", "plan_research", "research_question", "write_report", "findings"),
+        ("article", "plan_sections", "write_section", "synthesize_article", "completed_sections"),
+    ],
+)
+def test_stream_updates_has_one_update_per_worker(
+    client: SyncLangGraphClient, graph: str, planner: str, worker: str, writer: str, key: str
+) -> None:
+    updates = _stream_updates(client, graph)
+    assert [next(iter(u)) for u in updates] == [planner, worker, worker, worker, writer]
+    worker_writes = [u[worker][key] for u in updates[1:4]]
+    assert all(len(write) == 1 for write in worker_writes)
+    assert len({json.dumps(write) for write in worker_writes}) == 3
+
+
+def test_thread_state_and_history_show_the_finished_run(client: SyncLangGraphClient) -> None:
+    thread = client.threads.create()
+    output = client.runs.wait(thread["thread_id"], "research", input=INPUTS["research"])
+    assert isinstance(output, dict)
+
+    state = client.threads.get_state(thread["thread_id"])
+    assert state["next"] == []
+    assert state["values"]["topic"] == INPUTS["research"]["topic"]
+    for key in ("report", "task_count", "findings"):
+        assert state["values"][key] == output[key]
+
+    history = client.threads.get_history(thread["thread_id"])
+    assert history[0]["checkpoint"]["checkpoint_id"] == state["checkpoint"]["checkpoint_id"]
+    assert [h["metadata"]["step"] for h in history] == list(range(len(history) - 2, -2, -1))
+    assert {"plan_research", "research_question"} <= {
+        task["name"] for h in history for task in h["tasks"]
+    }
+    assert client.threads.get(thread["thread_id"])["status"] == "idle"
+
+
+# --- run settings ------------------------------------------------------------------------------
+
+
+def test_context_sets_the_model_and_max_sections(
+    client: SyncLangGraphClient, fake_llm: FakeLLM
+) -> None:
+    fake_llm.configure(default_items=5)
+    context = {"model": "openai:other-model", "max_sections": 2, "not_a_setting": 1}
+    output = client.runs.wait(None, "article", input=INPUTS["article"], context=context)
+    assert isinstance(output, dict)
+    check_output("article", output, items=2)
+    assert {r["model"] for r in fake_llm.log()} == {"other-model"}
+
+
+def test_context_sets_a_model_per_role(client: SyncLangGraphClient, fake_llm: FakeLLM) -> None:
+    context = {"worker_model": "openai:worker-model", "writer_model": "openai:writer-model"}
+    output = client.runs.wait(None, "research", input=INPUTS["research"], context=context)
+    assert isinstance(output, dict)
+    check_output("research", output)
+    by_schema = Counter((r["schema"], r["model"]) for r in fake_llm.log())
+    assert by_schema == {
+        ("ResearchPlan", "fake-model"): 1,
+        (None, "worker-model"): 3,
+        (None, "writer-model"): 1,
+    }
+
+
+def test_configurable_works_like_context(client: SyncLangGraphClient, fake_llm: FakeLLM) -> None:
+    fake_llm.configure(default_items=5)
+    config: Any = {"configurable": {"max_sections": 1, "temperature": 0.7}}
+    output = client.runs.wait(None, "article", input=INPUTS["article"], config=config)
+    assert isinstance(output, dict)
+    check_output("article", output, items=1)
+    assert {r["temperature"] for r in fake_llm.log()} == {0.7}
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"assistant_id": "research", "input": {}}, "topic: Field required"),
+        (
+            {"assistant_id": "research", "input": {"topic": ""}},
+            "topic: String should have at least",
+        ),
+        ({"assistant_id": "research", "input": {"topic": " \n "}}, "topic: must not be empty"),
+        (
+            {"assistant_id": "research", "input": {"topic": 42}},
+            "topic: Input should be a valid string",
+        ),
+        ({"assistant_id": "article", "input": {"topic": ["a"]}}, "topic: Input should be a valid"),
+        ({"assistant_id": "evaluation", "input": {"txt": "hi"}}, "text: Field required"),
+        (
+            {"assistant_id": "evaluation", "input": {"text": "x" * 20_001}},
+            "text: String should have at most",
+        ),
+        ({"assistant_id": "research", "input": "Bees"}, "Expected dict, got Bees"),
+        ({"assistant_id": "research"}, "Received no input"),
+        (
+            {"assistant_id": "article", "input": {"topic": "Tea"}, "context": {"max_sections": 0}},
+            "max_sections must be >= 1",
+        ),
+    ],
+)
+def test_bad_input_is_a_run_error_with_a_clear_message(
+    server: Server, fake_llm: FakeLLM, body: dict[str, Any], message: str
+) -> None:
+    response = httpx.post(f"{server.url}/runs/wait", json=body, timeout=60, trust_env=False)
+    assert response.status_code == 200, response.text
+    error = response.json()["__error__"]
+    assert message in error["message"], error
+    assert fake_llm.log() == []  # refused before any LLM call
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"assistant_id": "no-such-graph", "input": {"topic": "x"}}, 422),
+        ({"input": {"topic": "x"}}, 422),
+        ({"assistant_id": "research", "input": {"topic": "x"}, "stream_mode": "bogus"}, 422),
+        (
+            {
+                "assistant_id": "research",
+                "input": {"topic": "x"},
+                "context": {"model": "x"},
+                "config": {"configurable": {"model": "y"}},
+            },
+            400,
+        ),
+    ],
+)
+def test_malformed_requests_are_4xx(server: Server, body: dict[str, Any], status: int) -> None:
+    response = httpx.post(f"{server.url}/runs/wait", json=body, timeout=60, trust_env=False)
+    assert response.status_code == status, response.text
+
+
+def test_sdk_raises_the_run_error_and_the_server_keeps_serving(
+    client: SyncLangGraphClient,
+) -> None:
+    with pytest.raises(Exception, match="InvalidInputError: invalid ResearchInput: topic"):
+        client.runs.wait(None, "research", input={"topic": ""})
+    output = client.runs.wait(None, "research", input=INPUTS["research"])
+    assert isinstance(output, dict)
+    check_output("research", output)
+
+
+# --- concurrency -------------------------------------------------------------------------------
+
+
+RUN_TIMEOUT = 60.0
+
+
+async def _timed_runs(server: Server, n: int, concurrent: bool) -> float:
+    """Wall seconds of ``n`` runs without a thread, one after the other or all at once."""
+    client = server.client()
+    body = INPUTS["evaluation"]
+
+    async def one() -> None:
+        run = client.runs.wait(None, "evaluation", input=body)
+        output = await asyncio.wait_for(run, RUN_TIMEOUT)
+        assert isinstance(output, dict)
+        check_output("evaluation", output)
+
+    start = time.perf_counter()
+    if concurrent:
+        await asyncio.gather(*(one() for _ in range(n)))
+    else:
+        for _ in range(n):
+            await one()
+    wall = time.perf_counter() - start
+    await client.aclose()
+    return wall
+
+
+async def test_concurrent_runs_all_succeed_in_far_less_than_n_times_one(
+    server: Server, fake_llm: FakeLLM
+) -> None:
+    # Runs without a thread get a temporary one, deleted when they end: concurrent deletes raced
+    # in the runtime and left clients waiting forever until graphs/server.py deferred them.
+    fake_llm.configure(latency=FAKE_LATENCY)
+    await _timed_runs(server, 1, concurrent=False)  # warm up the model clients
+    single = await _timed_runs(server, 3, concurrent=False) / 3
+    wall = await _timed_runs(server, N_CONCURRENT, concurrent=True)
+    print(f"\none run {single:.2f}s; {N_CONCURRENT} concurrent {wall:.2f}s")
+    assert len(fake_llm.log()) == (1 + 3 + N_CONCURRENT) * (len(BRANCHES) + 1)
+    assert wall < 0.5 * N_CONCURRENT * single
+
+
+def test_dotenv_overrides_the_environment(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("FANOUT_MODEL=openai:model-from-dotenv\n")
+    server = start_server(tmp_path, server_env(fake_llm, tmp_path / "checkpoints.sqlite"))
+    try:
+        output = server.sync_client().runs.wait(None, "evaluation", input=INPUTS["evaluation"])
+    finally:
+        server.kill()
+    assert isinstance(output, dict)
+    assert {r["model"] for r in fake_llm.log()} == {"model-from-dotenv"}
+
+
+# --- the documented examples -------------------------------------------------------------------
+
+
+def _blocks(language: str) -> list[str]:
+    """The README's fenced blocks of ``language`` in its "Server and Studio" section."""
+    section = README.read_text().split("## Server and Studio", 1)[1].split("\n## ", 1)[0]
+    return re.findall(rf"^```{language}\n(.*?)^```", section, flags=re.M | re.S)
+
+
+def test_docs_curl_examples_run(server: Server, fake_llm: FakeLLM) -> None:
+    blocks = _blocks("bash")
+    assert len(blocks) >= 3
+    for block in blocks:
+        assert DOCUMENTED_URL in block
+        script = block.replace(DOCUMENTED_URL, server.url)
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, f"{block}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+        assert '"report"' in done.stdout and '"task_count"' in done.stdout, done.stdout
+
+
+def test_docs_python_example_runs(server: Server, fake_llm: FakeLLM) -> None:
+    (block,) = _blocks("python")
+    assert DOCUMENTED_URL in block
+    done = subprocess.run(
+        [sys.executable, "-c", block.replace(DOCUMENTED_URL, server.url)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    assert "task_count" in done.stdout
+
+
+# --- persistence across a hard kill ------------------------------------------------------------
+#
+# What survives `kill -9` (measured with langgraph-api 0.16.7, langgraph-runtime-inmem 0.36.7):
+# - Checkpoints: every step and every finished worker is in $FANOUT_DB at once, through the
+#   "checkpointer" entry of langgraph.json (graphs/server.py). Without it they die with the process.
+# - The runtime's own records (threads, runs) are pickled to .langgraph_api/ by a flush loop every
+#   10 s. KNOWN LIMIT: a thread created less than ~10 s before the kill is unknown to the new
+#   server (404) until it is registered again under its id; then its state is all there.
+#   Runs that were in flight are not restarted: a run with no input resumes the thread, and only
+#   the unfinished workers run again.
+
+FLUSH_TIMEOUT = 15.0  # the runtime flushes its records every 10 s
+
+
+def _wait_for_flush(server: Server, after: float) -> None:
+    """Wait until the runtime has pickled its records to disk after ``after`` (epoch seconds)."""
+    ops = server.workdir / ".langgraph_api" / ".langgraph_ops.pckl"
+    deadline = time.monotonic() + FLUSH_TIMEOUT
+    while not (ops.exists() and ops.stat().st_mtime > after):
+        assert time.monotonic() < deadline, f"{ops} not written within {FLUSH_TIMEOUT:g}s"
+        time.sleep(0.2)
+    time.sleep(0.5)  # let the write finish
+
+
+def test_state_survives_kill_9(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    env = server_env(fake_llm, tmp_path / "checkpoints.sqlite")
+    first = start_server(tmp_path, env)
+    try:
+        client = first.sync_client()
+        flushed = client.threads.create()["thread_id"]
+        flushed_output = client.runs.wait(flushed, "research", input=INPUTS["research"])
+        _wait_for_flush(first, after=time.time())
+
+        recent = client.threads.create()["thread_id"]
+        recent_output = client.runs.wait(recent, "research", input=INPUTS["research"])
+
+        # A run killed mid-fan-out: question 1 answered, questions 2 and 3 hanging.
+        topic = "Tidal power"
+        fake_llm.add_rules(
+            *({"match": f"Fake questions {i} for: Topic: {topic}", "fault": "hang"} for i in (2, 3))
+        )
+        interrupted = client.threads.create()["thread_id"]
+        client.runs.create(interrupted, "research", input={"topic": topic})
+        deadline = time.monotonic() + 30
+        while not any(
+            r["t_end"] and f"Fake questions 1 for: Topic: {topic}" in r["last_user"]
+            for r in fake_llm.log()
+        ):
+            assert time.monotonic() < deadline, "the first researcher never finished"
+            time.sleep(0.05)
+        time.sleep(0.5)  # its write reaches the database
+    finally:
+        first.kill(signal.SIGKILL)
+    assert first.process.returncode == -signal.SIGKILL
+
+    fake_llm.reset()
+    second = start_server(tmp_path, env)
+    try:
+        client = second.sync_client()
+        # Flushed before the kill: the thread and its state are simply there.
+        state = client.threads.get_state(flushed)
+        assert state["next"] == []
+        assert isinstance(flushed_output, dict)
+        assert {k: state["values"][k] for k in flushed_output} == flushed_output
+
+        # KNOWN LIMIT: created within the last flush interval, the thread record is gone ...
+        with pytest.raises(NotFoundError):
+            client.threads.get_state(recent)
+        # ... but its checkpoints are in the database: register the id again and read them.
+        for thread_id in (recent, interrupted):
+            client.threads.create(
+                thread_id=thread_id, if_exists="do_nothing", metadata={"graph_id": "research"}
+            )
+        state = client.threads.get_state(recent)
+        assert state["next"] == []
+        assert isinstance(recent_output, dict)
+        assert {k: state["values"][k] for k in recent_output} == recent_output
+        assert len(client.threads.get_history(recent)) >= 4
+
+        # The interrupted run is not restarted; resuming the thread runs only the unfinished work.
+        state = client.threads.get_state(interrupted)
+        assert state["next"] == ["research_question", "research_question"]
+        assert fake_llm.log() == []
+        output = client.runs.wait(interrupted, "research", input=None)
+        assert isinstance(output, dict)
+        assert output["task_count"] == 3
+        assert [r["last_user"].rsplit("Fake questions ", 1)[-1][0] for r in fake_llm.log()[:2]] in (
+            ["2", "3"],
+            ["3", "2"],
+        )
+        assert len(fake_llm.log()) == 3  # two researchers and the writer
+    finally:
+        second.kill()
