@@ -12,7 +12,8 @@ import json
 import logging
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, get_args
 
@@ -221,13 +222,22 @@ async def _check_thread_free(
         )
 
 
-async def _resume(args: argparse.Namespace) -> int:
+@asynccontextmanager
+async def _existing_run(
+    args: argparse.Namespace,
+) -> AsyncIterator[tuple[BaseCheckpointSaver, RunRecord]]:
+    """The open database and the record of the run ``args.thread_id`` (else exit 2)."""
     if not exists(args.db):
         raise _no_run(args, args.thread_id)
     async with aopen_checkpointer(args.db) as saver:
         record = await find_run(saver, args.thread_id)
         if record is None:
             raise _no_run(args, args.thread_id)
+        yield saver, record
+
+
+async def _resume(args: argparse.Namespace) -> int:
+    async with _existing_run(args) as (saver, record):
         record = replace(record, context=_context(args, record.context))
         _check_models(record.context)
         workflow = WORKFLOWS[record.graph]
@@ -384,12 +394,7 @@ def _runs_table(rows: list[tuple[RunRecord, str]]) -> None:
 
 
 async def _show(args: argparse.Namespace) -> int:
-    if not exists(args.db):
-        raise _no_run(args, args.thread_id)
-    async with aopen_checkpointer(args.db) as saver:
-        record = await find_run(saver, args.thread_id)
-        if record is None:
-            raise _no_run(args, args.thread_id)
+    async with _existing_run(args) as (saver, record):
         status, snapshot = await _status(WORKFLOWS[record.graph].compile(saver), record.thread_id)
     shown = {
         "thread_id": record.thread_id,

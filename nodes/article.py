@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from langchain_core.messages import BaseMessage
 from langgraph.types import Overwrite, Send
 
 from nodes.llm import llm_node, messages
+from nodes.plans import fit_plan
 from nodes.prompts import (
     ORCHESTRATOR_SYSTEM,
     ORCHESTRATOR_USER,
     SECTION_WRITER_SYSTEM,
     SECTION_WRITER_USER,
 )
-from nodes.retry import MalformedOutputError
 from state.article import ArticleInput, ArticleState, PlannedSection, Sections, SectionTask
 from state.context import Context
 from state.inputs import parse_input
-
-logger = logging.getLogger(__name__)
 
 
 def _plan_prompt(state: ArticleState, context: Context) -> list[BaseMessage]:
@@ -35,18 +32,15 @@ def _plan_update(state: ArticleState, plan: Sections, context: Context) -> dict[
         for s in plan.sections
         if s.name.strip()
     ]
-    if not sections:
-        raise MalformedOutputError("plan_sections: the model planned no sections")
-    if len(sections) > context.max_sections:
-        logger.warning(
-            "plan_sections: the model planned %d sections; keeping the first %d (max_sections)",
-            len(sections),
-            context.max_sections,
-        )
-        sections = sections[: context.max_sections]
     return {
         "topic": parse_input(ArticleInput, state).topic,
-        "sections": sections,
+        "sections": fit_plan(
+            sections,
+            node="plan_sections",
+            what="sections",
+            minimum=1,
+            maximum=context.max_sections,
+        ),
         "completed_sections": Overwrite([]),  # a new plan starts a new article
     }
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
 from langchain_core.messages import BaseMessage
 from langgraph.types import Overwrite, Send
 
 from nodes.llm import llm_node, messages
+from nodes.plans import fit_plan
 from nodes.prompts import (
     PLANNER_SYSTEM,
     PLANNER_USER,
@@ -18,7 +18,6 @@ from nodes.prompts import (
     RESEARCHER_SYSTEM,
     RESEARCHER_USER,
 )
-from nodes.retry import MalformedOutputError
 from state.context import Context
 from state.inputs import parse_input
 from state.research import (
@@ -30,8 +29,6 @@ from state.research import (
     ResearchState,
 )
 
-logger = logging.getLogger(__name__)
-
 
 def _plan_prompt(state: ResearchState, context: Context) -> list[BaseMessage]:
     topic = parse_input(ResearchInput, state).topic
@@ -41,21 +38,15 @@ def _plan_prompt(state: ResearchState, context: Context) -> list[BaseMessage]:
 
 def _plan_update(state: ResearchState, plan: ResearchPlan, context: Context) -> dict[str, Any]:
     questions = list(dict.fromkeys(q.strip() for q in plan.questions if q.strip()))
-    if len(questions) < MIN_QUESTIONS:
-        raise MalformedOutputError(
-            f"plan_research: the model planned {len(questions)} distinct question(s); "
-            f"at least {MIN_QUESTIONS} are needed"
-        )
-    if len(questions) > MAX_QUESTIONS:
-        logger.warning(
-            "plan_research: the model planned %d questions; keeping the first %d",
-            len(questions),
-            MAX_QUESTIONS,
-        )
-        questions = questions[:MAX_QUESTIONS]
     return {
         "topic": parse_input(ResearchInput, state).topic,
-        "questions": questions,
+        "questions": fit_plan(
+            questions,
+            node="plan_research",
+            what="distinct questions",
+            minimum=MIN_QUESTIONS,
+            maximum=MAX_QUESTIONS,
+        ),
         "findings": Overwrite([]),  # a new plan starts a new report
     }
 

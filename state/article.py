@@ -5,24 +5,18 @@ from __future__ import annotations
 import operator
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
-from state.inputs import MAX_TOPIC_CHARS, not_blank
+from state.inputs import MAX_TOPIC_CHARS, Topic
 
 
 class ArticleInput(BaseModel):
     """A topic to write a short article about."""
 
-    topic: Annotated[
-        str,
-        Field(
-            description=f"What the article is about (1-{MAX_TOPIC_CHARS:,} characters).",
-            min_length=1,
-            max_length=MAX_TOPIC_CHARS,
-        ),
-        AfterValidator(not_blank),
-    ]
+    topic: Topic = Field(
+        description=f"What the article is about (1-{MAX_TOPIC_CHARS:,} characters)."
+    )
 
 
 class Section(BaseModel):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
 
 MAX_TEXT_CHARS = 20_000
 """Longest text the evaluation graph accepts."""
@@ -23,6 +23,9 @@ def not_blank(value: str) -> str:
         raise ValueError("must not be empty or only whitespace")
     return stripped
 
+
+Topic = Annotated[str, Field(min_length=1, max_length=MAX_TOPIC_CHARS), AfterValidator(not_blank)]
+"""A topic: 1 to MAX_TOPIC_CHARS characters, stripped, not blank."""
 
 _M = TypeVar("_M", bound=BaseModel)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import operator
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
-from state.inputs import MAX_TOPIC_CHARS, not_blank
+from state.inputs import MAX_TOPIC_CHARS, Topic
 
 MIN_QUESTIONS = 2
 MAX_QUESTIONS = 4
@@ -17,15 +17,7 @@ MAX_QUESTIONS = 4
 class ResearchInput(BaseModel):
     """A topic to research."""
 
-    topic: Annotated[
-        str,
-        Field(
-            description=f"What to research (1-{MAX_TOPIC_CHARS:,} characters).",
-            min_length=1,
-            max_length=MAX_TOPIC_CHARS,
-        ),
-        AfterValidator(not_blank),
-    ]
+    topic: Topic = Field(description=f"What to research (1-{MAX_TOPIC_CHARS:,} characters).")
 
 
 class ResearchPlan(BaseModel):

@@ -56,7 +56,10 @@ async def test_fan_out_is_capped(fake_llm, caplog, planned, context, expected):
 async def test_empty_plan_is_retried_then_a_clear_error(fake_llm):
     fake_llm.add_rules({"schema": "Sections", "response": {"sections": []}})
 
-    with pytest.raises(MalformedOutputError, match="plan_sections: the model planned no sections"):
+    with pytest.raises(
+        MalformedOutputError,
+        match="plan_sections: the model planned 0 sections; at least 1 are needed",
+    ):
         await graph.ainvoke({"topic": "Tea"})
 
     assert len(fake_llm.log()) == 3  # three attempts, no worker
