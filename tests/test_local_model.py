@@ -16,14 +16,9 @@ from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, Sys
 from pydantic import BaseModel
 from typing_extensions import TypedDict
 
-from nodes import local_model
-from nodes.local_model import (
-    ChatLocalLlama,
-    bound_json_schema,
-    default_model_path,
-    json_schema_to_grammar,
-    load_local_chat_model,
-)
+from nodes import local_grammar, local_model
+from nodes.local_grammar import bound_json_schema, json_schema_to_grammar
+from nodes.local_model import ChatLocalLlama, default_model_path, load_local_chat_model
 from nodes.prompts import (
     AGGREGATOR_SYSTEM,
     AGGREGATOR_USER,
@@ -95,10 +90,10 @@ def test_char_rule_excludes_control_characters() -> None:
 def test_string_and_array_bounds_appear_in_schema_and_grammar() -> None:
     original = Sections.model_json_schema()
     bounded = bound_json_schema(original)
-    assert bounded["properties"]["sections"]["maxItems"] == local_model.DEFAULT_MAX_ITEMS
+    assert bounded["properties"]["sections"]["maxItems"] == local_grammar.DEFAULT_MAX_ITEMS
     section = bounded["$defs"]["Section"]["properties"]
-    assert section["name"]["maxLength"] == local_model.DEFAULT_MAX_STRING_CHARS
-    assert section["description"]["maxLength"] == local_model.DEFAULT_MAX_STRING_CHARS
+    assert section["name"]["maxLength"] == local_grammar.DEFAULT_MAX_STRING_CHARS
+    assert section["description"]["maxLength"] == local_grammar.DEFAULT_MAX_STRING_CHARS
     # The pydantic schemas themselves stay free of length keywords (OpenAI strict mode).
     assert "maxLength" not in json.dumps(original) and "maxItems" not in json.dumps(original)
     assert original == Sections.model_json_schema()
@@ -106,7 +101,7 @@ def test_string_and_array_bounds_appear_in_schema_and_grammar() -> None:
     grammar = json_schema_to_grammar(ResearchPlan.model_json_schema(), max_items=4)
     rules = dict(line.split(" ::= ", 1) for line in grammar.splitlines())
     assert "char*" not in grammar and ")*" not in rules["questions"]
-    assert rules["questions-item"].count("char") == local_model.DEFAULT_MAX_STRING_CHARS
+    assert rules["questions-item"].count("char") == local_grammar.DEFAULT_MAX_STRING_CHARS
     assert rules["questions"].count("questions-item") == 4
 
 
