@@ -52,7 +52,7 @@ test: system-deps install lint  ## everything CI runs
 	$(BIN)/python -m pytest -q
 
 bench: install system-deps  ## benchmark table (also written to benchmarks/results/latest.json)
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .fanout .langgraph_api .mypy_cache .ruff_cache .pytest_cache

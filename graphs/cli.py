@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import shlex
@@ -121,6 +122,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         handlers=[RichHandler(console=stderr, show_path=False)],
         format="%(message)s",
     )
+    # A run allocates many short-lived objects per worker; collecting less often saves
+    # 20-40% CPU at 1,000 workers (benchmarks/experiments.py gc).
+    gc.set_threshold(10_000, 10, 10)
     try:
         code = asyncio.run(_dispatch(args))
     except (UsageError, DatabaseError) as exc:

@@ -17,6 +17,7 @@ from rich.table import Table
 from nodes.retry import LLM_RETRY
 
 LABEL_CHARS = 48
+MAX_ROWS = 20
 STYLES = {
     "running": "yellow",
     "done": "green",
@@ -94,14 +95,12 @@ class RunProgress(UsageMetadataCallbackHandler):
             task.attempts += 1
             task.status = "running"
             self._log(task, f"attempt {task.attempts}")
-        self._refresh()
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """Mark a node task done."""
         if (task := self._task(run_id)) is not None:
             task.status, task.finished = "done", time.monotonic()
             self._log(task, "done")
-            self._refresh()
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         """Mark a node task retrying (if the retry policy will try again), failed or cancelled.
@@ -118,7 +117,6 @@ class RunProgress(UsageMetadataCallbackHandler):
         if task.status != "retrying":
             task.finished = time.monotonic()
         self._log(task, task.status + (f" ({task.error[:120]})" if task.error else ""))
-        self._refresh()
 
     def _will_retry(self, task: Task, error: Exception) -> bool:
         retry_on = self.retry.retry_on
@@ -141,34 +139,43 @@ class RunProgress(UsageMetadataCallbackHandler):
     # --- display ---------------------------------------------------------------------------
     def __enter__(self) -> RunProgress:
         if self.console.is_terminal:
-            self._live = Live(self._table(), console=self.console, refresh_per_second=8)
+            # Live pulls the table on its own schedule: no per-event rendering (O(N^2) per run).
+            self._live = Live(
+                console=self.console, get_renderable=self._table, refresh_per_second=4
+            )
             self._live.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._live is not None:
-            self._live.update(self._table())
+            self._live.refresh()
             self._live.__exit__(None, None, None)
 
-    def _refresh(self) -> None:
-        if self._live is not None:
-            self._live.update(self._table())
-
     def _log(self, task: Task, event: str) -> None:
+        """One plain line per event when stderr is not a terminal (logs, CI, pipes)."""
         if self._live is None:
             stamp = time.monotonic() - self._start
-            label = f" [{escape(task.label[:LABEL_CHARS])}]" if task.label else ""
-            style = STYLES.get(task.status, "")
-            self.console.print(
-                f"{stamp:7.2f}s {task.node}{label}: [{style}]{escape(event)}[/]", highlight=False
-            )
+            label = f" [{task.label[:LABEL_CHARS]}]" if task.label else ""
+            self.console.file.write(f"{stamp:7.2f}s {task.node}{label}: {event}\n")
 
     def _table(self) -> Table:
+        """At most MAX_ROWS rows: unfinished tasks first, then the latest finished ones."""
         now = time.monotonic()
-        table = Table(box=None, header_style="bold", title_justify="left")
+        tasks = list(self.tasks.values())  # Live's refresh thread reads while the loop writes
+        unfinished = [t for t in tasks if t.status != "done"][:MAX_ROWS]
+        done = [t for t in tasks if t.status == "done"]
+        room = MAX_ROWS - len(unfinished)
+        shown = sorted(unfinished + (done[-room:] if room else []), key=lambda t: t.started)
+        hidden = len(tasks) - len(shown)
+        table = Table(
+            box=None,
+            header_style="bold",
+            caption=f"{len(done)}/{len(tasks)} done; {hidden} more not shown" if hidden else None,
+            caption_justify="left",
+        )
         for column in ("node", "works on", "status", "attempt", "elapsed"):
             table.add_column(column)
-        for task in self.tasks.values():
+        for task in shown:
             table.add_row(
                 task.node,
                 escape(task.label[:LABEL_CHARS]),
