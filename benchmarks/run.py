@@ -17,7 +17,7 @@ one event loop; variants alternate run by run (order reversed every other round)
   worker, peak Python heap of one run, peak RSS.
 - concurrency: N = 100 under ``max_concurrency=10``: the server's peak in-flight count, and
   the floor under an ``asyncio.Semaphore(10)``.
-- progress: what the CLI's progress display (``graphs.progress.RunProgress``) adds.
+- progress: what the CLI's progress display (``cli.progress.RunProgress``) adds.
 - embedded: ``make demo`` on the embedded model, if llama-cpp-python and weights are there.
 
 Prints Markdown (paste it into the README) and writes ``benchmarks/results/latest.json``.
@@ -347,15 +347,15 @@ async def bench_max_concurrency(
 
 
 async def bench_progress(env: Env, sizes: dict[int, int]) -> list[dict[str, Any]]:
-    """What the CLI's progress handler (``graphs.progress.RunProgress``) adds to a run.
+    """What the CLI's progress handler (``cli.progress.RunProgress``) adds to a run.
 
     ``log lines``: stderr is not a terminal (a line per task event); ``live table``: a
     terminal (a ``rich`` Live table), rendered into a buffer.
     """
     from rich.console import Console
 
+    from cli.progress import RunProgress
     from graphs.article import graph
-    from graphs.progress import RunProgress
     from state.context import Context
 
     def with_progress(n: int, context: Context, terminal: bool | None) -> Run:
@@ -416,8 +416,8 @@ async def bench_embedded() -> dict[str, Any]:
     """``make demo`` on the embedded model, in process: wall time and tokens per second."""
     from rich.console import Console
 
+    from cli.progress import RunProgress
     from graphs.article import graph
-    from graphs.progress import RunProgress
     from state.context import Context
 
     progress = RunProgress(Console(file=io.StringIO()))

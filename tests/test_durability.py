@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from graphs.checkpointer import open_checkpointer
+from persistence.checkpointer import open_checkpointer
 from tests.fake_llm_client import FakeLLM
 from tests.fanout_cli import fanout, json_result, start_fanout, wait_for_results
 
