@@ -25,6 +25,14 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from cli.review import (
+    EXIT_REJECTED,
+    PLAN_KEYS,
+    Reviewer,
+    ReviewStopped,
+    ReviewUsageError,
+    load_plan_file,
+)
 from cli.runs import (
     WORKFLOWS,
     RunRecord,
@@ -85,6 +93,18 @@ def build_parser() -> argparse.ArgumentParser:
     running.add_argument(
         "--max-tokens", type=int, metavar="N", help="cap on tokens generated per LLM call"
     )
+    review = argparse.ArgumentParser(add_help=False)
+    review.add_argument(
+        "--review",
+        action="store_true",
+        help="pause after planning: run the plan, edit it in $EDITOR, or reject it",
+    )
+    review.add_argument(
+        "--plan",
+        metavar="FILE",
+        help="the review's decision, without a prompt (implies --review): a plan, "
+        '{"approve": true} or {"reject": true}, as JSON (.json) or YAML',
+    )
 
     parser = argparse.ArgumentParser(
         prog="fanout", description="Run, resume, list and inspect durable runs of the workflows."
@@ -92,9 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     for command, graph in COMMANDS.items():
         field = WORKFLOWS[graph].input_field
-        sub = commands.add_parser(
-            command, parents=[common, running], help=f"run the {graph} workflow"
-        )
+        parents = [common, running, review] if graph in PLAN_KEYS else [common, running]
+        sub = commands.add_parser(command, parents=parents, help=f"run the {graph} workflow")
         sub.add_argument(field, help=f"the {field}, or - to read it from stdin")
         sub.add_argument("--thread", help="thread id to run under (default: a new one)")
         if graph == "article":
@@ -105,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
                 help="cap on planned sections (default %(default)s)",
             )
     resume = commands.add_parser(
-        "resume", parents=[common, running], help="finish a crashed or failed run"
+        "resume", parents=[common, running, review], help="finish a crashed, failed or paused run"
     )
     resume.add_argument("thread_id")
     runs = commands.add_parser("runs", parents=[common], help="list recent runs")
@@ -165,6 +184,8 @@ def _context(args: argparse.Namespace, base: Context) -> Context:
         changes["max_sections"] = args.max_sections
     if args.max_tokens is not None:
         changes["max_tokens"] = args.max_tokens
+    if getattr(args, "review", False) or getattr(args, "plan", None):
+        changes["review_plan"] = True
     try:
         context = replace(base, **changes)
     except ValidationError as exc:
@@ -202,11 +223,33 @@ async def _start(args: argparse.Namespace, workflow: Workflow) -> int:
     # The run keeps the model it started with, whatever $FANOUT_MODEL says at resume time.
     context = replace(context, model=resolve_model(context.model))
     _check_models(context)
+    reviewer = _reviewer(args, workflow, context, paused=False)
     record = RunRecord.new(workflow, value, context, args.thread)
     async with aopen_checkpointer(args.db) as saver:
         if args.thread:
             await _check_thread_free(saver, workflow, args.thread)
-        return await _execute(args, saver, workflow, record, {workflow.input_field: value})
+        payload = {workflow.input_field: value}
+        return await _execute(args, saver, workflow, record, payload, reviewer)
+
+
+def _reviewer(
+    args: argparse.Namespace, workflow: Workflow, context: Context, *, paused: bool
+) -> Reviewer | None:
+    """Who answers the run's plan review: ``--plan FILE``, else a prompt on the terminal."""
+    if workflow.name not in PLAN_KEYS:
+        return None
+    try:
+        decision = None
+        if args.plan:
+            decision = load_plan_file(args.plan, workflow.name, context)
+        elif (context.review_plan or paused) and not sys.stdin.isatty():
+            raise ReviewUsageError(
+                "the plan review needs a terminal to ask on (stdin is not one): "
+                "pass --plan FILE with the decision"
+            )
+    except ReviewUsageError as exc:
+        raise UsageError(str(exc)) from None
+    return Reviewer(stderr, workflow.name, context, decision)
 
 
 async def _check_thread_free(
@@ -247,9 +290,11 @@ async def _resume(args: argparse.Namespace) -> int:
         record = replace(record, context=_context(args, record.context))
         _check_models(record.context)
         workflow = WORKFLOWS[record.graph]
-        if (await _status(workflow.compile(saver), record.thread_id))[0] == "done":
+        status = (await _status(workflow.compile(saver), record.thread_id))[0]
+        if status == "done":
             stderr.print("the run already finished: nothing to resume", highlight=False)
-        return await _execute(args, saver, workflow, record, None)
+        reviewer = _reviewer(args, workflow, record.context, paused=status == "paused")
+        return await _execute(args, saver, workflow, record, None, reviewer)
 
 
 async def _execute(
@@ -258,9 +303,11 @@ async def _execute(
     workflow: Workflow,
     record: RunRecord,
     payload: dict[str, Any] | None,
+    reviewer: Reviewer | None = None,
 ) -> int:
     """Run (``payload``) or resume (None) ``record``'s graph, persisting to ``saver``."""
     from cli.progress import RunProgress
+    from cli.stream import run_graph
     from nodes.models import is_local, resolve_model
 
     stderr.print(f"thread: {record.thread_id}", highlight=False, markup=False)
@@ -271,18 +318,19 @@ async def _execute(
     graph = workflow.compile(saver)
     config = record.config([progress], args.max_concurrency)
     try:
-        with progress:
-            output = await graph.ainvoke(
-                payload, config, context=record.context, durability="async"
-            )
-    except asyncio.CancelledError:  # Ctrl-C
+        output = await run_graph(graph, payload, config, record.context, progress, reviewer)
+    except (asyncio.CancelledError, KeyboardInterrupt):  # Ctrl-C
         stderr.print(f"interrupted; {_resume_hint(args, record)}", highlight=False, markup=False)
         raise
+    except ReviewStopped as exc:  # the run is paused at its plan review
+        stderr.print(f"[bold red]paused:[/] {escape(str(exc))}", highlight=False)
+        stderr.print(_resume_hint(args, record), highlight=False, markup=False)
+        return EXIT_FAILED
     except Exception as exc:  # the run failed: say where and how to resume
         _report_failure(args, record, progress, exc)
         return EXIT_FAILED
     _print_result(args, workflow, record, output, progress.usage())
-    return EXIT_OK
+    return EXIT_REJECTED if (output.get("review") or {}).get("decision") == "rejected" else EXIT_OK
 
 
 def _resume_hint(args: argparse.Namespace, record: RunRecord) -> str:
@@ -316,12 +364,18 @@ def _print_result(
         f"{usage['input_tokens']} input + {usage['output_tokens']} output tokens",
         highlight=False,
     )
+    review = output.get("review") or {}
+    if review.get("decision") == "rejected":
+        reason = f": {review['reason']}" if review["reason"] else ""
+        stderr.print(f"plan rejected at review{reason}; no worker ran", markup=False)
     if args.json:
         print(
             json.dumps(
                 {"thread_id": record.thread_id, **output, "usage": usage}, ensure_ascii=False
             )
         )
+    elif review.get("decision") == "rejected":
+        return
     elif workflow.name == "evaluation":
         verdict = "appropriate" if output["is_appropriate"] else "NOT appropriate"
         stdout.print(
@@ -344,6 +398,8 @@ async def _status(
     snapshot = await graph.aget_state(thread_config(thread_id))
     if not snapshot.next:
         return "done", snapshot
+    if snapshot.interrupts:
+        return "paused", snapshot  # waiting for its plan review
     return ("failed" if any(t.error for t in snapshot.tasks) else "incomplete"), snapshot
 
 
@@ -411,6 +467,7 @@ async def _show(args: argparse.Namespace) -> int:
         "pending": [
             {"node": t.name, "error": t.error} for t in snapshot.tasks if t.error or not t.result
         ],
+        "review": [i.value for i in snapshot.interrupts],  # the plan a paused run shows
         "values": snapshot.values,
     }
     print(json.dumps(shown, indent=None if args.json else 2, ensure_ascii=False, default=str))

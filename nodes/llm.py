@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import TypeVar, overload
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
@@ -14,6 +15,16 @@ from nodes.retry import MalformedOutputError
 from state.context import Context, Role
 
 Reply = TypeVar("Reply", bound=BaseModel)
+
+# Streaming a structured reply (stream_mode="messages") makes langchain-openai 1.7 dump the
+# parsed reply through an SDK model that types it None: a harmless pydantic warning, fixed
+# upstream for replies that are not streamed only (langchain-ai/langchain#35538).
+warnings.filterwarnings(
+    "ignore",
+    r"Pydantic serializer warnings:\s+PydanticSerializationUnexpectedValue\(Expected "
+    r"`none`[^\n]*field_name='parsed'",
+    UserWarning,
+)
 
 
 def messages(system: str, user: str) -> list[BaseMessage]:
@@ -61,13 +72,19 @@ async def call_model(
 ) -> Reply | str:
     """Ask ``role``'s model under ``context``: a ``schema`` instance, or the reply's text.
 
-    ``labels`` (e.g. the section a worker writes) go into the call's trace metadata.
+    ``labels`` (e.g. the section a worker writes) go into the call's trace metadata, next to
+    ``fanout_role``, ``fanout_model`` and ``fanout_structured`` (whether the reply is JSON for
+    ``schema``); ``stream_mode="messages"`` hands the same metadata out with every token.
 
     Raises:
         MalformedOutputError: the reply is empty or not a valid ``schema`` (retryable).
     """
     model = model_for(context, role, schema)
-    metadata = {"fanout_role": role, "fanout_model": resolve_model(context.model_for(role))}
+    metadata = {
+        "fanout_role": role,
+        "fanout_model": resolve_model(context.model_for(role)),
+        "fanout_structured": schema is not None,
+    }
     config = RunnableConfig(metadata=metadata | (labels or {}))
     expected = schema.__name__ if schema else "reply"
     try:

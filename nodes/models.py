@@ -60,9 +60,16 @@ def load_chat_model(
     # An httpx.Timeout (unhashable) makes langchain-openai give this instance its own HTTP
     # client instead of a process-wide one tied to the first event loop.
     request_timeout: Any = httpx.Timeout(timeout) if provider == "openai" else timeout
+    # Token usage of streamed replies too (langchain-openai asks for it only from api.openai.com).
+    extra: dict[str, Any] = {"stream_usage": True} if provider == "openai" else {}
     # Retries belong to the graph's RetryPolicy, so the client makes a single attempt.
     return init_chat_model(
-        spec, temperature=temperature, max_tokens=max_tokens, timeout=request_timeout, max_retries=0
+        spec,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        timeout=request_timeout,
+        max_retries=0,
+        **extra,
     )
 
 

@@ -1,0 +1,70 @@
+"""Run a graph for the CLI: stream it, feed the progress display, stop at plan reviews.
+
+One ``astream`` per leg of the run (``version="v2"`` parts): ``values`` carries the output
+and, when the run pauses, its interrupts; on a terminal ``messages`` carries every LLM
+token, labelled by the metadata of the task that asked for it, for the live view. A pause
+is answered by the :class:`~cli.review.Reviewer` and the run resumes with
+``Command(resume=...)``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from langgraph.types import Command, Interrupt, StreamMode
+
+from cli.review import Reviewer, ReviewStopped
+
+if TYPE_CHECKING:
+    from langchain_core.runnables import RunnableConfig
+    from langgraph.graph.state import CompiledStateGraph
+
+    from cli.progress import RunProgress
+    from state.context import Context
+
+
+async def run_graph(
+    graph: CompiledStateGraph[Any, Context, Any, Any],
+    payload: dict[str, Any] | None,
+    config: RunnableConfig,
+    context: Context,
+    progress: RunProgress,
+    reviewer: Reviewer | None,
+) -> dict[str, Any]:
+    """Run ``payload`` (resume the thread when None) to its end; the graph's output.
+
+    Raises:
+        ReviewStopped: the run paused for a review that got no decision (it stays paused).
+    """
+    modes: list[StreamMode] = ["values", "messages"] if progress.live else ["values"]
+    run_input: dict[str, Any] | Command | None = payload
+    if payload is None:  # a run paused at its review is answered before it goes on
+        pending = (await graph.aget_state(config)).interrupts
+        if pending:
+            run_input = _answer(reviewer, pending)
+    while True:
+        output: dict[str, Any] = {}
+        interrupts: tuple[Interrupt, ...] = ()
+        with progress:
+            async for part in graph.astream(
+                run_input,
+                config,
+                context=context,
+                stream_mode=modes,
+                output_keys=graph.output_channels,
+                durability="async",
+                version="v2",
+            ):
+                if part["type"] == "messages":
+                    progress.on_message(*part["data"])
+                elif part["type"] == "values":
+                    output, interrupts = part["data"], part["interrupts"]
+        if not interrupts:
+            return output
+        run_input = _answer(reviewer, interrupts)
+
+
+def _answer(reviewer: Reviewer | None, interrupts: tuple[Interrupt, ...]) -> Command:
+    if reviewer is None:
+        raise ReviewStopped("the run paused for a plan review, which this run cannot answer")
+    return Command(resume=reviewer.decide(interrupts[0].value))
