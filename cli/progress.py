@@ -2,8 +2,8 @@
 
 On a terminal the live table also shows what each LLM call is writing: the last line of a
 worker's text as its tokens stream in (``stream_mode="messages"``, fed to
-:meth:`RunProgress.on_message`), or a count of chunks for a structured reply (a plan, a
-verdict), which is JSON on its way to being parsed, not text to read.
+:meth:`RunProgress.on_message`), or the size of a structured reply (a plan, a verdict),
+which is JSON for a parser, not text to read (and is not streamed: ``nodes/models.py``).
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ class Task:
     tail: str = ""
     """The end of the text streamed so far (a little more than one line)."""
     chunks: int = 0
+    chars: int = 0
     structured: bool = False
 
     def elapsed(self, now: float) -> float:
@@ -62,7 +63,7 @@ class Task:
     def writing(self, width: int) -> str:
         """The reply in ``width`` characters: the end of its last line, or a chunk count."""
         if self.structured:
-            return f"{self.chunks} chunks of JSON"[:width]
+            return f"JSON reply, {self.chars:,} characters"[:width]
         line = self.tail.rstrip().rpartition("\n")[2]
         return line if len(line) <= width else "…" + line[len(line) - width + 1 :]
 
@@ -119,7 +120,7 @@ class RunProgress(UsageMetadataCallbackHandler):
             self._log(task, "resumed")
         else:
             task.attempts += 1
-            task.status, task.tail, task.chunks = "running", "", 0  # a new reply
+            task.status, task.tail, task.chunks, task.chars = "running", "", 0, 0  # a new reply
             self._log(task, f"attempt {task.attempts}")
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
@@ -170,6 +171,7 @@ class RunProgress(UsageMetadataCallbackHandler):
             task.structured = bool(metadata.get("fanout_structured"))
         task.chunks += 1
         if text := chunk.text:
+            task.chars += len(text)
             task.tail = (task.tail + text)[-2 * LINE_CHARS :]
 
     def _task(self, run_id: UUID) -> Task | None:
@@ -204,10 +206,15 @@ class RunProgress(UsageMetadataCallbackHandler):
             self.console.file.write(f"{stamp:7.2f}s {task.node}{label}: {event}\n")
 
     def _table(self) -> Table:
-        """At most MAX_ROWS rows: unfinished tasks first, then the latest finished ones."""
+        """At most MAX_ROWS rows: unfinished tasks first, then the latest finished ones.
+
+        Of the unfinished, those streaming text come first: the calls that stream are the
+        ones the table has room for (``nodes.llm.StreamSlots``).
+        """
         now = time.monotonic()
         tasks = list(self.tasks.values())  # Live's refresh thread reads while the loop writes
-        unfinished = [t for t in tasks if t.status != "done"][:MAX_ROWS]
+        unfinished = [t for t in tasks if t.status != "done"]
+        unfinished = sorted(unfinished, key=lambda t: t.chunks == 0)[:MAX_ROWS]
         done = [t for t in tasks if t.status == "done"]
         room = MAX_ROWS - len(unfinished)
         shown = sorted(unfinished + (done[-room:] if room else []), key=lambda t: t.started)

@@ -1,10 +1,11 @@
 """Run a graph for the CLI: stream it, feed the progress display, stop at plan reviews.
 
 One ``astream`` per leg of the run (``version="v2"`` parts): ``values`` carries the output
-and, when the run pauses, its interrupts; on a terminal ``messages`` carries every LLM
-token, labelled by the metadata of the task that asked for it, for the live view. A pause
-is answered by the :class:`~cli.review.Reviewer` and the run resumes with
-``Command(resume=...)``.
+and, when the run pauses, its interrupts; on a terminal ``messages`` carries LLM tokens,
+labelled by the metadata of the task that asked for them, for the live view: those of at
+most as many calls at a time as the table has rows (``nodes.llm.StreamSlots``), since each
+streamed chunk costs CPU and the others would not be shown. A pause is answered by the
+:class:`~cli.review.Reviewer` and the run resumes with ``Command(resume=...)``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from langgraph.types import Command, Interrupt, StreamMode
 
+from cli.progress import MAX_ROWS
 from cli.review import Reviewer, ReviewStopped
+from nodes.llm import STREAM_SLOTS, StreamSlots
 
 if TYPE_CHECKING:
     from langchain_core.runnables import RunnableConfig
@@ -30,38 +33,47 @@ async def run_graph(
     context: Context,
     progress: RunProgress,
     reviewer: Reviewer | None,
+    *,
+    stream_slots: int | None = MAX_ROWS,
 ) -> dict[str, Any]:
     """Run ``payload`` (resume the thread when None) to its end; the graph's output.
+
+    ``stream_slots``: how many LLM calls at a time stream their tokens to a live display
+    (None: all of them).
 
     Raises:
         ReviewStopped: the run paused for a review that got no decision (it stays paused).
     """
     modes: list[StreamMode] = ["values", "messages"] if progress.live else ["values"]
-    run_input: dict[str, Any] | Command | None = payload
-    if payload is None:  # a run paused at its review is answered before it goes on
-        pending = (await graph.aget_state(config)).interrupts
-        if pending:
-            run_input = _answer(reviewer, pending)
-    while True:
-        output: dict[str, Any] = {}
-        interrupts: tuple[Interrupt, ...] = ()
-        with progress:
-            async for part in graph.astream(
-                run_input,
-                config,
-                context=context,
-                stream_mode=modes,
-                output_keys=graph.output_channels,
-                durability="async",
-                version="v2",
-            ):
-                if part["type"] == "messages":
-                    progress.on_message(*part["data"])
-                elif part["type"] == "values":
-                    output, interrupts = part["data"], part["interrupts"]
-        if not interrupts:
-            return output
-        run_input = _answer(reviewer, interrupts)
+    slots = STREAM_SLOTS.set(None if stream_slots is None else StreamSlots(stream_slots))
+    try:
+        run_input: dict[str, Any] | Command | None = payload
+        if payload is None:  # a run paused at its review is answered before it goes on
+            pending = (await graph.aget_state(config)).interrupts
+            if pending:
+                run_input = _answer(reviewer, pending)
+        while True:
+            output: dict[str, Any] = {}
+            interrupts: tuple[Interrupt, ...] = ()
+            with progress:
+                async for part in graph.astream(
+                    run_input,
+                    config,
+                    context=context,
+                    stream_mode=modes,
+                    output_keys=graph.output_channels,
+                    durability="async",
+                    version="v2",
+                ):
+                    if part["type"] == "messages":
+                        progress.on_message(*part["data"])
+                    elif part["type"] == "values":
+                        output, interrupts = part["data"], part["interrupts"]
+            if not interrupts:
+                return output
+            run_input = _answer(reviewer, interrupts)
+    finally:
+        STREAM_SLOTS.reset(slots)
 
 
 def _answer(reviewer: Reviewer | None, interrupts: tuple[Interrupt, ...]) -> Command:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TypeVar, overload
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
@@ -25,6 +28,45 @@ warnings.filterwarnings(
     r"`none`[^\n]*field_name='parsed'",
     UserWarning,
 )
+
+
+class StreamSlots:
+    """At most ``size`` LLM calls at a time stream their reply token by token.
+
+    Under ``stream_mode="messages"`` every call streams, and each streamed chunk costs CPU
+    (the SDK's parse, callbacks): at a fan-out of 1,000 that is most of a run's CPU. A display
+    that shows a few workers at a time sets :data:`STREAM_SLOTS` to one of these, so only as
+    many calls stream as it can show; the others return their whole reply at once.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+
+    @contextmanager
+    def take(self) -> Iterator[bool]:
+        """Whether this call may stream (a slot is taken for its duration)."""
+        if self.free <= 0:
+            yield False
+            return
+        self.free -= 1
+        try:
+            yield True
+        finally:
+            self.free += 1
+
+
+STREAM_SLOTS: ContextVar[StreamSlots | None] = ContextVar("fanout_stream_slots", default=None)
+"""The run's :class:`StreamSlots`; None (the default): every call may stream."""
+
+
+@contextmanager
+def _may_stream(wanted: bool) -> Iterator[bool]:
+    slots = STREAM_SLOTS.get()
+    if slots is None or not wanted:
+        yield wanted
+        return
+    with slots.take() as stream:
+        yield stream
 
 
 def messages(system: str, user: str) -> list[BaseMessage]:
@@ -79,7 +121,6 @@ async def call_model(
     Raises:
         MalformedOutputError: the reply is empty or not a valid ``schema`` (retryable).
     """
-    model = model_for(context, role, schema)
     metadata = {
         "fanout_role": role,
         "fanout_model": resolve_model(context.model_for(role)),
@@ -88,7 +129,8 @@ async def call_model(
     config = RunnableConfig(metadata=metadata | (labels or {}))
     expected = schema.__name__ if schema else "reply"
     try:
-        reply = await model.ainvoke(prompt, config)
+        with _may_stream(schema is None) as stream:
+            reply = await model_for(context, role, schema, stream=stream).ainvoke(prompt, config)
     except ValueError as exc:  # the reply did not parse or validate
         raise MalformedOutputError(
             f"{current_node()}: the model's reply is not a valid {expected}: {exc}"

@@ -23,7 +23,7 @@ LOCAL_MODEL = "local"
 
 logger = logging.getLogger(__name__)
 
-_Key = tuple[str, float, int, float, type[BaseModel] | None]
+_Key = tuple[str, float, int, float, type[BaseModel] | None, bool]
 # Async HTTP clients are bound to the event loop that first used them, so every loop gets
 # its own models (``asyncio.run`` twice in one process must work); sync use shares one set.
 _by_loop: WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_Key, Runnable]] = WeakKeyDictionary()
@@ -73,14 +73,22 @@ def load_chat_model(
     )
 
 
-def model_for(context: Context, role: Role, schema: type[BaseModel] | None = None) -> Runnable:
-    """The runnable that plays ``role`` under ``context``, structured to ``schema`` if given."""
+def model_for(
+    context: Context, role: Role, schema: type[BaseModel] | None = None, *, stream: bool = True
+) -> Runnable:
+    """The runnable that plays ``role`` under ``context``, structured to ``schema`` if given.
+
+    ``stream=False``: a model that never streams its reply, even under
+    ``stream_mode="messages"`` (a structured reply never does).
+    """
+    stream = stream and schema is None
     key: _Key = (
         resolve_model(context.model_for(role)),
         context.temperature,
         context.max_tokens,
         context.timeout,
         schema,
+        stream,
     )
     try:
         cache = _by_loop.setdefault(asyncio.get_running_loop(), {})
@@ -88,5 +96,9 @@ def model_for(context: Context, role: Role, schema: type[BaseModel] | None = Non
         cache = _sync
     if (runnable := cache.get(key)) is None:
         model = load_chat_model(*key[:4])
+        if not stream:
+            # JSON for a parser is not streamed either: nobody reads it, and the OpenAI SDK
+            # re-parses the whole partial reply at every chunk (quadratic in its length).
+            model = model.model_copy(update={"disable_streaming": True})
         runnable = cache[key] = model.with_structured_output(schema) if schema else model
     return runnable

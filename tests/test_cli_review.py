@@ -23,7 +23,9 @@ pytestmark = pytest.mark.timeout(180)
 
 B = r"(?:\x1b\[[0-9;]*m)*"  # bold on or off: the prompt's choices are styled
 PROMPT = rf"Run this plan, edit it, or reject it\? {B}\[run/edit/reject\]{B} {B}\(run\){B}: "
-AGAIN = rf"Edit it again, run it as planned, or reject it\? {B}\[run/edit/reject\]{B} {B}\(edit\){B}: "
+AGAIN = (
+    rf"Edit it again, run it as planned, or reject it\? {B}\[run/edit/reject\]{B} {B}\(edit\){B}: "
+)
 ANSI = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]")
 EDITOR = """\
 import json, pathlib, sys
@@ -354,6 +356,6 @@ def test_the_live_view_shows_each_worker_writing(fake_llm: FakeLLM, tmp_path: Pa
     labels = {re.search(r"Fake name (\d)", line)[1] for line in partial}  # type: ignore[index]
     assert labels == {"1", "2"}, "\n".join(rows)  # each worker, seen mid-reply
     planner = [line for line in frames.splitlines() if line.startswith(" plan_sections")]
-    assert any(re.search(r"\d+ chunks of JSON", line) for line in planner)
+    assert any(re.search(r"JSON reply, [\d,]+ characters", line) for line in planner)
     assert '{"sections"' not in frames and "PydanticSerializationUnexpectedValue" not in frames
     assert re.search(r"done: 3 LLM calls, [1-9]\d* input \+ [1-9]\d* output tokens", frames)

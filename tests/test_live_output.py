@@ -14,6 +14,7 @@ from rich.console import Console
 from cli.progress import RunProgress, Task
 from graphs.article import graph as article
 from graphs.research import graph as research
+from nodes.llm import STREAM_SLOTS, StreamSlots
 from state.context import Context
 
 # --- Python: astream(..., stream_mode="messages") ---------------------------------------------
@@ -136,7 +137,7 @@ def test_a_structured_reply_shows_a_count_not_json() -> None:
 
     line = row(render(progress), "plan_sections")
 
-    assert "3 chunks of JSON" in line and "{" not in line
+    assert "JSON reply, 29 characters" in line and "{" not in line
 
 
 def test_a_new_attempt_starts_a_new_reply() -> None:
@@ -156,3 +157,40 @@ def test_messages_of_unknown_tasks_are_ignored() -> None:
     progress.on_message(AIMessageChunk(content="x"), {})
 
     assert progress.tasks == {}
+
+
+async def test_stream_slots_bound_how_many_calls_stream_at_once(fake_llm) -> None:
+    fake_llm.configure(latency=0.3, default_items=5)  # all writers in flight at once
+    streamed: dict[str, int] = defaultdict(int)
+    token = STREAM_SLOTS.set(StreamSlots(2))
+    try:
+        async for _chunk, meta in article.astream(
+            {"topic": "Tides"}, stream_mode="messages", context=Context(max_sections=5)
+        ):
+            if meta["langgraph_node"] == "write_section":
+                streamed[meta["section"]] += 1
+    finally:
+        STREAM_SLOTS.reset(token)
+
+    writers = [r for r in fake_llm.log() if r["last_user"].startswith("Article topic")]
+    assert len(writers) == 5
+    assert sum(r["stream"] for r in writers) == 2  # the others asked for a whole reply
+    assert sorted(streamed.values())[:3] == [1, 1, 1]  # one message each, at the end
+    assert min(sorted(streamed.values())[3:]) > 3  # token by token
+    assert not any(r["stream"] for r in fake_llm.log() if r["schema"])  # JSON never streams
+
+
+def test_workers_streaming_text_get_the_rows_first() -> None:
+    progress = live_progress()
+    for i in range(25):
+        start(progress, f"w:{i}", "write_section", f"Worker {i:02}")
+    for i in range(20, 25):  # the last five to start are the ones streaming
+        token(progress, f"w:{i}", f"text of {i}")
+
+    lines = render(progress)
+
+    shown = [line for line in lines if "Worker" in line]
+    assert len(shown) == 20
+    for i in range(20, 25):
+        assert row(lines, f"Worker {i}").rstrip().endswith(f"text of {i}")
+    assert "0/25 done; 5 more not shown" in "\n".join(lines)
