@@ -115,7 +115,11 @@ async def measure(run: Run) -> tuple[float, float]:
 
 
 async def bench(
-    fake: Any, latency: float, sizes: dict[int, int], reply_chars: list[int]
+    fake: Any,
+    latency: float,
+    sizes: dict[int, int],
+    reply_chars: list[int],
+    only: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Every variant at every size and reply length, round-robin; a row for each."""
     rows = []
@@ -125,7 +129,7 @@ async def bench(
         if chars:
             text = (REPLY_LINE * (chars // len(REPLY_LINE) + 1))[:chars]
             fake.add_rules({"match": "Article topic", "response": text})
-        runs = variants(n)
+        runs = {k: v for k, v in variants(n).items() if k == "no handler" or not only or k in only}
         for run in runs.values():  # warm up: imports, clients, the first streamed call
             await run()
         samples: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
@@ -134,7 +138,7 @@ async def bench(
             for name in names if rep % 2 == 0 else names[::-1]:
                 samples[name].append(await measure(runs[name]))
         base = statistics.median(s[0] for s in samples["no handler"])
-        table = statistics.median(s[0] for s in samples["live table"])
+        table = statistics.median(s[0] for s in samples.get("live table", samples["no handler"]))
         base_cpu = statistics.median(s[1] for s in samples["no handler"])
         for name in names:
             wall = statistics.median(s[0] for s in samples[name])
@@ -201,6 +205,9 @@ def main(argv: list[str] | None = None) -> None:
         default=[0, 1500],
         help="worker reply length (0: the fake's own, ~100 characters)",
     )
+    parser.add_argument(
+        "--only", nargs="+", help="variants to run besides 'no handler' (default: all)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if len(args.reps) != len(args.sizes):
@@ -229,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
             OPENAI_BASE_URL=fake.base_url, OPENAI_API_KEY="bench-key", FANOUT_MODEL="openai:x"
         )
         sizes = dict(zip(args.sizes, args.reps, strict=True))
-        results["rows"] = asyncio.run(bench(fake, args.latency, sizes, args.reply_chars))
+        results["rows"] = asyncio.run(bench(fake, args.latency, sizes, args.reply_chars, args.only))
     results["loadavg_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

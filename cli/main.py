@@ -31,7 +31,7 @@ from cli.review import (
     Reviewer,
     ReviewStopped,
     ReviewUsageError,
-    load_plan_file,
+    reviewer_for,
 )
 from cli.runs import (
     WORKFLOWS,
@@ -235,21 +235,10 @@ async def _start(args: argparse.Namespace, workflow: Workflow) -> int:
 def _reviewer(
     args: argparse.Namespace, workflow: Workflow, context: Context, *, paused: bool
 ) -> Reviewer | None:
-    """Who answers the run's plan review: ``--plan FILE``, else a prompt on the terminal."""
-    if workflow.name not in PLAN_KEYS:
-        return None
     try:
-        decision = None
-        if args.plan:
-            decision = load_plan_file(args.plan, workflow.name, context)
-        elif (context.review_plan or paused) and not sys.stdin.isatty():
-            raise ReviewUsageError(
-                "the plan review needs a terminal to ask on (stdin is not one): "
-                "pass --plan FILE with the decision"
-            )
+        return reviewer_for(stderr, workflow.name, context, args.plan, paused=paused)
     except ReviewUsageError as exc:
         raise UsageError(str(exc)) from None
-    return Reviewer(stderr, workflow.name, context, decision)
 
 
 async def _check_thread_free(

@@ -56,6 +56,31 @@ def check_decision(graph: str, context: Context, value: Any, plan: dict[str, Any
     return decide_questions(value, plan.get("questions", []))
 
 
+def reviewer_for(
+    console: Console, graph: str, context: Context, plan_file: str | None, *, paused: bool
+) -> Reviewer | None:
+    """Who answers ``graph``'s plan review: ``--plan FILE``, else a prompt on the terminal.
+
+    ``paused``: the run already waits at its review. None for a graph without a plan.
+
+    Raises:
+        ReviewUsageError: a bad ``--plan`` file, a review for a graph without a plan, or a
+            review with nobody to ask (stdin is not a terminal and there is no ``--plan``).
+    """
+    if graph not in PLAN_KEYS:
+        if plan_file or context.review_plan:
+            raise ReviewUsageError(f"{graph} runs have no plan to review")
+        return None
+    if plan_file:
+        return Reviewer(console, graph, context, load_plan_file(plan_file, graph, context))
+    if (context.review_plan or paused) and not sys.stdin.isatty():
+        raise ReviewUsageError(
+            "the plan review needs a terminal to ask on (stdin is not one): "
+            "pass --plan FILE with the decision"
+        )
+    return Reviewer(console, graph, context)
+
+
 def load_plan_file(path: str, graph: str, context: Context) -> dict[str, Any]:
     """The decision in ``path``: a plan, ``{"approve": true}`` or ``{"reject": true}``.
 

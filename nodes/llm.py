@@ -11,6 +11,7 @@ from typing import TypeVar, overload
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_config
+from langgraph.constants import TAG_NOSTREAM
 from pydantic import BaseModel
 
 from nodes.models import model_for, resolve_model
@@ -36,7 +37,8 @@ class StreamSlots:
     Under ``stream_mode="messages"`` every call streams, and each streamed chunk costs CPU
     (the SDK's parse, callbacks): at a fan-out of 1,000 that is most of a run's CPU. A display
     that shows a few workers at a time sets :data:`STREAM_SLOTS` to one of these, so only as
-    many calls stream as it can show; the others return their whole reply at once.
+    many calls stream as it can show; the others return their whole reply at once, and are
+    left out of the ``messages`` stream altogether (``TAG_NOSTREAM``).
     """
 
     def __init__(self, size: int) -> None:
@@ -126,10 +128,13 @@ async def call_model(
         "fanout_model": resolve_model(context.model_for(role)),
         "fanout_structured": schema is not None,
     }
-    config = RunnableConfig(metadata=metadata | (labels or {}))
     expected = schema.__name__ if schema else "reply"
     try:
         with _may_stream(schema is None) as stream:
+            quiet = schema is None and not stream  # no slot: not in the messages stream either
+            config = RunnableConfig(
+                metadata=metadata | (labels or {}), tags=[TAG_NOSTREAM] if quiet else []
+            )
             reply = await model_for(context, role, schema, stream=stream).ainvoke(prompt, config)
     except ValueError as exc:  # the reply did not parse or validate
         raise MalformedOutputError(

@@ -337,6 +337,32 @@ def test_resume_with_a_plan_file_answers_a_paused_run(fake_llm: FakeLLM, tmp_pat
     assert [r["schema"] for r in fake_llm.log()] == [None] * 4  # three researchers, the writer
 
 
+def test_ctrl_c_at_the_prompt_leaves_the_run_paused(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    db = str(tmp_path / "runs.sqlite")
+    child = spawn(fake_llm, tmp_path, "article", "Tides", "--review", "--thread", "t", "--db", db)
+    child.expect(PROMPT)
+
+    child.sendintr()
+
+    assert finish(child) == 130
+    assert "interrupted; finished work is saved; resume with: fanout resume t" in screen(tmp_path)
+    runs = json.loads(fanout(fake_llm, tmp_path, "runs", "--db", db, "--json").stdout)
+    assert [r["status"] for r in runs] == ["paused"]
+
+
+def test_an_evaluation_has_no_plan_to_review(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    done = fanout(fake_llm, tmp_path, "evaluate", "Tides", "--thread", "e", "--json")
+    assert done.returncode == 0, done.stderr
+    fake_llm.reset()
+
+    result = fanout(fake_llm, tmp_path, "resume", "e", "--review")
+    flag = fanout(fake_llm, tmp_path, "evaluate", "Tides", "--review")
+
+    assert result.returncode == 2 and "evaluation runs have no plan to review" in result.stderr
+    assert flag.returncode == 2 and "unrecognized arguments: --review" in flag.stderr
+    assert fake_llm.log() == []
+
+
 # --- the live view ------------------------------------------------------------------------------
 
 
