@@ -236,7 +236,8 @@ def _reviewer(
     args: argparse.Namespace, workflow: Workflow, context: Context, *, paused: bool
 ) -> Reviewer | None:
     try:
-        return reviewer_for(stderr, workflow.name, context, args.plan, paused=paused)
+        plan = getattr(args, "plan", None)  # evaluate has no --plan
+        return reviewer_for(stderr, workflow.name, context, plan, paused=paused)
     except ReviewUsageError as exc:
         raise UsageError(str(exc)) from None
 
