@@ -21,9 +21,9 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from fake_llm import start_fake_llm
+from pg_cluster import find_bindir, postgres_cluster
 from state.context import Context
-from tests.fake_llm_client import start_fake_llm
-from tests.pg_cluster import find_bindir, postgres_cluster
 
 TOPIC = "The history of tide prediction"
 

@@ -12,9 +12,9 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 
+from fake_llm import FakeLLM
 from graphs.checkpointer import open_checkpointer
 from graphs.workflows import WORKFLOWS
-from tests.fake_llm_client import FakeLLM
 
 FANOUT = [sys.executable, "-m", "graphs"]
 RUN_TIMEOUT = 60.0
