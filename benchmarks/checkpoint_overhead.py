@@ -31,9 +31,9 @@ TOPIC = "The history of tide prediction"
 @contextlib.asynccontextmanager
 async def article_graph(url: str | None) -> AsyncIterator[Any]:
     """The article graph, compiled with the checkpointer at ``url`` (None: without one)."""
+    from cli.runs import WORKFLOWS
     from graphs.article import graph
-    from graphs.checkpointer import aopen_checkpointer
-    from graphs.workflows import WORKFLOWS
+    from persistence.checkpointer import aopen_checkpointer
 
     if url is None:
         yield graph

@@ -46,7 +46,7 @@ from collections.abc import AsyncIterator, Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
 from benchmarks.run import FAKE_KEY, TOPIC, RssSampler, Run, alternate, median  # noqa: E402
-from graphs.progress import RunProgress  # noqa: E402
+from cli.progress import RunProgress  # noqa: E402
 
 MAX_ROWS = 20
 
@@ -142,8 +142,8 @@ async def variants_for(name: str, n: int) -> AsyncIterator[dict[str, Run]]:
             "gc off in run": article_run(graph, n, around=gc_off),
         }
     elif name == "sqlite":
-        from graphs.checkpointer import aopen_checkpointer
-        from graphs.workflows import WORKFLOWS
+        from cli.runs import WORKFLOWS
+        from persistence.checkpointer import aopen_checkpointer
 
         with tempfile.TemporaryDirectory() as tmp:
             async with (

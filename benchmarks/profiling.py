@@ -38,10 +38,10 @@ async def _profile(args: argparse.Namespace, fake: Any) -> None:
     from rich.console import Console
 
     from benchmarks.floor import ChatFloor
+    from cli.progress import RunProgress
+    from cli.runs import WORKFLOWS
     from graphs.article import graph as plain_graph
-    from graphs.checkpointer import aopen_checkpointer
-    from graphs.progress import RunProgress
-    from graphs.workflows import WORKFLOWS
+    from persistence.checkpointer import aopen_checkpointer
     from state.context import Context
 
     context = Context(max_sections=args.n)

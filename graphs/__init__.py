@@ -1,1 +1,1 @@
-"""Graph wiring: each module exports ``builder`` (uncompiled) and ``graph`` (compiled)."""
+"""Graph wiring only: each module exports ``build()``, ``builder`` (uncompiled) and ``graph``."""

@@ -1,14 +1,13 @@
-"""Nodes of the evaluation graph: one evaluator per criterion, then the aggregator."""
+"""Nodes of the evaluation graph: three evaluators, one criterion each, and the aggregator."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from langchain_core.messages import BaseMessage
-from langgraph._internal._runnable import RunnableCallable
+from langgraph.runtime import Runtime
 from langgraph.types import Overwrite
 
-from nodes.llm import llm_node, messages
+from nodes.llm import call_model, messages
 from nodes.prompts import (
     AGGREGATOR_SYSTEM,
     AGGREGATOR_USER,
@@ -30,67 +29,66 @@ BRANCHES = {f"evaluate_{criterion}": criterion for criterion in CRITERIA}
 """Node name of each evaluation branch -> the criterion it judges, in branch order."""
 
 
-def evaluator(node: str) -> RunnableCallable:
-    """The evaluation branch ``node``: judges the text on its criterion only."""
-    name = BRANCHES[node]
+async def evaluate_safety(state: EvaluationState, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Branch: does the text promote harm, illegal or dangerous acts, hate?"""
+    return await evaluate(state, runtime, "safety")
 
-    def prompt(state: EvaluationState, context: Context) -> list[BaseMessage]:
-        text = parse_input(EvaluationInput, state).text
-        return messages(
-            EVALUATOR_SYSTEM.format(criterion=CRITERIA[name]), EVALUATOR_USER.format(text=text)
-        )
 
-    def update(state: EvaluationState, verdict: Verdict, context: Context) -> dict[str, Any]:
-        evaluation = Evaluation(
-            evaluator=name, explanation=verdict.explanation, is_appropriate=verdict.is_appropriate
-        )
-        return {"verdicts": [evaluation]}
+async def evaluate_tone(state: EvaluationState, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Branch: is the language respectful, free of profanity and graphic content?"""
+    return await evaluate(state, runtime, "tone")
 
-    return llm_node(
-        node,
-        role="evaluator",
-        schema=Verdict,
-        prompt=prompt,
-        update=update,
-        describe=lambda state: {"criterion": name},
+
+async def evaluate_audience_fit(
+    state: EvaluationState, runtime: Runtime[Context]
+) -> dict[str, Any]:
+    """Branch: can readers of every age and background read it?"""
+    return await evaluate(state, runtime, "audience_fit")
+
+
+async def evaluate(
+    state: EvaluationState, runtime: Runtime[Context], criterion: str
+) -> dict[str, Any]:
+    """Judge the text on ``criterion`` alone: the body of every evaluation branch."""
+    context = Context.of(runtime.context)
+    text = parse_input(EvaluationInput, state).text
+    prompt = messages(
+        EVALUATOR_SYSTEM.format(criterion=CRITERIA[criterion]), EVALUATOR_USER.format(text=text)
     )
+    verdict = await call_model(
+        context, "evaluator", prompt, Verdict, labels={"criterion": criterion}
+    )
+    evaluation = Evaluation(
+        evaluator=criterion, explanation=verdict.explanation, is_appropriate=verdict.is_appropriate
+    )
+    return {"verdicts": [evaluation]}
 
 
-def in_branch_order(verdicts: list[Evaluation]) -> list[Evaluation]:
-    """The latest verdict of each branch, in branch order."""
-    latest = {v["evaluator"]: v for v in verdicts}
-    return [latest[name] for name in BRANCHES.values() if name in latest]
-
-
-def _aggregate_prompt(state: EvaluationState, context: Context) -> list[BaseMessage]:
+async def aggregate(state: EvaluationState, runtime: Runtime[Context]) -> dict[str, Any]:
+    """The aggregator: summarize the branches' verdicts and make the final call."""
+    context = Context.of(runtime.context)
     evaluations = in_branch_order(state["verdicts"])
+    votes = sum(e["is_appropriate"] for e in evaluations)
     listing = "\n".join(
         f"- {e['evaluator']}: {'appropriate' if e['is_appropriate'] else 'NOT appropriate'}"
         f" - {e['explanation']}"
         for e in evaluations
     )
-    votes = sum(e["is_appropriate"] for e in evaluations)
-    user = AGGREGATOR_USER.format(votes=votes, total=len(evaluations), evaluations=listing)
-    return messages(AGGREGATOR_SYSTEM, user)
-
-
-def _aggregate_update(
-    state: EvaluationState, verdict: AggregatedVerdict, context: Context
-) -> dict[str, Any]:
-    evaluations = in_branch_order(state["verdicts"])
+    prompt = messages(
+        AGGREGATOR_SYSTEM,
+        AGGREGATOR_USER.format(votes=votes, total=len(evaluations), evaluations=listing),
+    )
+    verdict = await call_model(context, "aggregator", prompt, AggregatedVerdict)
     return {
         "evaluations": evaluations,
-        "votes": sum(e["is_appropriate"] for e in evaluations),
+        "votes": votes,
         "summary": verdict.summary,
         "is_appropriate": verdict.is_appropriate,
         "verdicts": Overwrite([]),  # consumed: a later run on this thread starts clean
     }
 
 
-aggregate = llm_node(
-    "aggregate",
-    role="aggregator",
-    schema=AggregatedVerdict,
-    prompt=_aggregate_prompt,
-    update=_aggregate_update,
-)
+def in_branch_order(verdicts: list[Evaluation]) -> list[Evaluation]:
+    """The latest verdict of each branch, in branch order."""
+    latest = {v["evaluator"]: v for v in verdicts}
+    return [latest[criterion] for criterion in CRITERIA if criterion in latest]

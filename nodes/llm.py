@@ -1,28 +1,19 @@
-"""A graph node that makes exactly one LLM call, usable from ``invoke`` and ``ainvoke`` alike."""
+"""The one LLM call every LLM node makes: a role's model, a prompt, a valid reply or an error."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import TypeVar, overload
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
-from langgraph._internal._runnable import RunnableCallable
-from langgraph.runtime import get_runtime
+from langgraph.config import get_config
 from pydantic import BaseModel
 
 from nodes.models import model_for, resolve_model
 from nodes.retry import MalformedOutputError
 from state.context import Context, Role
 
-Prompt = Callable[[Any, Context], list[BaseMessage]]
-Update = Callable[[Any, Any, Context], dict[str, Any]]
-Describe = Callable[[Any], dict[str, str]]
-
-
-def run_context() -> Context:
-    """The current run's settings (defaults when the caller passed none)."""
-    return get_runtime(Context).context or Context()
+Reply = TypeVar("Reply", bound=BaseModel)
 
 
 def messages(system: str, user: str) -> list[BaseMessage]:
@@ -30,56 +21,66 @@ def messages(system: str, user: str) -> list[BaseMessage]:
     return [SystemMessage(system), HumanMessage(user)]
 
 
-def llm_node(
-    name: str,
-    *,
+def current_node() -> str:
+    """The name of the graph node being run ("" outside a graph run), for error messages."""
+    try:
+        return str(get_config().get("metadata", {}).get("langgraph_node", ""))
+    except RuntimeError:  # not inside a runnable
+        return ""
+
+
+@overload
+async def call_model(
+    context: Context,
     role: Role,
-    prompt: Prompt,
-    update: Update,
-    schema: type[BaseModel] | None = None,
-    describe: Describe | None = None,
-) -> RunnableCallable:
-    """A node named ``name``: ``prompt`` the ``role``'s model, turn its reply into an ``update``.
+    prompt: list[BaseMessage],
+    schema: type[Reply],
+    *,
+    labels: dict[str, str] | None = None,
+) -> Reply: ...
 
-    The reply is a ``schema`` instance when a schema is given, else the reply text. The
-    model is chosen per run from the ``Context``; the async form never blocks the loop.
-    ``describe`` labels the LLM call's trace metadata (e.g. which section a worker writes).
+
+@overload
+async def call_model(
+    context: Context,
+    role: Role,
+    prompt: list[BaseMessage],
+    schema: None = None,
+    *,
+    labels: dict[str, str] | None = None,
+) -> str: ...
+
+
+async def call_model(
+    context: Context,
+    role: Role,
+    prompt: list[BaseMessage],
+    schema: type[Reply] | None = None,
+    *,
+    labels: dict[str, str] | None = None,
+) -> Reply | str:
+    """Ask ``role``'s model under ``context``: a ``schema`` instance, or the reply's text.
+
+    ``labels`` (e.g. the section a worker writes) go into the call's trace metadata.
+
+    Raises:
+        MalformedOutputError: the reply is empty or not a valid ``schema`` (retryable).
     """
-
-    def config(state: Any, context: Context) -> RunnableConfig:
-        metadata = {"fanout_role": role, "fanout_model": resolve_model(context.model_for(role))}
-        return RunnableConfig(metadata=metadata | (describe(state) if describe else {}))
-
-    def malformed(exc: ValueError) -> MalformedOutputError:
-        expected = schema.__name__ if schema else "reply"
-        return MalformedOutputError(f"{name}: the model's reply is not a valid {expected}: {exc}")
-
-    def reply_of(raw: Any) -> Any:
-        if schema is None:
-            if not raw.text.strip():
-                raise MalformedOutputError(f"{name}: the model returned an empty reply")
-            return raw.text.strip()
-        if raw is None:
-            raise MalformedOutputError(f"{name}: the model returned no {schema.__name__}")
-        return raw
-
-    def call(state: Any) -> dict[str, Any]:
-        context = run_context()
-        request = prompt(state, context)
-        try:
-            raw = model_for(context, role, schema).invoke(request, config(state, context))
-        except ValueError as exc:  # the reply did not parse or validate
-            raise malformed(exc) from exc
-        return update(state, reply_of(raw), context)
-
-    async def acall(state: Any) -> dict[str, Any]:
-        context = run_context()
-        request = prompt(state, context)
-        try:
-            raw = await model_for(context, role, schema).ainvoke(request, config(state, context))
-        except ValueError as exc:  # the reply did not parse or validate
-            raise malformed(exc) from exc
-        return update(state, reply_of(raw), context)
-
-    # trace=False: the graph already traces the node; no nested run of the same name.
-    return RunnableCallable(call, acall, name=name, trace=False)
+    model = model_for(context, role, schema)
+    metadata = {"fanout_role": role, "fanout_model": resolve_model(context.model_for(role))}
+    config = RunnableConfig(metadata=metadata | (labels or {}))
+    expected = schema.__name__ if schema else "reply"
+    try:
+        reply = await model.ainvoke(prompt, config)
+    except ValueError as exc:  # the reply did not parse or validate
+        raise MalformedOutputError(
+            f"{current_node()}: the model's reply is not a valid {expected}: {exc}"
+        ) from exc
+    if schema is None:
+        text = str(reply.text).strip()
+        if not text:
+            raise MalformedOutputError(f"{current_node()}: the model returned an empty reply")
+        return text
+    if not isinstance(reply, schema):  # e.g. a tool call that did not parse: None
+        raise MalformedOutputError(f"{current_node()}: the model returned no {expected}")
+    return reply

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TypeVar
 
+from nodes.llm import current_node
 from nodes.retry import MalformedOutputError
 
 T = TypeVar("T")
@@ -12,14 +13,19 @@ T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 
-def fit_plan(items: list[T], *, node: str, what: str, minimum: int, maximum: int) -> list[T]:
+def fit_plan(items: list[T], *, what: str, minimum: int, maximum: int) -> list[T]:
     """``items`` cut to ``maximum`` with a warning; fewer than ``minimum`` is a retryable error."""
     if len(items) < minimum:
         raise MalformedOutputError(
-            f"{node}: the model planned {len(items)} {what}; at least {minimum} are needed"
+            f"{current_node()}: the model planned {len(items)} {what}; "
+            f"at least {minimum} are needed"
         )
     if len(items) > maximum:
         logger.warning(
-            "%s: the model planned %d %s; keeping the first %d", node, len(items), what, maximum
+            "%s: the model planned %d %s; keeping the first %d",
+            current_node(),
+            len(items),
+            what,
+            maximum,
         )
     return items[:maximum]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from langchain_core.messages import BaseMessage
+from langgraph.runtime import Runtime
 from langgraph.types import Overwrite, Send
 
-from nodes.llm import llm_node, messages
+from nodes.llm import call_model, messages
 from nodes.plans import fit_plan
 from nodes.prompts import (
     PLANNER_SYSTEM,
@@ -23,6 +23,7 @@ from state.inputs import parse_input
 from state.research import (
     MAX_QUESTIONS,
     MIN_QUESTIONS,
+    Finding,
     QuestionTask,
     ResearchInput,
     ResearchPlan,
@@ -30,33 +31,26 @@ from state.research import (
 )
 
 
-def _plan_prompt(state: ResearchState, context: Context) -> list[BaseMessage]:
+async def plan_research(state: ResearchState, runtime: Runtime[Context]) -> dict[str, Any]:
+    """The orchestrator: split the topic into 2-4 distinct research questions."""
+    context = Context.of(runtime.context)
     topic = parse_input(ResearchInput, state).topic
-    system = PLANNER_SYSTEM.format(min_questions=MIN_QUESTIONS, max_questions=MAX_QUESTIONS)
-    return messages(system, PLANNER_USER.format(topic=topic))
-
-
-def _plan_update(state: ResearchState, plan: ResearchPlan, context: Context) -> dict[str, Any]:
+    prompt = messages(
+        PLANNER_SYSTEM.format(min_questions=MIN_QUESTIONS, max_questions=MAX_QUESTIONS),
+        PLANNER_USER.format(topic=topic),
+    )
+    plan = await call_model(context, "planner", prompt, ResearchPlan)
     questions = list(dict.fromkeys(q.strip() for q in plan.questions if q.strip()))
     return {
-        "topic": parse_input(ResearchInput, state).topic,
+        "topic": topic,
         "questions": fit_plan(
-            questions,
-            node="plan_research",
-            what="distinct questions",
-            minimum=MIN_QUESTIONS,
-            maximum=MAX_QUESTIONS,
+            questions, what="distinct questions", minimum=MIN_QUESTIONS, maximum=MAX_QUESTIONS
         ),
         "findings": Overwrite([]),  # a new plan starts a new report
     }
 
 
-plan_research = llm_node(
-    "plan_research", role="planner", schema=ResearchPlan, prompt=_plan_prompt, update=_plan_update
-)
-
-
-def assign_questions(state: ResearchState) -> list[Send]:
+async def assign_questions(state: ResearchState) -> list[Send]:
     """One ``research_question`` worker per planned question, in plan order."""
     return [
         Send("research_question", QuestionTask(topic=state["topic"], question=question))
@@ -64,32 +58,27 @@ def assign_questions(state: ResearchState) -> list[Send]:
     ]
 
 
-def _research_prompt(task: QuestionTask, context: Context) -> list[BaseMessage]:
-    return messages(RESEARCHER_SYSTEM, RESEARCHER_USER.format(**task))
-
-
-def _research_update(task: QuestionTask, answer: str, context: Context) -> dict[str, Any]:
-    return {"findings": [{"question": task["question"], "answer": answer}]}
-
-
-research_question = llm_node(
-    "research_question",
-    role="worker",
-    prompt=_research_prompt,
-    update=_research_update,
-    describe=lambda task: {"question": task["question"]},
-)
-
-
-def _report_prompt(state: ResearchState, context: Context) -> list[BaseMessage]:
-    findings = json.dumps(state["findings"], indent=2, ensure_ascii=False)
-    return messages(
-        REPORT_WRITER_SYSTEM, REPORT_WRITER_USER.format(topic=state["topic"], findings=findings)
+async def research_question(task: QuestionTask, runtime: Runtime[Context]) -> dict[str, Any]:
+    """A worker: answer one research question."""
+    context = Context.of(runtime.context)
+    prompt = messages(
+        RESEARCHER_SYSTEM,
+        RESEARCHER_USER.format(topic=task["topic"], question=task["question"]),
     )
+    answer = await call_model(context, "worker", prompt, labels={"question": task["question"]})
+    return {"findings": [Finding(question=task["question"], answer=answer)]}
 
 
-def _report_update(state: ResearchState, report: str, context: Context) -> dict[str, Any]:
+async def write_report(state: ResearchState, runtime: Runtime[Context]) -> dict[str, Any]:
+    """The writer: combine the findings, in plan order, into one report."""
+    context = Context.of(runtime.context)
+    # Keys named one by one: the prompt must not depend on how a serializer ordered them.
+    findings = [{"question": f["question"], "answer": f["answer"]} for f in state["findings"]]
+    prompt = messages(
+        REPORT_WRITER_SYSTEM,
+        REPORT_WRITER_USER.format(
+            topic=state["topic"], findings=json.dumps(findings, indent=2, ensure_ascii=False)
+        ),
+    )
+    report = await call_model(context, "writer", prompt)
     return {"report": report, "task_count": len(state["findings"])}
-
-
-write_report = llm_node("write_report", role="writer", prompt=_report_prompt, update=_report_update)

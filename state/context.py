@@ -1,89 +1,90 @@
 """Run settings: which model plays each role, and the knobs of a run.
 
 Passed per run as ``context=Context(...)`` (Python) or as the ``context`` object of a
-``langgraph dev`` run; Studio renders these fields as the assistant's settings form.
+``langgraph dev`` run; Studio renders these fields, with their limits, as the assistant's
+settings form. pydantic validates every field (strictly: ``"5"`` is not an int, ``True`` is
+not a number), in Python and over the API alike.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import Literal
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field
+from pydantic.dataclasses import dataclass
 
 Role = Literal["evaluator", "aggregator", "planner", "worker", "writer"]
 
 DEFAULT_MAX_SECTIONS = 8
-_KINDS: dict[object, type | tuple[type, ...]] = {"str": str, "int": int, "float": (int, float)}
+MAX_SECTIONS_LIMIT = 1_000
+"""Highest ``max_sections`` accepted: the largest fan-out the project is benchmarked at."""
+MAX_TOKENS_LIMIT = 128_000
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, frozen=True, config=ConfigDict(strict=True, extra="forbid"))
 class Context:
     """Models and limits for one run. Model names are ``provider:model`` strings."""
 
-    model: str = field(
+    model: str = Field(
         default="",
-        metadata={
-            "description": "Default model for every role, as 'provider:model' (e.g. "
-            "'openai:gpt-4.1-mini', 'local' for the embedded model, 'local:/path/model.gguf'). "
-            "Empty: $FANOUT_MODEL, else openai:gpt-4.1-mini when OPENAI_API_KEY is set, "
-            "else the embedded model."
-        },
+        description="Default model for every role, as 'provider:model' (e.g. "
+        "'openai:gpt-4.1-mini', 'local' for the embedded model, 'local:/path/model.gguf'). "
+        "Empty: $FANOUT_MODEL, else openai:gpt-4.1-mini when OPENAI_API_KEY is set, "
+        "else the embedded model.",
     )
-    evaluator_model: str = field(
+    evaluator_model: str = Field(
+        default="", description="Model of the evaluation branches. Empty: `model`."
+    )
+    aggregator_model: str = Field(
+        default="", description="Model that aggregates the evaluations. Empty: `model`."
+    )
+    planner_model: str = Field(
+        default="", description="Model that plans sections or questions. Empty: `model`."
+    )
+    worker_model: str = Field(
         default="",
-        metadata={"description": "Model of the evaluation branches. Empty: `model`."},
+        description="Model of the fan-out workers (section writer, researcher). Empty: `model`.",
     )
-    aggregator_model: str = field(
-        default="",
-        metadata={"description": "Model that aggregates the evaluations. Empty: `model`."},
+    writer_model: str = Field(
+        default="", description="Model that writes the research report. Empty: `model`."
     )
-    planner_model: str = field(
-        default="",
-        metadata={"description": "Model that plans sections or questions. Empty: `model`."},
+    temperature: float = Field(
+        default=0.0, ge=0.0, le=2.0, description="Sampling temperature for every call."
     )
-    worker_model: str = field(
-        default="",
-        metadata={
-            "description": "Model of the fan-out workers (section writer, researcher). "
-            "Empty: `model`."
-        },
-    )
-    writer_model: str = field(
-        default="",
-        metadata={"description": "Model that writes the research report. Empty: `model`."},
-    )
-    temperature: float = field(
-        default=0.0,
-        metadata={"description": "Sampling temperature for every call."},
-    )
-    max_tokens: int = field(
+    max_tokens: int = Field(
         default=1024,
-        metadata={"description": "Upper bound on tokens generated per LLM call."},
+        ge=1,
+        le=MAX_TOKENS_LIMIT,
+        description="Upper bound on tokens generated per LLM call.",
     )
-    timeout: float = field(
+    timeout: float = Field(
         default=60.0,
-        metadata={"description": "Seconds before one LLM request times out (then it is retried)."},
+        gt=0.0,
+        le=3600.0,
+        description="Seconds before one LLM request times out (then it is retried).",
     )
-    max_sections: int = field(
+    max_sections: int = Field(
         default=DEFAULT_MAX_SECTIONS,
-        metadata={
-            "description": "Most sections an article plan may fan out to; a longer plan is cut "
-            "to this many."
-        },
+        ge=1,
+        le=MAX_SECTIONS_LIMIT,
+        description="Most sections an article plan may fan out to; a longer plan is cut to "
+        "this many.",
     )
-
-    def __post_init__(self) -> None:
-        """Reject settings that cannot work (e.g. from a server request), naming the field."""
-        for spec in fields(self):
-            value = getattr(self, spec.name)
-            if isinstance(value, bool) or not isinstance(value, _KINDS[spec.type]):
-                raise TypeError(f"{spec.name} must be {spec.type}, got {value!r}")
-        if self.max_sections < 1:
-            raise ValueError(f"max_sections must be >= 1, got {self.max_sections}")
-        if self.max_tokens < 1:
-            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
-        if self.timeout <= 0:
-            raise ValueError(f"timeout must be > 0, got {self.timeout}")
 
     def model_for(self, role: Role) -> str:
         """The model spec for ``role``: its own field, else ``model`` (may be empty: auto)."""
-        return getattr(self, f"{role}_model") or self.model
+        spec: str = getattr(self, f"{role}_model") or self.model
+        return spec
+
+    @classmethod
+    def of(cls, value: Context | dict[str, Any] | None) -> Context:
+        """The settings ``value`` stands for: itself, validated from a dict, or the defaults.
+
+        A run's ``runtime.context`` is None when the caller passed none, and a plain dict
+        where a serializer carried it (a Temporal activity).
+        """
+        if value is None:
+            return cls()
+        if isinstance(value, dict):
+            return cls(**value)
+        return value

@@ -35,9 +35,13 @@ def parse_input(model: type[_M], data: Any) -> _M:
     try:
         return model.model_validate(data, strict=True)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'input'}: "
-            f"{err['msg'].removeprefix('Value error, ')}"
-            for err in exc.errors(include_url=False)
-        )
-        raise InvalidInputError(f"invalid {model.__name__}: {problems}") from None
+        raise InvalidInputError(f"invalid {model.__name__}: {explain(exc)}") from None
+
+
+def explain(exc: ValidationError) -> str:
+    """Every problem pydantic found, on one line: ``field: what is wrong; ...``."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'input'}: "
+        f"{err['msg'].removeprefix('Value error, ')}"
+        for err in exc.errors(include_url=False)
+    )

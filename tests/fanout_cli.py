@@ -12,11 +12,11 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 
+from cli.runs import WORKFLOWS
 from fake_llm import FakeLLM
-from graphs.checkpointer import open_checkpointer
-from graphs.workflows import WORKFLOWS
+from persistence.checkpointer import open_checkpointer
 
-FANOUT = [sys.executable, "-m", "graphs"]
+FANOUT = [sys.executable, "-m", "cli"]
 RUN_TIMEOUT = 60.0
 """Seconds any one ``fanout`` process may take before the test fails."""
 

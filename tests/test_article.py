@@ -65,11 +65,6 @@ async def test_empty_plan_is_retried_then_a_clear_error(fake_llm):
     assert len(fake_llm.log()) == 3  # three attempts, no worker
 
 
-def test_invalid_max_sections_is_refused():
-    with pytest.raises(ValueError, match="max_sections must be >= 1"):
-        Context(max_sections=0)
-
-
 async def test_second_run_on_a_thread_starts_clean(fake_llm):
     from langgraph.checkpoint.memory import InMemorySaver
 

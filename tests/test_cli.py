@@ -248,7 +248,7 @@ def test_bad_input_writes_no_checkpoint_into_an_existing_db(
     ("args", "message"),
     [
         (["--max-concurrency", "0"], "--max-concurrency must be >= 1"),
-        (["--max-sections", "0"], "max_sections must be >= 1"),
+        (["--max-sections", "0"], "max_sections: Input should be greater than or equal to 1"),
         (["--model", "no-provider"], "must be 'provider:model'"),
         (["--thread", " "], "--thread must not be empty"),
     ],

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from fake_llm import FakeLLM
-from graphs.checkpointer import open_checkpointer
+from persistence.checkpointer import open_checkpointer
 from tests.fanout_cli import fanout, json_result, start_fanout, wait_for_results
 
 pytestmark = pytest.mark.timeout(120)

@@ -331,7 +331,7 @@ def test_cli_json_reports_summed_usage(fake_llm: FakeLLM, tmp_path: Path) -> Non
     fake_llm.configure(default_items=sections)
     env = {**os.environ, "FANOUT_DB": str(tmp_path / "runs.sqlite"), "NO_COLOR": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "graphs", "article", "Tides", "--json", "--max-sections", "8"],
+        [sys.executable, "-m", "cli", "article", "Tides", "--json", "--max-sections", "8"],
         cwd=PROJECT_ROOT,
         env=env,
         capture_output=True,

@@ -18,21 +18,14 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, get_args
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from graphs.checkpointer import (
-    DEFAULT_DB,
-    DatabaseError,
-    aopen_checkpointer,
-    db_url,
-    exists,
-    redact,
-)
-from graphs.workflows import (
+from cli.runs import (
     WORKFLOWS,
     RunRecord,
     Workflow,
@@ -40,14 +33,22 @@ from graphs.workflows import (
     recent_runs,
     thread_config,
 )
+from persistence.checkpointer import (
+    DEFAULT_DB,
+    DatabaseError,
+    aopen_checkpointer,
+    db_url,
+    exists,
+    redact,
+)
 from state.context import DEFAULT_MAX_SECTIONS, Context, Role
-from state.inputs import InvalidInputError, parse_input
+from state.inputs import InvalidInputError, explain, parse_input
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
     from langgraph.graph.state import CompiledStateGraph
 
-    from graphs.progress import RunProgress
+    from cli.progress import RunProgress
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PIPE_WIDTH = 240
@@ -159,14 +160,15 @@ def _read_value(workflow: Workflow, raw: str) -> str:
 
 
 def _context(args: argparse.Namespace, base: Context) -> Context:
+    changes: dict[str, Any] = {"model": args.model or base.model}
+    if getattr(args, "max_sections", None) is not None:
+        changes["max_sections"] = args.max_sections
+    if args.max_tokens is not None:
+        changes["max_tokens"] = args.max_tokens
     try:
-        context = replace(base, model=args.model or base.model)
-        if getattr(args, "max_sections", None) is not None:
-            context = replace(context, max_sections=args.max_sections)
-        if args.max_tokens is not None:
-            context = replace(context, max_tokens=args.max_tokens)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+        context = replace(base, **changes)
+    except ValidationError as exc:
+        raise UsageError(f"invalid settings: {explain(exc)}") from None
     if args.max_concurrency is not None and args.max_concurrency < 1:
         raise UsageError("--max-concurrency must be >= 1")
     if getattr(args, "thread", None) is not None and not args.thread.strip():
@@ -258,7 +260,7 @@ async def _execute(
     payload: dict[str, Any] | None,
 ) -> int:
     """Run (``payload``) or resume (None) ``record``'s graph, persisting to ``saver``."""
-    from graphs.progress import RunProgress
+    from cli.progress import RunProgress
     from nodes.models import is_local, resolve_model
 
     stderr.print(f"thread: {record.thread_id}", highlight=False, markup=False)

@@ -91,22 +91,34 @@ def open_checkpointer(url: str | None = None) -> Iterator[BaseCheckpointSaver]:
 
 
 @asynccontextmanager
-async def aopen_checkpointer(url: str | None = None) -> AsyncIterator[BaseCheckpointSaver]:
-    """The asynchronous form of :func:`open_checkpointer`."""
+async def aopen_checkpointer(
+    url: str | None = None, *, defer_thread_deletes: bool = False
+) -> AsyncIterator[BaseCheckpointSaver]:
+    """The asynchronous form of :func:`open_checkpointer`.
+
+    ``defer_thread_deletes``: the saver the ``langgraph dev`` server needs
+    (``persistence/deferred_deletes.py`` says why).
+    """
     url = db_url(url)
     async with AsyncExitStack() as stack:
         try:
             if is_postgres(url):
                 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
+                from persistence.deferred_deletes import DeferredDeletePostgresSaver
+
+                pg = DeferredDeletePostgresSaver if defer_thread_deletes else AsyncPostgresSaver
                 saver: AsyncPostgresSaver | AsyncSqliteSaver
-                saver = await stack.enter_async_context(AsyncPostgresSaver.from_conn_string(url))
+                saver = await stack.enter_async_context(pg.from_conn_string(url))
                 await saver.setup()
             else:
                 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
+                from persistence.deferred_deletes import DeferredDeleteSqliteSaver
+
+                sqlite = DeferredDeleteSqliteSaver if defer_thread_deletes else AsyncSqliteSaver
                 path = _sqlite_path(url)
-                saver = await stack.enter_async_context(AsyncSqliteSaver.from_conn_string(path))
+                saver = await stack.enter_async_context(sqlite.from_conn_string(path))
                 await saver.setup()
                 await saver.conn.execute(SQLITE_SYNC)
         except Exception as exc:

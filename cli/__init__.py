@@ -1,0 +1,1 @@
+"""The ``fanout`` command: run, resume, list and inspect durable runs of the three graphs."""

@@ -1,5 +1,0 @@
-"""``python -m graphs`` is the ``fanout`` command."""
-
-from graphs.cli import main
-
-main()

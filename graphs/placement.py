@@ -1,0 +1,109 @@
+"""Where a graph's nodes run: in this process (the default), or as Temporal activities.
+
+Every node and router is written once, as an ``async`` function. In this process each one is
+wrapped in :class:`SyncOrAsync`, so ``graph.invoke`` works as well as ``ainvoke``/``astream``:
+async callers await the function itself (no thread pool), sync callers run it on one
+background event loop shared by the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol, TypeVar
+
+from langchain_core.runnables import Runnable, RunnableConfig
+from langgraph.graph import StateGraph
+from langgraph.runtime import get_runtime
+
+from nodes.retry import LLM_RETRY
+
+T = TypeVar("T")
+AsyncFunction = Callable[..., Awaitable[Any]]
+"""A node ``async def f(state[, runtime]) -> update`` or a router ``async def f(state) -> ...``."""
+
+
+class Placement(Protocol):
+    """How a graph module adds its nodes and routers."""
+
+    def add_llm_node(self, builder: StateGraph[Any, Any, Any, Any], node: AsyncFunction) -> None:
+        """Add ``node``, which makes one LLM call, under its function's name."""
+
+    def add_step(self, builder: StateGraph[Any, Any, Any, Any], step: AsyncFunction) -> None:
+        """Add ``step``, which makes no LLM call, under its function's name."""
+
+    def router(self, route: AsyncFunction) -> Any:
+        """``route`` as the path of a conditional edge."""
+
+
+class InProcess:
+    """Nodes run in the calling process, each LLM node with the graph's retry policy."""
+
+    def add_llm_node(self, builder: StateGraph[Any, Any, Any, Any], node: AsyncFunction) -> None:
+        """Add ``node`` with :data:`nodes.retry.LLM_RETRY`."""
+        builder.add_node(node.__name__, SyncOrAsync(node), retry_policy=LLM_RETRY)
+
+    def add_step(self, builder: StateGraph[Any, Any, Any, Any], step: AsyncFunction) -> None:
+        """Add ``step`` (never retried: it cannot fail for a transient reason)."""
+        builder.add_node(step.__name__, SyncOrAsync(step))
+
+    def router(self, route: AsyncFunction) -> SyncOrAsync:
+        """``route``, callable from both call styles."""
+        return SyncOrAsync(route)
+
+
+IN_PROCESS = InProcess()
+
+
+class SyncOrAsync(Runnable[Any, Any]):
+    """An async node or router that ``invoke`` can run as well as ``ainvoke``.
+
+    Adds no trace run of its own: LangGraph already traces the node. A function with a
+    ``runtime`` parameter gets the run's :class:`~langgraph.runtime.Runtime`.
+    """
+
+    def __init__(self, function: AsyncFunction) -> None:
+        self.function = function
+        self.name = function.__name__
+        self.takes_runtime = "runtime" in inspect.signature(function).parameters
+
+    def _call(self, input: Any) -> Coroutine[Any, Any, Any]:
+        if self.takes_runtime:
+            return self.function(input, runtime=get_runtime())  # type: ignore[return-value]
+        return self.function(input)  # type: ignore[return-value]
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        """Await the function in the caller's event loop."""
+        return await self._call(input)
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        """Run the function on the process's background event loop and wait for it."""
+        return run_blocking(self._call(input))
+
+
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_lock = threading.Lock()
+
+
+def run_blocking(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` on the background event loop (started on first use) and wait.
+
+    One long-lived loop, not one per call: models and their HTTP clients are cached per
+    event loop, so sync runs reuse them. Works even when the calling thread runs an event
+    loop of its own (a notebook). Context variables (the run's config, callbacks) follow.
+    """
+    global _loop
+    with _loop_lock:
+        if _loop is None:
+            _loop = asyncio.new_event_loop()
+            threading.Thread(
+                target=_loop.run_forever, name="fanout-sync-calls", daemon=True
+            ).start()
+    future = asyncio.run_coroutine_threadsafe(coroutine, _loop)
+    try:
+        return future.result()
+    except BaseException:
+        future.cancel()  # the caller gave up (e.g. KeyboardInterrupt): stop the call too
+        raise

@@ -1,0 +1,1 @@
+"""Where runs are kept: checkpointers for the CLI, for Python callers and for the server."""

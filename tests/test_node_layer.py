@@ -1,0 +1,156 @@
+"""The node layer: module-level async nodes, both call styles, no private imports, no executor."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.callbacks import BaseCallbackHandler
+from langgraph.checkpoint.memory import InMemorySaver
+
+from graphs import article, evaluation, research
+from graphs.placement import SyncOrAsync
+from nodes.article import assign_sections
+from nodes.research import assign_questions
+from state.inputs import InvalidInputError
+
+ROOT = Path(__file__).resolve().parent.parent
+GRAPHS = {"evaluation": evaluation, "article": article, "research": research}
+
+
+def _functions(builder: Any) -> dict[str, Any]:
+    """Node name -> the function behind it, for every node of ``builder``."""
+    functions = {}
+    for name, spec in builder.nodes.items():
+        assert isinstance(spec.runnable, SyncOrAsync), name
+        functions[name] = spec.runnable.function
+    return functions
+
+
+def test_no_module_of_the_graph_layers_imports_a_private_module() -> None:
+    private = re.compile(r"^\s*(from|import)\s+\S*\._\w", re.MULTILINE)
+    offenders = [
+        str(path.relative_to(ROOT))
+        for folder in ("graphs", "nodes", "state")
+        for path in (ROOT / folder).glob("*.py")
+        if "_internal" in path.read_text() or private.search(path.read_text())
+    ]
+    assert offenders == []
+
+
+@pytest.mark.parametrize("name", GRAPHS)
+def test_every_node_is_a_named_module_level_async_function(name: str) -> None:
+    for node, function in _functions(GRAPHS[name].builder).items():
+        assert inspect.iscoroutinefunction(function), node
+        assert function.__name__ == node
+        assert "<" not in function.__qualname__, function.__qualname__  # no lambda, no closure
+        module = __import__(function.__module__, fromlist=["_"])
+        assert getattr(module, node) is function
+
+
+def test_routers_are_async_so_no_executor_runs_them() -> None:
+    assert inspect.iscoroutinefunction(assign_sections)
+    assert inspect.iscoroutinefunction(assign_questions)
+
+
+def test_the_evaluation_graph_module_names_its_three_branches() -> None:
+    source = (ROOT / "graphs" / "evaluation.py").read_text()
+    for branch in ("evaluate_safety", "evaluate_tone", "evaluate_audience_fit"):
+        assert f"add_llm_node(builder, {branch})" in source
+    assert (
+        'add_edge(["evaluate_safety", "evaluate_tone", "evaluate_audience_fit"], "aggregate")'
+        in source
+    )
+
+
+class ThreadsOfLLMCalls(BaseCallbackHandler):
+    """Records the thread each LLM call starts on."""
+
+    run_inline = True
+
+    def __init__(self) -> None:
+        self.threads: set[int] = set()
+
+    def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
+        self.threads.add(threading.get_ident())
+
+
+async def test_async_callers_make_every_llm_call_on_their_own_loop(fake_llm) -> None:
+    seen = ThreadsOfLLMCalls()
+    result = await article.graph.ainvoke({"topic": "Kites"}, {"callbacks": [seen]})
+
+    assert len(result["completed_sections"]) >= 1
+    assert seen.threads == {threading.get_ident()}  # no thread pool, no background loop
+
+
+def test_invoke_works_from_a_thread_that_runs_an_event_loop(fake_llm) -> None:
+    async def notebook_cell() -> dict[str, Any]:
+        return evaluation.graph.invoke({"text": "A poem about spring."})  # sync call in a loop
+
+    result = asyncio.run(notebook_cell())
+
+    assert result["votes"] == 3
+    assert len(fake_llm.log()) == 4
+
+
+def test_invoke_and_ainvoke_give_the_same_output(fake_llm) -> None:
+    sync = research.graph.invoke({"topic": "Tides"})
+    fake_llm.reset()
+    async_ = asyncio.run(research.graph.ainvoke({"topic": "Tides"}))
+    assert sync == async_
+
+
+class NodeStarts(BaseCallbackHandler):
+    """Counts how often each node (attempt) starts."""
+
+    run_inline = True
+
+    def __init__(self) -> None:
+        self.starts: dict[str, int] = {}
+
+    def on_chain_start(self, serialized: Any, inputs: Any, **kwargs: Any) -> None:
+        node = (kwargs.get("metadata") or {}).get("langgraph_node")
+        if node is not None and kwargs.get("name") == node:
+            self.starts[node] = self.starts.get(node, 0) + 1
+
+
+@pytest.mark.parametrize(
+    ("name", "payload", "first_node"),
+    [
+        ("evaluation", {"text": "  "}, "evaluate_safety"),
+        ("article", {"topic": ""}, "plan_sections"),
+        ("research", {"topic": 7}, "plan_research"),
+    ],
+    ids=["evaluation", "article", "research"],
+)
+async def test_invalid_input_is_attempted_once_never_retried(
+    fake_llm, name: str, payload: dict[str, Any], first_node: str
+) -> None:
+    starts = NodeStarts()
+    with pytest.raises(InvalidInputError):
+        await GRAPHS[name].graph.ainvoke(payload, {"callbacks": [starts]})
+
+    assert starts.starts[first_node] == 1
+    assert fake_llm.log() == []
+
+
+async def test_a_second_research_run_on_a_thread_starts_with_empty_findings(fake_llm) -> None:
+    durable = research.builder.compile(checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "t"}}
+    fake_llm.add_rules(
+        {"schema": "ResearchPlan", "times": 1, "response": {"questions": ["A?", "B?", "C?"]}}
+    )
+    first = await durable.ainvoke({"topic": "Bees"}, config)
+    fake_llm.add_rules({"schema": "ResearchPlan", "response": {"questions": ["D?", "E?"]}})
+    second = await durable.ainvoke({"topic": "Wasps"}, config)
+
+    assert [f["question"] for f in first["findings"]] == ["A?", "B?", "C?"]
+    assert [f["question"] for f in second["findings"]] == ["D?", "E?"]
+    assert second["task_count"] == 2
+    writer_prompt = fake_llm.log()[-1]["last_user"]
+    assert "A?" not in writer_prompt and "D?" in writer_prompt

@@ -1,0 +1,68 @@
+"""The CLI's progress display says "retrying" exactly when the retry policy will retry."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from rich.console import Console
+
+from cli.progress import RunProgress
+from graphs.evaluation import graph as evaluation
+from nodes.prompts import CRITERIA
+from state.inputs import InvalidInputError
+
+SAFETY = CRITERIA["safety"]
+
+
+def _events(progress: RunProgress, node: str) -> list[str]:
+    """The events the progress log printed for ``node``, in order (stamps and causes cut)."""
+    lines = progress.console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    found = [re.sub(r"^\s*[\d.]+s ", "", line) for line in lines]
+    return [line.split(": ", 1)[1].split(" (")[0] for line in found if line.startswith(node + ":")]
+
+
+def _progress() -> RunProgress:
+    return RunProgress(Console(file=io.StringIO(), force_terminal=False, width=200))
+
+
+async def test_a_transient_fault_shows_retrying_then_done(fake_llm) -> None:
+    fake_llm.add_rules({"match": SAFETY, "fault": "500", "times": 1})
+    progress = _progress()
+
+    await evaluation.ainvoke({"text": "Lemonade."}, {"callbacks": [progress]})
+
+    assert _events(progress, "evaluate_safety") == ["started", "retrying", "attempt 2", "done"]
+    assert _events(progress, "evaluate_tone") == ["started", "done"]
+
+
+async def test_the_last_attempt_shows_failed_not_retrying(fake_llm) -> None:
+    fake_llm.add_rules({"match": SAFETY, "fault": "500"})
+    progress = _progress()
+
+    with pytest.raises(Exception, match="500"):
+        await evaluation.ainvoke({"text": "Lemonade."}, {"callbacks": [progress]})
+
+    assert _events(progress, "evaluate_safety") == [
+        "started",
+        "retrying",
+        "attempt 2",
+        "retrying",
+        "attempt 3",
+        "failed",
+    ]
+    assert [t.node for t in progress.failed()] == ["evaluate_safety"]
+
+
+async def test_an_error_the_policy_does_not_retry_shows_failed_at_once(fake_llm) -> None:
+    progress = _progress()
+
+    with pytest.raises(InvalidInputError):
+        await evaluation.ainvoke({"text": " "}, {"callbacks": [progress]})
+
+    for branch in ("evaluate_safety", "evaluate_tone", "evaluate_audience_fit"):
+        events = _events(progress, branch)
+        assert "retrying" not in events
+        assert events[0] == "started" and events[-1] in ("failed", "cancelled"), events
+    assert progress.failed()
