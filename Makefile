@@ -51,7 +51,11 @@ lint: install
 test: system-deps install lint  ## everything CI runs
 	$(BIN)/python -m pytest -q
 
-bench: install system-deps  ## benchmark table (also written to benchmarks/results/latest.json)
+$(VENV)/.bench: pyproject.toml constraints.txt $(VENV)/.installed
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[bench]"
+	touch $@
+
+bench: $(VENV)/.bench system-deps  ## contenders side by side, ratios to the bare-SDK floor (~10 min)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 lock: | $(BIN)/python  ## re-pin every dependency (all extras) in constraints.txt, which installs use

@@ -3,8 +3,9 @@
 Every contender plans N sections with one structured call, writes them with N concurrent
 calls and joins them; ``run(n)`` returns how many sections were written.
 
-- ``floor``: the bare ``openai`` SDK (``AsyncOpenAI`` with its defaults) and
-  ``asyncio.gather``, on the project's prompts and schema: no framework at all.
+- ``floor``: the bare ``openai`` SDK (``AsyncOpenAI`` on its default httpx transport) and
+  ``asyncio.gather``, on the project's prompts and schema: no framework at all;
+  ``floor-aiohttp``: the same on the SDK's aiohttp transport, which the project uses.
 - ``project``, ``project+sqlite``, ``project+postgres``: ``graphs.article`` as a user runs it
   (``ainvoke`` with a ``Context``; with a checkpointer, on a new thread, durability "async").
 - ``langgraph-docs``: the orchestrator-worker example of LangGraph's "Workflows and agents"
@@ -111,7 +112,7 @@ async def floor(aiohttp: bool = False) -> AsyncIterator[Run]:
 async def project(checkpointer: str | None = None) -> AsyncIterator[Run]:
     """``graphs.article``, without a checkpointer or with the one at ``checkpointer``."""
     from graphs.article import builder, graph
-    from graphs.checkpointer import aopen_checkpointer
+    from persistence.checkpointer import aopen_checkpointer
     from state.context import Context
 
     async with contextlib.AsyncExitStack() as stack:
@@ -290,54 +291,32 @@ async def pydantic_ai() -> AsyncIterator[Run]:
     yield run
 
 
-# --- prototypes of client fixes (phase A: patched in, one process per variant) ---------------
+# --- A/B variants (temporary) -------------------------------------------------------------------
 
 
-PROTOTYPES = {
-    "aiohttp": "the openai SDK's aiohttp transport (DefaultAioHttpClient) as the async client",
-    "pool": "httpx pool keeping as many idle connections as it may open (1,000)",
-    "tools": "structured output by function calling instead of json_schema (no parse())",
-}
-
-
-def install_prototypes(fixes: list[str]) -> None:
-    """Make ``nodes`` build its models with ``fixes`` (names from :data:`PROTOTYPES`)."""
+def install_variant(variant: str) -> None:
+    """``httpx``: the client before issue 12; ``tools``: structured output by function calling."""
     import httpx2
-    import openai
     from langchain.chat_models import init_chat_model
 
-    import nodes.llm
     import nodes.models
 
+    original = nodes.models.load_chat_model
+
     def load_chat_model(spec: str, temperature: float, max_tokens: int, timeout: float) -> Any:
-        kwargs: dict[str, Any] = {"timeout": timeout}
-        if "aiohttp" in fixes:
-            kwargs["http_async_client"] = openai.DefaultAioHttpClient(timeout=timeout)
-        elif "pool" in fixes:
-            limits = httpx2.Limits(max_connections=1000, max_keepalive_connections=1000)
-            kwargs["http_async_client"] = openai.DefaultAsyncHttpxClient(
-                timeout=timeout, limits=limits
-            )
-        else:
-            kwargs["timeout"] = httpx2.Timeout(timeout)
-        return init_chat_model(
-            spec, temperature=temperature, max_tokens=max_tokens, max_retries=0, **kwargs
-        )
+        if variant == "httpx":
+            return init_chat_model(spec, temperature=temperature, max_tokens=max_tokens,
+                                   timeout=httpx2.Timeout(timeout), max_retries=0)  # fmt: skip
+        model = original(spec, temperature, max_tokens, timeout)
+        with_structured_output = model.with_structured_output
 
-    cache: dict[Any, Any] = {}
+        def structured(schema: Any, **kwargs: Any) -> Any:
+            return with_structured_output(schema, method="function_calling", **kwargs)
 
-    def model_for(context: Any, role: Any, schema: Any = None) -> Any:
-        key = (nodes.models.resolve_model(context.model_for(role)), context.temperature,
-               context.max_tokens, context.timeout, schema)  # fmt: skip
-        if (runnable := cache.get(key)) is None:
-            model = load_chat_model(*key[:4])
-            method = "function_calling" if "tools" in fixes else "json_schema"
-            runnable = model.with_structured_output(schema, method=method) if schema else model
-            cache[key] = runnable
-        return runnable
+        object.__setattr__(model, "with_structured_output", structured)
+        return model
 
-    nodes.llm.model_for = model_for  # type: ignore[assignment]
-    nodes.models.model_for = model_for  # type: ignore[assignment]
+    nodes.models.load_chat_model = load_chat_model  # type: ignore[assignment]
 
 
 # --- the contender process ---------------------------------------------------------------------
@@ -349,12 +328,12 @@ def contender(
     """The contender called ``name``."""
     if name == "floor":
         return floor()
-    if name == "floor~aiohttp":
+    if name == "floor-aiohttp":
         return floor(aiohttp=True)
     if name == "project":
         return project()
-    if name.startswith("project~"):  # project~aiohttp+tools: prototypes, see PROTOTYPES
-        install_prototypes(name.removeprefix("project~").split("+"))
+    if name.startswith("project~"):
+        install_variant(name.removeprefix("project~"))
         return project()
     if name == "project+sqlite":
         return project(sqlite)

@@ -8,7 +8,7 @@ Every contender (``benchmarks/contenders.py``: the bare ``openai`` SDK floor, th
 without a checkpointer, with SQLite and with PostgreSQL, the LangGraph docs' orchestrator-worker
 example, the source document's Pydantic AI code) runs in its own process against one fake
 OpenAI-compatible server (``fake_llm``, its own process, a fixed latency L per call) on the
-same cores. At each N the contenders run once to warm up, then in alternating rounds (order
+same cores. The contenders run once to warm up, then at each N in alternating rounds (order
 reversed every other round); the table shows median wall seconds as ratios to the floor's.
 Each run is checked at the server: exactly N + 1 LLM calls. At the largest N every contender
 also runs once under tracemalloc for its peak Python heap.
@@ -42,6 +42,7 @@ FAKE_MODEL = "fake-model"
 ROUNDS_ON_CRITICAL_PATH = 2  # the planner, then the writers
 CONTENDERS = [
     "floor",
+    "floor-aiohttp",
     "project",
     "project+sqlite",
     "project+postgres",
@@ -50,6 +51,7 @@ CONTENDERS = [
 ]
 LABELS = {
     "floor": "floor (bare SDK)",
+    "floor-aiohttp": "floor on aiohttp",
     "project": "project",
     "project+sqlite": "+ SQLite",
     "project+postgres": "+ PostgreSQL",
@@ -162,8 +164,9 @@ def bench(
         fake.reset()
         fake.configure(latency=latency, default_items=n)
         samples = {c.name: Samples() for c in procs}
-        for contender in procs:
-            one_run(contender, fake, n)
+        if n == sizes[0]:  # warm-up: imports, caches, first connections
+            for contender in procs:
+                one_run(contender, fake, n)
         for rep in range(reps):
             for contender in procs if rep % 2 == 0 else procs[::-1]:
                 reply, server_cpu = one_run(contender, fake, n)
