@@ -13,9 +13,12 @@ calls and joins them; ``run(n)`` returns how many sections were written.
   Its nodes are ``async def`` with ``ainvoke`` as in the page's TypeScript version: the Python
   version's sync nodes would run on LangGraph's thread pool (cpu + 4 threads).
 - ``pydantic-ai``: the source document's code (``Agent`` orchestrator and worker with
-  structured outputs, ``asyncio.gather``). Its model is ``openai-chat:``, which is what
+  structured outputs, ``asyncio.gather``). Its model is on Chat Completions, which is what
   ``openai:`` meant when the post was written (Pydantic AI 2.x maps ``openai:`` to the
   Responses API); the ``logfire.instrument`` decorator is left out.
+
+The project, the floors and Pydantic AI get the project's request timeout (60 s); the docs
+example keeps ``ChatOpenAI``'s default (none).
 
 ``python -m benchmarks.contenders NAME`` serves one contender to ``benchmarks.run`` over
 stdin/stdout, one JSON object a line: ``{"n": 100}`` runs it once and answers with its wall
@@ -246,8 +249,16 @@ class Sections(BaseModel):
 async def pydantic_ai() -> AsyncIterator[Run]:
     """The post's orchestrator-workers ``run_workflow``, its model on Chat Completions."""
     from pydantic_ai import Agent
+    from pydantic_ai.models import create_async_httpx2_client
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
 
-    model = f"openai-chat:{os.environ['FAKE_MODEL']}"
+    # As "openai-chat:<model>", with the 60 s timeout every contender has: the default 5 s
+    # connect timeout fails at N = 1,000, where its own CPU keeps the event loop busy.
+    http_client = create_async_httpx2_client(timeout=60.0)
+    model = OpenAIChatModel(
+        os.environ["FAKE_MODEL"], provider=OpenAIProvider(http_client=http_client)
+    )
     orchestrator = Agent(
         model,
         output_type=Sections,
@@ -289,34 +300,7 @@ async def pydantic_ai() -> AsyncIterator[Run]:
         return article.count("\n\n") + 1 if article else 0
 
     yield run
-
-
-# --- A/B variants (temporary) -------------------------------------------------------------------
-
-
-def install_variant(variant: str) -> None:
-    """``httpx``: the client before issue 12; ``tools``: structured output by function calling."""
-    import httpx2
-    from langchain.chat_models import init_chat_model
-
-    import nodes.models
-
-    original = nodes.models.load_chat_model
-
-    def load_chat_model(spec: str, temperature: float, max_tokens: int, timeout: float) -> Any:
-        if variant == "httpx":
-            return init_chat_model(spec, temperature=temperature, max_tokens=max_tokens,
-                                   timeout=httpx2.Timeout(timeout), max_retries=0)  # fmt: skip
-        model = original(spec, temperature, max_tokens, timeout)
-        with_structured_output = model.with_structured_output
-
-        def structured(schema: Any, **kwargs: Any) -> Any:
-            return with_structured_output(schema, method="function_calling", **kwargs)
-
-        object.__setattr__(model, "with_structured_output", structured)
-        return model
-
-    nodes.models.load_chat_model = load_chat_model  # type: ignore[assignment]
+    await http_client.aclose()
 
 
 # --- the contender process ---------------------------------------------------------------------
@@ -331,9 +315,6 @@ def contender(
     if name == "floor-aiohttp":
         return floor(aiohttp=True)
     if name == "project":
-        return project()
-    if name.startswith("project~"):
-        install_variant(name.removeprefix("project~"))
         return project()
     if name == "project+sqlite":
         return project(sqlite)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.contenders import contender
-from benchmarks.run import FAKE_MODEL
+from benchmarks.run import FAKE_MODEL, ROOT
 
 
 async def _profile(args: argparse.Namespace, sqlite: str) -> None:
@@ -54,10 +54,33 @@ async def _profile(args: argparse.Namespace, sqlite: str) -> None:
         return
     if args.save:
         profiler.dump_stats(args.save)
+    stats = pstats.Stats(profiler)
+    print(by_package(stats))
     for key in ("tottime", "cumulative"):
         text = io.StringIO()
-        pstats.Stats(profiler, stream=text).strip_dirs().sort_stats(key).print_stats(args.top)
+        stats.stream = text  # type: ignore[attr-defined]
+        stats.strip_dirs().sort_stats(key).print_stats(args.top)
         print(text.getvalue())
+
+
+def by_package(stats: pstats.Stats) -> str:
+    """Own CPU time summed per top-level package (stdlib modules under their own names)."""
+    totals: dict[str, float] = {}
+    for (path, _, function), (_, _, own, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+        if "site-packages/" in path:
+            package = path.split("site-packages/", 1)[1].split("/", 1)[0]
+        elif path.startswith(str(ROOT)):
+            package = "this project: " + Path(path).relative_to(ROOT).parts[0]
+        elif path == "~":  # "<method 'connect' of '_socket.socket' objects>", "<built-in ...>"
+            package = "C: " + function.removesuffix(" objects>").strip("<>")
+        else:
+            package = "stdlib: " + Path(path).stem
+        totals[package] = totals.get(package, 0.0) + own
+    total = sum(totals.values())
+    rows = sorted(totals.items(), key=lambda item: -item[1])[:25]
+    return "own CPU by package:\n" + "\n".join(
+        f"  {seconds:7.3f} s {seconds / total:6.1%}  {package}" for package, seconds in rows
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

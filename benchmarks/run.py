@@ -91,8 +91,12 @@ class Contender:
         if "error" in reply:
             self.stderr.seek(0)
             tail = self.stderr.read().decode(errors="replace")[-3000:]
-            raise RuntimeError(f"{self.name}: {reply['error']}\n{tail}")
+            raise ContenderFailed(reply["error"], tail)
         return reply
+
+
+class ContenderFailed(RuntimeError):
+    """A contender's run failed (its error, and the tail of its stderr)."""
 
 
 @contextlib.contextmanager
@@ -140,6 +144,7 @@ class Samples:
     server_cpu: list[float] = field(default_factory=list)
     heap_peak: int | None = None
     rss_peak: int = 0
+    error: str | None = None  # why it has no (or not all) samples here
 
 
 def one_run(
@@ -151,39 +156,64 @@ def one_run(
     after = fake.stats()
     calls = after["requests"] - before["requests"]
     if calls != n + 1:
-        raise RuntimeError(f"{contender.name}: {calls} LLM calls at N = {n}, expected {n + 1}")
+        raise ContenderFailed(f"{calls} LLM calls at N = {n}, expected {n + 1}", "")
     return reply, after["cpu_s"] - before["cpu_s"]
 
 
 def bench(
     procs: list[Contender], fake: Any, latency: float, sizes: list[int], rounds: list[int]
 ) -> dict[int, dict[str, Samples]]:
-    """Every contender at every N: a warm-up run, then alternating rounds."""
+    """Every contender at every N: a warm-up run, then alternating rounds.
+
+    A contender whose run fails is dropped from then on (the floor's failure ends the
+    benchmark); its error is kept in its samples.
+    """
     results: dict[int, dict[str, Samples]] = {}
+    active = list(procs)
+    failed: dict[str, str] = {}
     for n, reps in zip(sizes, rounds, strict=True):
         fake.reset()
         fake.configure(latency=latency, default_items=n)
-        samples = {c.name: Samples() for c in procs}
+        samples = {c.name: Samples(error=failed.get(c.name)) for c in procs}
+
+        def attempt(
+            contender: Contender, heap: bool = False, n: int = n, samples: dict = samples
+        ) -> dict[str, Any] | None:
+            try:
+                reply, server_cpu = one_run(contender, fake, n, heap)
+            except ContenderFailed as exc:
+                if contender is procs[0]:
+                    raise RuntimeError(f"{contender.name}: {exc.args[0]}\n{exc.args[1]}") from exc
+                failed[contender.name] = samples[contender.name].error = f"{exc.args[0]}"
+                active.remove(contender)
+                _progress(f"{contender.name} failed at N = {n:,}: {exc.args[0]}; dropped")
+                return None
+            return {**reply, "server_cpu": server_cpu}
+
         if n == sizes[0]:  # warm-up: imports, caches, first connections
-            for contender in procs:
-                one_run(contender, fake, n)
+            for contender in list(active):
+                attempt(contender)
         for rep in range(reps):
-            for contender in procs if rep % 2 == 0 else procs[::-1]:
-                reply, server_cpu = one_run(contender, fake, n)
+            for contender in list(active if rep % 2 == 0 else active[::-1]):
+                if (reply := attempt(contender)) is None:
+                    continue
                 s = samples[contender.name]
                 s.wall.append(reply["wall"])
                 s.cpu.append(reply["cpu"])
-                s.server_cpu.append(server_cpu)
+                s.server_cpu.append(reply["server_cpu"])
                 s.rss_peak = max(s.rss_peak, reply["rss_peak"])
         if n == max(sizes):
-            for contender in procs:
-                reply, _ = one_run(contender, fake, n, heap=True)
-                samples[contender.name].heap_peak = reply["heap_peak"]
+            for contender in list(active):
+                if (reply := attempt(contender, heap=True)) is not None:
+                    samples[contender.name].heap_peak = reply["heap_peak"]
         results[n] = samples
         floor = statistics.median(samples[procs[0].name].wall)
         _progress(
             f"N={n:,} ({reps} rounds, load {os.getloadavg()[0]:.2f}): "
-            + ", ".join(f"{k} {statistics.median(v.wall) / floor:.2f}" for k, v in samples.items())
+            + ", ".join(
+                f"{k} {statistics.median(v.wall) / floor:.2f}" if v.wall and not v.error else k
+                for k, v in samples.items()
+            )
         )
     return results
 
@@ -211,6 +241,9 @@ def summarize(results: dict[int, dict[str, Samples]], latency: float) -> list[di
     for n, samples in results.items():
         floor = statistics.median(samples["floor"].wall)
         for name, s in samples.items():
+            if s.error is not None or not s.wall:
+                rows.append({"n": n, "contender": name, "error": s.error or "not run"})
+                continue
             wall = statistics.median(s.wall)
             rows.append(
                 {
@@ -232,7 +265,7 @@ def summarize(results: dict[int, dict[str, Samples]], latency: float) -> list[di
 
 def goals(rows: list[dict[str, Any]]) -> list[tuple[str, bool]]:
     """Issue 12's goals, each with whether this run met it."""
-    ratio = {(r["n"], r["contender"]): r["over_floor"] for r in rows}
+    ratio = {(r["n"], r["contender"]): r["over_floor"] for r in rows if "error" not in r}
     sizes = sorted({r["n"] for r in rows})
     checks: list[tuple[str, bool]] = []
     for n in sizes:
@@ -253,7 +286,7 @@ def goals(rows: list[dict[str, Any]]) -> list[tuple[str, bool]]:
     if (100, "project+sqlite") in ratio and (100, "project") in ratio:
         extra = ratio[100, "project+sqlite"] - ratio[100, "project"]
         checks.append((f"SQLite adds {extra:.2f} <= 0.10 of the floor at N = 100", extra <= 0.10))
-    heap = [r["heap_peak_mib"] for r in rows if r["contender"] == "project" and r["n"] == 1000]
+    heap = [r.get("heap_peak_mib") for r in rows if r["contender"] == "project" and r["n"] == 1000]
     if heap and heap[0] is not None:
         checks.append(
             (f"project heap per run {heap[0]:.1f} MiB <= {HEAP_BEFORE_MIB} MiB at N = 1,000",
@@ -285,7 +318,9 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     for n in sizes:
         floor = by[n, "floor"]
-        cells = [f"{by[n, c]['over_floor']:.2f}" for c in names[1:]]
+        cells = [
+            "failed" if "error" in by[n, c] else f"{by[n, c]['over_floor']:.2f}" for c in names[1:]
+        ]
         out.append(
             f"| {n:,} | {ROUNDS_ON_CRITICAL_PATH * latency:.2f} s | {floor['wall_s']:.3f} s "
             f"({floor['over_critical_path']:.2f} x kL) | " + " | ".join(cells) + " |"
@@ -301,11 +336,17 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     for c in names:
         r = by[n, c]
+        if "error" in r:
+            out.append(f"| {LABELS.get(c, c)} | failed | | | | |")
+            continue
         heap = "—" if r["heap_peak_mib"] is None else f"{r['heap_peak_mib']:.1f} MiB"
         out.append(
             f"| {LABELS.get(c, c)} | {r['wall_s']:.2f} s | {r['cpu_s']:.2f} s "
             f"| {r['server_cpu_s']:.2f} s | {heap} | {r['rss_peak_mib']:.0f} MiB |"
         )
+    errors = {r["contender"]: (r["n"], r["error"]) for r in reversed(rows) if "error" in r}
+    for c, (n, error) in errors.items():
+        out += ["", f"{LABELS.get(c, c)} failed at N = {n:,}: {error}"]
     out += ["", "Goals (issue 12):", ""]
     out += [f"- {'met' if ok else 'NOT met'}: {text}" for text, ok in results["goals"]]
     return "\n".join(out)
