@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any
+from typing import Any, get_args
 from weakref import WeakKeyDictionary
 
 import httpx
@@ -14,7 +14,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
 from pydantic import BaseModel
 
-from state.context import Context, Role
+from nodes.retry import CLIENT_RETRIES
+from state.context import ConfigurationError, Context, Role
 
 DEFAULT_MODEL = "openai:gpt-4.1-mini"
 """The model used when an OpenAI key is set and nothing else is asked for."""
@@ -47,27 +48,42 @@ def is_local(spec: str) -> bool:
 def load_chat_model(
     spec: str, temperature: float, max_tokens: int, timeout: float
 ) -> BaseChatModel:
-    """A new chat model for a resolved ``spec`` (use :func:`model_for` in nodes: it caches)."""
-    if is_local(spec):
-        from nodes.local_model import load_local_chat_model
+    """A new chat model for a resolved ``spec`` (use :func:`model_for` in nodes: it caches).
 
-        path = spec.partition(":")[2] or None
-        return load_local_chat_model(path, temperature=temperature, max_tokens=max_tokens)
-    provider, _, name = spec.partition(":")
-    if not (provider and name):
-        raise ValueError(f"model {spec!r} must be 'provider:model', e.g. {DEFAULT_MODEL!r}")
-    logger.debug("loading chat model %s", spec)
-    # An httpx.Timeout (unhashable) makes langchain-openai give this instance its own HTTP
-    # client instead of a process-wide one tied to the first event loop.
-    request_timeout: Any = httpx.Timeout(timeout) if provider == "openai" else timeout
-    # Retries belong to the graph's RetryPolicy, so the client makes a single attempt.
-    return init_chat_model(
-        spec, temperature=temperature, max_tokens=max_tokens, timeout=request_timeout, max_retries=0
-    )
+    Raises:
+        ConfigurationError: the model cannot be loaded (unknown provider, provider package
+            missing, no API key, weights file missing...).
+    """
+    try:
+        if is_local(spec):
+            from nodes.local_model import load_local_chat_model
+
+            path = spec.partition(":")[2] or None
+            return load_local_chat_model(path, temperature=temperature, max_tokens=max_tokens)
+        provider, _, name = spec.partition(":")
+        if not (provider and name):
+            raise ValueError(f"must be 'provider:model', e.g. {DEFAULT_MODEL!r}")
+        logger.debug("loading chat model %s", spec)
+        # An httpx.Timeout (unhashable) makes langchain-openai give this instance its own HTTP
+        # client instead of a process-wide one tied to the first event loop.
+        request_timeout: Any = httpx.Timeout(timeout) if provider == "openai" else timeout
+        return init_chat_model(
+            spec,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            timeout=request_timeout,
+            max_retries=CLIENT_RETRIES,
+        )
+    except Exception as exc:
+        raise ConfigurationError(f"model {spec!r}: {exc}") from exc
 
 
 def model_for(context: Context, role: Role, schema: type[BaseModel] | None = None) -> Runnable:
-    """The runnable that plays ``role`` under ``context``, structured to ``schema`` if given."""
+    """The runnable that plays ``role`` under ``context``, structured to ``schema`` if given.
+
+    Raises:
+        ConfigurationError: the role's model cannot be loaded (the message names the role).
+    """
     key: _Key = (
         resolve_model(context.model_for(role)),
         context.temperature,
@@ -80,6 +96,19 @@ def model_for(context: Context, role: Role, schema: type[BaseModel] | None = Non
     except RuntimeError:  # no running loop: a sync call
         cache = _sync
     if (runnable := cache.get(key)) is None:
-        model = load_chat_model(*key[:4])
+        try:
+            model = load_chat_model(*key[:4])
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{role} {exc}") from exc.__cause__
         runnable = cache[key] = model.with_structured_output(schema) if schema else model
     return runnable
+
+
+def check_models(context: Context) -> None:
+    """Load the model of every role, so a bad setting fails before the run's first LLM call.
+
+    Raises:
+        ConfigurationError: a role's model cannot be loaded.
+    """
+    for role in get_args(Role):
+        model_for(context, role)
