@@ -44,8 +44,8 @@ serve: install  ## langgraph dev API (and Studio) on $(HOST):$(PORT); settings f
 	$(BIN)/langgraph dev --host $(HOST) --port $(PORT) --no-browser --n-jobs-per-worker 10
 
 lint: install
-	$(BIN)/ruff check graphs nodes state cli persistence tests benchmarks fake_llm pg_cluster.py
-	$(BIN)/ruff format --check graphs nodes state cli persistence tests benchmarks fake_llm pg_cluster.py
+	$(BIN)/ruff check graphs nodes state cli persistence server tests benchmarks fake_llm pg_cluster.py
+	$(BIN)/ruff format --check graphs nodes state cli persistence server tests benchmarks fake_llm pg_cluster.py
 	$(BIN)/mypy
 
 test: system-deps install lint  ## everything CI runs

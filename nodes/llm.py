@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import TypeVar, overload
 
+import openai
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_config
 from pydantic import BaseModel
 
-from nodes.models import model_for, resolve_model
-from nodes.retry import MalformedOutputError
+from nodes.models import check_models, model_for, resolve_model
+from nodes.retry import LLMConnectionError, MalformedOutputError
 from state.context import Context, Role
 
 Reply = TypeVar("Reply", bound=BaseModel)
@@ -64,14 +65,22 @@ async def call_model(
     ``labels`` (e.g. the section a worker writes) go into the call's trace metadata.
 
     Raises:
+        ConfigurationError: a role's model cannot be loaded (every role is checked first).
+        LLMConnectionError: the server could not be reached or timed out (retryable).
         MalformedOutputError: the reply is empty or not a valid ``schema`` (retryable).
     """
+    check_models(context)
     model = model_for(context, role, schema)
     metadata = {"fanout_role": role, "fanout_model": resolve_model(context.model_for(role))}
     config = RunnableConfig(metadata=metadata | (labels or {}))
     expected = schema.__name__ if schema else "reply"
     try:
         reply = await model.ainvoke(prompt, config)
+    except openai.APIConnectionError as exc:  # includes timeouts; the SDK says neither where
+        what = "timed out" if isinstance(exc, openai.APITimeoutError) else "cannot connect"
+        raise LLMConnectionError(
+            f"{current_node()}: {what}: {exc.request.method} {exc.request.url}"
+        ) from exc
     except ValueError as exc:  # the reply did not parse or validate
         raise MalformedOutputError(
             f"{current_node()}: the model's reply is not a valid {expected}: {exc}"

@@ -8,7 +8,7 @@ import logging
 import os
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 from weakref import WeakKeyDictionary
 
 import httpx2
@@ -18,7 +18,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
 from pydantic import BaseModel
 
-from state.context import MAX_SECTIONS_LIMIT, Context, Role
+from nodes.retry import CLIENT_RETRIES
+from state.context import MAX_SECTIONS_LIMIT, ConfigurationError, Context, Role
 
 DEFAULT_MODEL = "openai:gpt-4.1-mini"
 """The model used when an OpenAI key is set and nothing else is asked for."""
@@ -68,25 +69,38 @@ def load_chat_model(
 
     An OpenAI model's async HTTP client (``http_async_client``) belongs to the caller: close it
     when done (:func:`model_for` does, when its event loop ends).
-    """
-    if is_local(spec):
-        from nodes.local_model import load_local_chat_model
 
-        path = spec.partition(":")[2] or None
-        return load_local_chat_model(path, temperature=temperature, max_tokens=max_tokens)
-    provider, _, name = spec.partition(":")
-    if not (provider and name):
-        raise ValueError(f"model {spec!r} must be 'provider:model', e.g. {DEFAULT_MODEL!r}")
-    logger.debug("loading chat model %s", spec)
-    http: dict[str, Any] = {}
-    if provider == "openai":
-        # The SDK's aiohttp transport: its default httpx pool re-scans every connection per
-        # request, a CPU cost that grows with the square of the requests in flight.
-        http["http_async_client"] = openai.DefaultAioHttpClient(timeout=timeout, limits=POOL_LIMITS)
-    # Retries belong to the graph's RetryPolicy, so the client makes a single attempt.
-    return init_chat_model(
-        spec, temperature=temperature, max_tokens=max_tokens, timeout=timeout, max_retries=0, **http
-    )
+    Raises:
+        ConfigurationError: the model cannot be loaded (unknown provider, provider package
+            missing, no API key, weights file missing...).
+    """
+    try:
+        if is_local(spec):
+            from nodes.local_model import load_local_chat_model
+
+            path = spec.partition(":")[2] or None
+            return load_local_chat_model(path, temperature=temperature, max_tokens=max_tokens)
+        provider, _, name = spec.partition(":")
+        if not (provider and name):
+            raise ValueError(f"must be 'provider:model', e.g. {DEFAULT_MODEL!r}")
+        logger.debug("loading chat model %s", spec)
+        http: dict[str, Any] = {}
+        if provider == "openai":
+            # The SDK's aiohttp transport: its default httpx pool re-scans every connection per
+            # request, a CPU cost that grows with the square of the requests in flight.
+            http["http_async_client"] = openai.DefaultAioHttpClient(
+                timeout=timeout, limits=POOL_LIMITS
+            )
+        return init_chat_model(
+            spec,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            timeout=timeout,
+            max_retries=CLIENT_RETRIES,
+            **http,
+        )
+    except Exception as exc:
+        raise ConfigurationError(f"model {spec!r}: {exc}") from exc
 
 
 def model_for(context: Context, role: Role, schema: type[BaseModel] | None = None) -> Runnable:
@@ -94,6 +108,9 @@ def model_for(context: Context, role: Role, schema: type[BaseModel] | None = Non
 
     Cached per running event loop; its HTTP clients are closed when the loop shuts down
     (``asyncio.run`` finalizes async generators as it ends).
+
+    Raises:
+        ConfigurationError: the role's model cannot be loaded (the message names the role).
     """
     key: _Key = (
         resolve_model(context.model_for(role)),
@@ -104,11 +121,24 @@ def model_for(context: Context, role: Role, schema: type[BaseModel] | None = Non
     )
     models = _models_of(asyncio.get_running_loop())
     if (runnable := models.runnables.get(key)) is None:
-        model = load_chat_model(*key[:4])
+        try:
+            model = load_chat_model(*key[:4])
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{role} {exc}") from exc.__cause__
         if (client := getattr(model, "http_async_client", None)) is not None:
             models.clients.append(client)
         runnable = models.runnables[key] = model.with_structured_output(schema) if schema else model
     return runnable
+
+
+def check_models(context: Context) -> None:
+    """Load the model of every role, so a bad setting fails before the run's first LLM call.
+
+    Raises:
+        ConfigurationError: a role's model cannot be loaded.
+    """
+    for role in get_args(Role):
+        model_for(context, role)
 
 
 def _models_of(loop: asyncio.AbstractEventLoop) -> _LoopModels:
