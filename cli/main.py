@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--limit", type=int, default=20)
     show = commands.add_parser("show", parents=[common, temporal], help="print a run's state")
     show.add_argument("thread_id")
-    worker = commands.add_parser(
+    commands.add_parser(
         "worker", parents=[temporal], help="run Temporal workflows and activities (--temporal)"
     )
     return parser

@@ -52,7 +52,8 @@ def where_to_look(address: str = "HOST:PORT", run_id: str = "THREAD_ID") -> str:
 
 NOT_FOR_TEMPORAL = (
     "`fanout {command}` reads the local checkpoint database; runs started with --temporal are "
-    "journaled and resumed by Temporal itself (a live worker finishes them). Look at them in {where}"
+    "journaled and resumed by Temporal itself (a live worker finishes them). "
+    "Look at them in {where}"
 )
 
 
@@ -235,4 +236,3 @@ def _report_failure(
         highlight=False,
     )
     stderr.print(f"details: {where_to_look(args.temporal, run_id)}", highlight=False, markup=False)
-

@@ -80,8 +80,8 @@ class ActivityTracker:
             self.listener(state)
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
             started = event.activity_task_started_event_attributes
-            if (state := self._by_event.get(started.scheduled_event_id)) is not None:
-                state.attempt = max(state.attempt, started.attempt)
+            if (known := self._by_event.get(started.scheduled_event_id)) is not None:
+                known.attempt = max(known.attempt, started.attempt)
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
             done = event.activity_task_completed_event_attributes
             self._close(done.scheduled_event_id, "done", "")
@@ -132,7 +132,7 @@ def _cause(failure: Any) -> str:
     """The innermost cause of a failure: the node's own error (after Temporal's wrappers)."""
     while failure.HasField("cause"):
         failure = failure.cause
-    info = failure.application_failure_info if failure.HasField("application_failure_info") else None
-    kind = info.type if info else ""
+    application = failure.HasField("application_failure_info")
+    kind = failure.application_failure_info.type if application else ""
     message = str(failure.message)
     return message if not kind or message.startswith(kind) else f"{kind}: {message}"

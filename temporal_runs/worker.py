@@ -24,9 +24,7 @@ other worker replays it from history (Temporal's default is 10 s)."""
 def graph_builders() -> dict[str, StateGraph[Any, Any, Any, Any]]:
     """A fresh builder of each graph with :class:`ActivityPlacement` (the plugin rewires it)."""
     placement = ActivityPlacement()
-    return {
-        name: importlib.import_module(f"graphs.{name}").build(placement) for name in WORKFLOWS
-    }
+    return {name: importlib.import_module(f"graphs.{name}").build(placement) for name in WORKFLOWS}
 
 
 def new_worker(
