@@ -122,8 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--limit", type=int, default=20)
     show = commands.add_parser("show", parents=[common, temporal], help="print a run's state")
     show.add_argument("thread_id")
-    commands.add_parser(
+    worker = commands.add_parser(
         "worker", parents=[temporal], help="run Temporal workflows and activities (--temporal)"
+    )
+    worker.add_argument(
+        "--max-concurrency", type=int, metavar="N", help="at most N LLM calls at once (100)"
     )
     return parser
 

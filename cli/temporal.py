@@ -93,12 +93,15 @@ async def serve(args: argparse.Namespace) -> int:
     """Serve the three workflows and their activities until SIGTERM or Ctrl-C."""
     from temporal_runs.worker import new_worker
 
+    if args.max_concurrency is not None and args.max_concurrency < 1:
+        raise UsageError("--max-concurrency must be >= 1")
     logging.getLogger("temporal_runs").setLevel(logging.INFO)
     client = await _connect(args.temporal)
     identity = f"{os.getpid()}@{socket.gethostname()}"
     worker = new_worker(
         client,
         args.task_queue,
+        max_concurrent_activities=args.max_concurrency,
         identity=identity,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
@@ -161,8 +164,8 @@ async def submit(args: argparse.Namespace, workflow: Workflow) -> int:
     value = _read_value(workflow, getattr(args, workflow.input_field))
     if args.max_concurrency is not None:
         raise UsageError(
-            "--max-concurrency does not apply to --temporal runs: "
-            "start workers with fewer activity slots instead"
+            "--max-concurrency does not apply to --temporal runs: give it to the workers "
+            "(fanout worker --max-concurrency N)"
         )
     context = _context(args, Context())
     # The run keeps the model it was submitted with, whatever the workers' $FANOUT_MODEL says.

@@ -7,15 +7,24 @@ from dataclasses import asdict
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
+from temporalio.envconfig import ClientConfig
 
 from state.context import Context
 from temporal_runs.worker import DEFAULT_TASK_QUEUE
 from temporal_runs.workflows import WORKFLOWS, RunRequest
 
 
-async def connect(address: str, namespace: str = "default") -> Client:
-    """A client of the Temporal server at ``address`` (``HOST:PORT``)."""
-    return await Client.connect(address, namespace=namespace)
+async def connect(address: str) -> Client:
+    """A client of the Temporal server at ``address`` (``HOST:PORT``).
+
+    Namespace, TLS and API key come from Temporal's own client settings, as for the
+    ``temporal`` CLI: ``TEMPORAL_NAMESPACE``, ``TEMPORAL_API_KEY``, ``TEMPORAL_TLS_*`` or a
+    profile in ``temporal.toml`` (``TEMPORAL_PROFILE``); without any, namespace ``default``
+    over plain TCP (a dev server).
+    """
+    settings = ClientConfig.load_client_connect_config()
+    settings["target_host"] = address
+    return await Client.connect(**settings)
 
 
 async def start_run(

@@ -7,7 +7,11 @@ OpenAI-compatible server, whose request log counts every LLM call, whichever wor
 from __future__ import annotations
 
 import json
+import re
+import shlex
+import socket
 import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +23,7 @@ from tests.temporal_cluster import temporal_binary
 
 TEMPORAL = temporal_binary()  # skips the module (fails under CI) without the [temporal] extra
 
-from temporalio.api.enums.v1 import EventType  # noqa: E402
+from temporalio.api.enums.v1 import EventType, TimeoutType  # noqa: E402
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle  # noqa: E402
 from temporalio.exceptions import ActivityError, ApplicationError  # noqa: E402
 from temporalio.langgraph import LangGraphPlugin  # noqa: E402
@@ -41,6 +45,7 @@ from tests.test_durability import hang_once, research_calls, wait_for_in_flight 
 pytestmark = pytest.mark.timeout(240)
 
 HISTORIES = Path(__file__).parent / "temporal_histories"
+FANOUT_BIN = str(Path(sys.executable).with_name("fanout"))
 CONTEXT = Context(model="openai:fake-model")
 INPUTS = {
     "evaluation": {"text": "A recipe for lemonade."},
@@ -272,6 +277,18 @@ async def pending_workers(client: Client, run_id: str) -> dict[str, str]:
     }
 
 
+async def lost_to_heartbeat_timeout(client: Client, run_id: str, count: int) -> bool:
+    """Whether ``count`` pending activities wait for attempt 2 after a heartbeat timeout."""
+    description = await client.get_workflow_handle(run_id).describe()
+    timed_out = [
+        p
+        for p in description.raw_description.pending_activities
+        if p.attempt == 2
+        and p.last_failure.timeout_failure_info.timeout_type == TimeoutType.TIMEOUT_TYPE_HEARTBEAT
+    ]
+    return len(timed_out) == count
+
+
 async def test_every_worker_killed_a_fresh_worker_finishes_the_run(
     fake_llm: FakeLLM, client: Client, address: str, task_queue: str, tmp_path: Path
 ) -> None:
@@ -306,6 +323,9 @@ async def test_every_worker_killed_a_fresh_worker_finishes_the_run(
         for worker in workers:
             kill(worker)
         assert research_calls(fake_llm.log()) == {"plan": 1, "q1": 1, "q2": 1, "q3": 1, "q4": 1}
+        # The server notices the dead workers by their missing heartbeats (seconds), not by
+        # the attempt's start-to-close timeout (Context.timeout + slack: over a minute).
+        await wait_for("heartbeat timeouts", lambda: lost_to_heartbeat_timeout(client, run_id, 2))
 
         fresh = start_worker(fake_llm, tmp_path, address, task_queue, "fresh")
         output = finish(submission, tmp_path)
@@ -324,7 +344,7 @@ async def test_every_worker_killed_a_fresh_worker_finishes_the_run(
     progress = (tmp_path / "submit.err").read_text()
     assert progress.splitlines()[0] == f"thread: {run_id}"
     q3 = [line for line in progress.splitlines() if "[Fake questions 3 for" in line]
-    assert any("retrying" in line or "attempt 2" in line for line in q3), progress
+    assert any("retrying (activity Heartbeat timeout)" in line for line in q3), progress
     fresh_log = (tmp_path / "fresh.err").read_text()
     assert "started research.research_question" in fresh_log
     assert "started research.plan_research" not in fresh_log  # the plan came from history
@@ -458,3 +478,62 @@ def test_resume_show_runs_point_to_temporal(
 
 def test_workflows_are_the_graphs() -> None:
     assert json.dumps(sorted(WORKFLOWS)) == json.dumps(sorted(IN_PROCESS))
+
+
+# --- the README ------------------------------------------------------------------------------
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+README_ADDRESS = "127.0.0.1:7233"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_readme_scaling_out_commands_run(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    """Every command of the README's "Scaling out" section, on ports of the test's own."""
+    section = README.split("## Scaling out", 1)[1].split("\n## ", 1)[0]
+    (commands,) = re.findall(r"```bash\n(.*?)```", section, re.S)
+    (snippet,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    port, ui_port = free_port(), free_port()
+    address = f"127.0.0.1:{port}"
+
+    def localize(text: str) -> str:
+        text = text.replace(README_ADDRESS, address).replace("8233", str(ui_port))
+        return text.replace("--db-filename temporal.db", f"--db-filename temporal.db --port {port}")
+
+    lines = [localize(line.split("  #")[0].strip()) for line in commands.splitlines()]
+    server_line, worker_line, run_line, show_line = lines
+    background = []
+    try:
+        for line in (server_line, worker_line):
+            argv = shlex.split(line.removesuffix("&"))
+            argv[0] = {"temporal": TEMPORAL, "fanout": FANOUT_BIN}[argv[0]]
+            with (tmp_path / f"{Path(argv[0]).name}.err").open("w") as err:
+                background.append(
+                    subprocess.Popen(
+                        argv, cwd=tmp_path, env=fanout_env(fake_llm), stdout=err, stderr=err
+                    )
+                )
+        wait_until_ready(tmp_path, "fanout", background[1])
+        run = fanout(fake_llm, tmp_path, *shlex.split(run_line)[1:])
+        thread_id = json_result(run)["thread_id"]
+        show = subprocess.run(
+            [TEMPORAL, *shlex.split(show_line.replace("THREAD_ID", thread_id))[1:]],
+            cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert show.returncode == 0, show.stderr
+        assert show.stdout.count("ActivityTaskCompleted") == 5  # the journal: plan, 3, report
+        python = subprocess.run(
+            [sys.executable, "-c", localize(snippet)],
+            cwd=tmp_path, env=fanout_env(fake_llm), capture_output=True, text=True,
+            timeout=120, check=False,
+        )  # fmt: skip
+        assert python.returncode == 0, python.stderr
+        assert python.stdout.startswith("3 Fake answer to: Topic: Heat pumps")
+    finally:
+        for process in reversed(background):
+            stop(process)
+    assert (tmp_path / "temporal.db").exists()
