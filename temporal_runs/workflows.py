@@ -12,14 +12,15 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import BaseModel, ValidationError
+    from pydantic import BaseModel
     from temporalio.langgraph import graph as registered_graph
 
     from state.article import ArticleInput
     from state.context import Context
     from state.evaluation import EvaluationInput
-    from state.inputs import InvalidInputError, parse_input
+    from state.inputs import parse_input
     from state.research import ResearchInput
+    from temporal_runs.policy import non_retryable
 
 
 @dataclass
@@ -28,11 +29,6 @@ class RunRequest:
 
     input: dict[str, Any]
     context: dict[str, Any] = field(default_factory=dict)
-
-
-FAIL_AT_ONCE: list[type[BaseException]] = [InvalidInputError, ValidationError]
-"""Bad input or settings, found by the workflow itself: they fail the run at once (any other
-error in workflow code fails only the workflow task, which Temporal retries after a fix)."""
 
 
 class GraphWorkflow:
@@ -45,15 +41,18 @@ class GraphWorkflow:
         self.context: Context | None = None  # read by temporal_runs.policy for timeouts
 
     async def _run(self, request: RunRequest) -> dict[str, Any]:
-        self.context = Context.of(request.context)
-        parse_input(self.input_model, request.input)
+        try:
+            self.context = Context.of(request.context)
+            parse_input(self.input_model, request.input)
+        except Exception as exc:  # bad settings or input: fail the run, never retry its task
+            raise non_retryable(exc) from exc
         workflow.logger.info("running %s", self.graph_name)
         runnable = registered_graph(self.graph_name).compile(name=self.graph_name)
         output: dict[str, Any] = await runnable.ainvoke(request.input, context=self.context)
         return output
 
 
-@workflow.defn(name="evaluation", failure_exception_types=FAIL_AT_ONCE)
+@workflow.defn(name="evaluation")
 class EvaluationWorkflow(GraphWorkflow):
     """The evaluation graph: three evaluators at once, then the aggregator."""
 
@@ -66,7 +65,7 @@ class EvaluationWorkflow(GraphWorkflow):
         return await self._run(request)
 
 
-@workflow.defn(name="article", failure_exception_types=FAIL_AT_ONCE)
+@workflow.defn(name="article")
 class ArticleWorkflow(GraphWorkflow):
     """The article graph: plan sections, one writer activity per section, join."""
 
@@ -79,7 +78,7 @@ class ArticleWorkflow(GraphWorkflow):
         return await self._run(request)
 
 
-@workflow.defn(name="research", failure_exception_types=FAIL_AT_ONCE)
+@workflow.defn(name="research")
 class ResearchWorkflow(GraphWorkflow):
     """The research graph: plan questions, one researcher activity each, write the report."""
 
