@@ -95,7 +95,12 @@ async def serve(args: argparse.Namespace) -> int:
 
     if args.max_concurrency is not None and args.max_concurrency < 1:
         raise UsageError("--max-concurrency must be >= 1")
-    logging.getLogger("temporal_runs").setLevel(logging.INFO)
+    log = logging.getLogger("temporal_runs")
+    handler = logging.StreamHandler()  # plain lines: cheap, and easy to collect on servers
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
     client = await _connect(args.temporal)
     identity = f"{os.getpid()}@{socket.gethostname()}"
     worker = new_worker(
@@ -128,28 +133,26 @@ class TemporalProgress(RunProgress):
     """The CLI's progress view, fed by a run's activities instead of LangGraph callbacks."""
 
     def update(self, activity: ActivityState) -> None:
-        """Show ``activity``'s new state."""
+        """Show ``activity``'s new state (a scheduled activity shows as running)."""
         now = time.monotonic()
         status = "running" if activity.status == "scheduled" else activity.status
         task = self.tasks.get(activity.key)
         if task is None:
-            self.tasks[activity.key] = task = Task(
-                node=activity.node, label=activity.label, started=now
-            )
+            task = Task(node=activity.node, label=activity.label, started=now)
+            self.tasks[activity.key] = task
             self._log(task, "started")
-        if (status, activity.attempt) == (task.status, task.attempts) and task.error:
-            return
-        if activity.attempt > task.attempts:
-            task.attempts = activity.attempt
-            if status == "running":
-                self._log(task, f"attempt {task.attempts}")
+        new_attempt = activity.attempt > task.attempts
+        task.attempts = max(task.attempts, activity.attempt)
         task.error = activity.error
-        if status != task.status:
-            task.status = status
-            if status in ("done", "failed", "cancelled"):
-                task.finished = now
-            if status != "running":
-                self._log(task, status + (f" ({task.error[:120]})" if task.error else ""))
+        if new_attempt and status == "running":
+            self._log(task, f"attempt {task.attempts}")
+        if status == task.status:
+            return
+        task.status = status
+        if status in ("done", "failed", "cancelled"):
+            task.finished = now
+        if status != "running":
+            self._log(task, status + (f" ({task.error[:120]})" if task.error else ""))
 
 
 async def submit(args: argparse.Namespace, workflow: Workflow) -> int:
