@@ -403,6 +403,13 @@ async def test_workflow_worker_killed_the_run_replays_from_history(
     assert output["task_count"] == 4
     survivors = "".join((tmp_path / f"{n}.err").read_text() for n in names if n != victim)
     assert "started research.write_report" in survivors
+    events = await history_events(client.get_workflow_handle(run_id))
+    last_task = [
+        e.workflow_task_started_event_attributes.identity
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED
+    ][-1]
+    assert last_task != identity  # another worker replayed the run and finished it
 
 
 # --- the CLI ---------------------------------------------------------------------------------
