@@ -122,6 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-tokens", type=int, metavar="N", help="cap on tokens generated per LLM call"
     )
 
+    temporal = argparse.ArgumentParser(add_help=False)
+    temporal.add_argument(
+        "--temporal",
+        metavar="HOST:PORT",
+        help="run on this Temporal server instead of in this process (needs the [temporal] extra)",
+    )
+    temporal.add_argument(
+        "--task-queue", default="fanout", metavar="NAME", help="Temporal task queue (%(default)s)"
+    )
+
     parser = argparse.ArgumentParser(
         prog="fanout", description="Run, resume, list and inspect durable runs of the workflows."
     )
@@ -129,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     for command, graph in COMMANDS.items():
         field = WORKFLOWS[graph].input_field
         sub = commands.add_parser(
-            command, parents=[common, running], help=f"run the {graph} workflow"
+            command, parents=[common, running, temporal], help=f"run the {graph} workflow"
         )
         sub.add_argument(field, help=f"the {field}, or - to read it from stdin")
         sub.add_argument(
@@ -143,13 +153,22 @@ def build_parser() -> argparse.ArgumentParser:
                 help="cap on planned sections (default %(default)s)",
             )
     resume = commands.add_parser(
-        "resume", parents=[common, running], help="finish a crashed or failed run"
+        "resume", parents=[common, running, temporal], help="finish a crashed or failed run"
     )
     resume.add_argument("thread_id", type=thread_id)
-    runs = commands.add_parser("runs", parents=[common], help="list recent runs")
+    runs = commands.add_parser("runs", parents=[common, temporal], help="list recent runs")
     runs.add_argument("--limit", type=positive_int, default=20)
-    show = commands.add_parser("show", parents=[common], help="print a run's state")
+    show = commands.add_parser("show", parents=[common, temporal], help="print a run's state")
     show.add_argument("thread_id", type=thread_id)
+    worker = commands.add_parser(
+        "worker", parents=[temporal], help="run Temporal workflows and activities (--temporal)"
+    )
+    worker.add_argument(
+        "--max-concurrency",
+        type=positive_int,
+        metavar="N",
+        help="at most N LLM calls at once (100)",
+    )
     return parser
 
 
@@ -205,6 +224,12 @@ async def _until_stopped(args: argparse.Namespace) -> int:
 
 
 async def _dispatch(args: argparse.Namespace) -> int:
+    if args.temporal or args.command == "worker":
+        if not args.temporal:
+            raise UsageError("fanout worker needs --temporal HOST:PORT")
+        from cli.temporal import dispatch
+
+        return await dispatch(args)
     if args.command in COMMANDS:
         return await _start(args, WORKFLOWS[COMMANDS[args.command]])
     if args.command == "resume":
@@ -251,7 +276,10 @@ def _check_models(context: Context) -> None:
 
 
 def _no_run(args: argparse.Namespace, thread_id: str) -> UsageError:
-    return UsageError(f"no run with thread id {thread_id!r} in {redact(db_url(args.db))}")
+    return UsageError(
+        f"no run with thread id {thread_id!r} in {redact(db_url(args.db))} (a run started "
+        "with --temporal is in Temporal: the Temporal web UI or `temporal workflow show`)"
+    )
 
 
 async def _start(args: argparse.Namespace, workflow: Workflow) -> int:
@@ -390,11 +418,12 @@ def _print_result(
     output: dict[str, Any],
     usage: dict[str, Any],
 ) -> None:
-    stderr.print(
-        f"done: {usage['llm_calls']} LLM calls, "
-        f"{usage['input_tokens']} input + {usage['output_tokens']} output tokens",
-        highlight=False,
+    tokens = (
+        f", {usage['input_tokens']} input + {usage['output_tokens']} output tokens"
+        if "input_tokens" in usage  # not collected from Temporal workers
+        else ""
     )
+    stderr.print(f"done: {usage['llm_calls']} LLM calls{tokens}", highlight=False)
     if args.json:
         print(to_json({"thread_id": record.thread_id, **output, "usage": usage}))
     elif workflow.name == "evaluation":
