@@ -44,14 +44,18 @@ serve: install  ## langgraph dev API (and Studio) on $(HOST):$(PORT); settings f
 	$(BIN)/langgraph dev --host $(HOST) --port $(PORT) --no-browser --n-jobs-per-worker 10
 
 lint: install
-	$(BIN)/ruff check graphs nodes state cli persistence server temporal_runs tests benchmarks
-	$(BIN)/ruff format --check graphs nodes state cli persistence server temporal_runs tests benchmarks
+	$(BIN)/ruff check graphs nodes state cli persistence server temporal_runs tests benchmarks fake_llm pg_cluster.py
+	$(BIN)/ruff format --check graphs nodes state cli persistence server temporal_runs tests benchmarks fake_llm pg_cluster.py
 	$(BIN)/mypy
 
 test: system-deps install lint  ## everything CI runs
 	$(BIN)/python -m pytest -q
 
-bench: install system-deps  ## benchmark table (also written to benchmarks/results/latest.json)
+$(VENV)/.bench: pyproject.toml constraints.txt $(VENV)/.installed
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[bench]"
+	touch $@
+
+bench: $(VENV)/.bench system-deps  ## contenders side by side, ratios to the bare-SDK floor (~10 min)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 bench-temporal: install  ## in-process vs. Temporal with 1 and 3 workers (benchmarks/results/temporal.json)

@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
-    from tests.fake_llm_client import start_fake_llm
+    from fake_llm import start_fake_llm
 
     results: dict[str, Any] = {"machine": machine(), "latency": args.latency}
     port = free_port()

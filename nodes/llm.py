@@ -77,7 +77,7 @@ async def call_model(
     try:
         reply = await model.ainvoke(prompt, config)
     except openai.APIConnectionError as exc:  # includes timeouts; the SDK says neither where
-        what = "timed out" if isinstance(exc, openai.APITimeoutError) else "cannot connect"
+        what = "timed out" if _timed_out(exc) else "cannot connect"
         raise LLMConnectionError(
             f"{current_node()}: {what}: {exc.request.method} {exc.request.url}"
         ) from exc
@@ -93,3 +93,17 @@ async def call_model(
     if not isinstance(reply, schema):  # e.g. a tool call that did not parse: None
         raise MalformedOutputError(f"{current_node()}: the model returned no {expected}")
     return reply
+
+
+def _timed_out(exc: openai.APIConnectionError) -> bool:
+    """Whether the request timed out, rather than finding no server.
+
+    The SDK's aiohttp transport reports a refused connection as a timeout too (raised in
+    openai-python PR 3594), so a ``ConnectionError`` among the causes decides.
+    """
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ConnectionError):  # refused, reset, aborted
+            return False
+        cause = cause.__cause__
+    return isinstance(exc, openai.APITimeoutError)

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
 from typing import Any, get_args
 from weakref import WeakKeyDictionary
 
-import httpx
+import httpx2
+import openai
 from langchain.chat_models import init_chat_model
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
 from pydantic import BaseModel
 
 from nodes.retry import CLIENT_RETRIES
-from state.context import ConfigurationError, Context, Role
+from state.context import MAX_SECTIONS_LIMIT, ConfigurationError, Context, Role
 
 DEFAULT_MODEL = "openai:gpt-4.1-mini"
 """The model used when an OpenAI key is set and nothing else is asked for."""
@@ -24,11 +28,24 @@ LOCAL_MODEL = "local"
 
 logger = logging.getLogger(__name__)
 
+POOL_LIMITS = httpx2.Limits(max_connections=MAX_SECTIONS_LIMIT)
+"""An OpenAI client's connection pool: room for the largest fan-out at once."""
+
 _Key = tuple[str, float, int, float, type[BaseModel] | None]
+
+
+@dataclass
+class _LoopModels:
+    """The models of one event loop, and the HTTP clients to close when that loop ends."""
+
+    runnables: dict[_Key, Runnable] = field(default_factory=dict)
+    clients: list[httpx2.AsyncClient] = field(default_factory=list)
+    closer: AsyncGenerator[None, None] | None = None  # the loop refers to it weakly: keep it
+
+
 # Async HTTP clients are bound to the event loop that first used them, so every loop gets
-# its own models (``asyncio.run`` twice in one process must work); sync use shares one set.
-_by_loop: WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_Key, Runnable]] = WeakKeyDictionary()
-_sync: dict[_Key, Runnable] = {}
+# its own models (``asyncio.run`` twice in one process must work).
+_by_loop: WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopModels] = WeakKeyDictionary()
 
 
 def resolve_model(spec: str = "") -> str:
@@ -50,6 +67,9 @@ def load_chat_model(
 ) -> BaseChatModel:
     """A new chat model for a resolved ``spec`` (use :func:`model_for` in nodes: it caches).
 
+    An OpenAI model's async HTTP client (``http_async_client``) belongs to the caller: close it
+    when done (:func:`model_for` does, when its event loop ends).
+
     Raises:
         ConfigurationError: the model cannot be loaded (unknown provider, provider package
             missing, no API key, weights file missing...).
@@ -64,15 +84,20 @@ def load_chat_model(
         if not (provider and name):
             raise ValueError(f"must be 'provider:model', e.g. {DEFAULT_MODEL!r}")
         logger.debug("loading chat model %s", spec)
-        # An httpx.Timeout (unhashable) makes langchain-openai give this instance its own HTTP
-        # client instead of a process-wide one tied to the first event loop.
-        request_timeout: Any = httpx.Timeout(timeout) if provider == "openai" else timeout
+        http: dict[str, Any] = {}
+        if provider == "openai":
+            # The SDK's aiohttp transport: its default httpx pool re-scans every connection per
+            # request, a CPU cost that grows with the square of the requests in flight.
+            http["http_async_client"] = openai.DefaultAioHttpClient(
+                timeout=timeout, limits=POOL_LIMITS
+            )
         return init_chat_model(
             spec,
             temperature=temperature,
             max_tokens=max_tokens,
-            timeout=request_timeout,
+            timeout=timeout,
             max_retries=CLIENT_RETRIES,
+            **http,
         )
     except Exception as exc:
         raise ConfigurationError(f"model {spec!r}: {exc}") from exc
@@ -80,6 +105,9 @@ def load_chat_model(
 
 def model_for(context: Context, role: Role, schema: type[BaseModel] | None = None) -> Runnable:
     """The runnable that plays ``role`` under ``context``, structured to ``schema`` if given.
+
+    Cached per running event loop; its HTTP clients are closed when the loop shuts down
+    (``asyncio.run`` finalizes async generators as it ends).
 
     Raises:
         ConfigurationError: the role's model cannot be loaded (the message names the role).
@@ -91,16 +119,15 @@ def model_for(context: Context, role: Role, schema: type[BaseModel] | None = Non
         context.timeout,
         schema,
     )
-    try:
-        cache = _by_loop.setdefault(asyncio.get_running_loop(), {})
-    except RuntimeError:  # no running loop: a sync call
-        cache = _sync
-    if (runnable := cache.get(key)) is None:
+    models = _models_of(asyncio.get_running_loop())
+    if (runnable := models.runnables.get(key)) is None:
         try:
             model = load_chat_model(*key[:4])
         except ConfigurationError as exc:
             raise ConfigurationError(f"{role} {exc}") from exc.__cause__
-        runnable = cache[key] = model.with_structured_output(schema) if schema else model
+        if (client := getattr(model, "http_async_client", None)) is not None:
+            models.clients.append(client)
+        runnable = models.runnables[key] = model.with_structured_output(schema) if schema else model
     return runnable
 
 
@@ -112,3 +139,26 @@ def check_models(context: Context) -> None:
     """
     for role in get_args(Role):
         model_for(context, role)
+
+
+def _models_of(loop: asyncio.AbstractEventLoop) -> _LoopModels:
+    """``loop``'s models, set up to close their clients when the loop shuts down."""
+    if (models := _by_loop.get(loop)) is None:
+        models = _by_loop[loop] = _LoopModels()
+        closer = models.closer = _close_at_shutdown(models)
+        with contextlib.suppress(StopIteration):  # run it to its ``yield``: the loop tracks it
+            closer.asend(None).send(None)
+    return models
+
+
+async def _close_at_shutdown(models: _LoopModels) -> AsyncGenerator[None, None]:
+    """Wait at ``yield`` until the loop's ``shutdown_asyncgens()``, then close the clients."""
+    try:
+        yield
+    finally:
+        for client in models.clients:
+            await client.aclose()
+        # Clients and this generator refer to the loop: drop them, so the loop can be freed.
+        models.runnables.clear()
+        models.clients.clear()
+        models.closer = None

@@ -12,10 +12,10 @@ import os
 
 from temporalio.testing import WorkflowEnvironment
 
+from fake_llm import start_fake_llm
 from state.context import Context
 from temporal_runs.client import start_run
 from temporal_runs.worker import new_worker
-from tests.fake_llm_client import start_fake_llm
 from tests.temporal_cluster import temporal_binary
 from tests.test_temporal import HISTORIES, INPUTS
 

@@ -10,9 +10,9 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
 from cli.runs import WORKFLOWS, RunRecord
+from fake_llm import FakeLLM
 from persistence.checkpointer import open_checkpointer, redact
 from state.context import Context
-from tests.fake_llm_client import FakeLLM
 from tests.fanout_cli import fanout, json_result, start_fanout, wait_for_results
 from tests.test_durability import hang_once, new_thread, research_calls
 

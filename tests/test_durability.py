@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from fake_llm import FakeLLM
 from nodes.retry import CLIENT_RETRIES, LLM_ATTEMPTS
 from persistence.checkpointer import open_checkpointer
-from tests.fake_llm_client import FakeLLM
 from tests.fanout_cli import fanout, json_result, start_fanout, wait_for_results
 
 pytestmark = pytest.mark.timeout(120)

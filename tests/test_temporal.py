@@ -31,13 +31,13 @@ from temporalio.service import RPCError, RPCStatusCode  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from temporalio.worker import Replayer  # noqa: E402
 
+from fake_llm import FakeLLM  # noqa: E402
 from graphs import article, evaluation, research  # noqa: E402
 from state.context import Context  # noqa: E402
 from temporal_runs.client import start_run  # noqa: E402
 from temporal_runs.policy import RunInterceptor  # noqa: E402
 from temporal_runs.worker import graph_builders, new_worker  # noqa: E402
 from temporal_runs.workflows import WORKFLOWS, RunRequest  # noqa: E402
-from tests.fake_llm_client import FakeLLM  # noqa: E402
 from tests.fanout_cli import FANOUT, fanout, fanout_env, json_result  # noqa: E402
 from tests.temporal_cluster import kill, start_worker, stop, wait_for, wait_until_ready  # noqa: E402
 from tests.test_durability import hang_once, research_calls, wait_for_in_flight  # noqa: E402

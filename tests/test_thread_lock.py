@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from langchain_core.runnables import RunnableConfig
 
+from fake_llm import FakeLLM
 from persistence.checkpointer import open_checkpointer
 from persistence.thread_lock import ThreadBusyError, thread_lock
-from tests.fake_llm_client import FakeLLM
 from tests.fanout_cli import RUN_TIMEOUT, start_fanout, wait_for_results
 from tests.test_durability import (
     article_calls,

@@ -2,7 +2,7 @@
 
 Run it as a separate process; it prints ``FAKE_LLM_PORT=<port>`` once listening::
 
-    python -m tests.fake_llm --host 127.0.0.1 --port 0 --latency 0.1
+    python -m fake_llm --host 127.0.0.1 --port 0 --latency 0.1
 
 Replies are deterministic. Structured requests (a ``json_schema`` or ``json_object`` response
 format, or tools) get JSON generated from the schema; plain requests get
@@ -10,7 +10,7 @@ format, or tools) get JSON generated from the schema; plain requests get
 a request whose last message is a tool result gets a text reply, so agent loops terminate.
 
 Tests steer the server through the JSON control API under ``/_control`` (reset, config, rules,
-log, stats); ``tests.fake_llm_client.FakeLLM`` wraps it. Log timestamps are ``time.monotonic()``
+log, stats); ``fake_llm.FakeLLM`` wraps it. Log timestamps are ``time.monotonic()``
 seconds, comparable with the test process's clock on Linux.
 """
 
@@ -556,12 +556,13 @@ async def control_log(request: Request) -> Response:
 
 
 async def control_stats(request: Request) -> Response:
-    """``GET /_control/stats``: request count and concurrency."""
+    """``GET /_control/stats``: request count, concurrency and the server's CPU seconds so far."""
     state: FakeState = request.app.state.fake
     stats = {
         "requests": len(state.log),
         "in_flight": state.in_flight,
         "peak_in_flight": state.peak_in_flight,
+        "cpu_s": time.process_time(),
     }
     return JSONResponse(stats)
 
