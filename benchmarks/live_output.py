@@ -4,7 +4,7 @@
                                      [--reply-chars 0 1500] [--out FILE]
 
 The article graph with N sections (no checkpointer), against the fake OpenAI-compatible server
-(``tests.fake_llm``, its own process) at latency L per call, through the real client path, in
+(``fake_llm``, its own process) at latency L per call, through the real client path, in
 one event loop. Variants alternate run by run (order reversed every other round); medians.
 
 - ``no handler``: ``graph.ainvoke``, nothing displayed (the baseline).
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("give one --reps per --sizes")
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from tests.fake_llm_client import start_fake_llm
+    from fake_llm import start_fake_llm
 
     for name in ("LANGSMITH_TRACING", "LANGCHAIN_TRACING_V2", "LANGSMITH_API_KEY"):
         os.environ.pop(name, None)

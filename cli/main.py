@@ -9,14 +9,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import logging
 import shlex
+import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from rich.console import Console
@@ -41,16 +41,19 @@ from cli.runs import (
     recent_runs,
     thread_config,
 )
+from cli.terminal import printable, to_json
 from persistence.checkpointer import (
     DEFAULT_DB,
     DatabaseError,
     aopen_checkpointer,
     db_url,
     exists,
+    has_secret,
     redact,
 )
-from state.context import DEFAULT_MAX_SECTIONS, Context, Role
-from state.inputs import InvalidInputError, explain, parse_input
+from persistence.thread_lock import ThreadBusyError, thread_lock
+from state.context import DEFAULT_MAX_SECTIONS, ConfigurationError, Context
+from state.inputs import InvalidInputError, explain, parse_input, usable_text
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -59,6 +62,9 @@ if TYPE_CHECKING:
     from cli.progress import RunProgress
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+"""Signals that end a run like Ctrl-C does (what `timeout`, Docker and systemd send)."""
+MAX_THREAD_ID_CHARS = 200
 PIPE_WIDTH = 240
 MIN_INPUT_WIDTH = 12
 COMMANDS = {"evaluate": "evaluation", "article": "article", "research": "research"}
@@ -69,6 +75,36 @@ stdout = Console(highlight=False, soft_wrap=True, markup=False)  # model text is
 
 class UsageError(Exception):
     """Bad usage or bad input: exit 2, nothing persisted."""
+
+
+class Stopped(Exception):
+    """The run was stopped by a signal (finished work is saved)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def thread_id(text: str) -> str:
+    """An argparse type: a thread id (visible, no control characters, at most 200 chars)."""
+    try:
+        value = usable_text(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if len(value) > MAX_THREAD_ID_CHARS:
+        raise argparse.ArgumentTypeError(f"longer than {MAX_THREAD_ID_CHARS} characters")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         "openai:gpt-4.1-mini with OPENAI_API_KEY, else the embedded model)",
     )
     running.add_argument(
-        "--max-concurrency", type=int, metavar="N", help="at most N LLM calls at once"
+        "--max-concurrency", type=positive_int, metavar="N", help="at most N LLM calls at once"
     )
     running.add_argument(
         "--max-tokens", type=int, metavar="N", help="cap on tokens generated per LLM call"
@@ -106,16 +142,28 @@ def build_parser() -> argparse.ArgumentParser:
         '{"approve": true} or {"reject": true}, as JSON (.json) or YAML',
     )
 
+    temporal = argparse.ArgumentParser(add_help=False)
+    temporal.add_argument(
+        "--temporal",
+        metavar="HOST:PORT",
+        help="run on this Temporal server instead of in this process (needs the [temporal] extra)",
+    )
+    temporal.add_argument(
+        "--task-queue", default="fanout", metavar="NAME", help="Temporal task queue (%(default)s)"
+    )
+
     parser = argparse.ArgumentParser(
         prog="fanout", description="Run, resume, list and inspect durable runs of the workflows."
     )
     commands = parser.add_subparsers(dest="command", required=True)
     for command, graph in COMMANDS.items():
         field = WORKFLOWS[graph].input_field
-        parents = [common, running, review] if graph in PLAN_KEYS else [common, running]
+        parents = [common, running, temporal] + ([review] if graph in PLAN_KEYS else [])
         sub = commands.add_parser(command, parents=parents, help=f"run the {graph} workflow")
         sub.add_argument(field, help=f"the {field}, or - to read it from stdin")
-        sub.add_argument("--thread", help="thread id to run under (default: a new one)")
+        sub.add_argument(
+            "--thread", type=thread_id, help="thread id to run under (default: a new one)"
+        )
         if graph == "article":
             sub.add_argument(
                 "--max-sections",
@@ -124,13 +172,24 @@ def build_parser() -> argparse.ArgumentParser:
                 help="cap on planned sections (default %(default)s)",
             )
     resume = commands.add_parser(
-        "resume", parents=[common, running, review], help="finish a crashed, failed or paused run"
+        "resume",
+        parents=[common, running, temporal, review],
+        help="finish a crashed, failed or paused run",
     )
-    resume.add_argument("thread_id")
-    runs = commands.add_parser("runs", parents=[common], help="list recent runs")
-    runs.add_argument("--limit", type=int, default=20)
-    show = commands.add_parser("show", parents=[common], help="print a run's state")
-    show.add_argument("thread_id")
+    resume.add_argument("thread_id", type=thread_id)
+    runs = commands.add_parser("runs", parents=[common, temporal], help="list recent runs")
+    runs.add_argument("--limit", type=positive_int, default=20)
+    show = commands.add_parser("show", parents=[common, temporal], help="print a run's state")
+    show.add_argument("thread_id", type=thread_id)
+    worker = commands.add_parser(
+        "worker", parents=[temporal], help="run Temporal workflows and activities (--temporal)"
+    )
+    worker.add_argument(
+        "--max-concurrency",
+        type=positive_int,
+        metavar="N",
+        help="at most N LLM calls at once (100)",
+    )
     return parser
 
 
@@ -146,16 +205,54 @@ def main(argv: Sequence[str] | None = None) -> None:
     # 20-40% CPU at 1,000 workers (benchmarks/experiments.py gc).
     gc.set_threshold(10_000, 10, 10)
     try:
-        code = asyncio.run(_dispatch(args))
-    except (UsageError, DatabaseError) as exc:
+        code = asyncio.run(_until_stopped(args))
+    except (UsageError, DatabaseError, ThreadBusyError) as exc:
         stderr.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         code = EXIT_USAGE
     except KeyboardInterrupt:
-        code = 130
+        code = 128 + signal.SIGINT
+    except Stopped as stop:
+        code = 128 + stop.signum
     sys.exit(code)
 
 
+async def _until_stopped(args: argparse.Namespace) -> int:
+    """Run the command; SIGTERM or SIGHUP cancel it as Ctrl-C does.
+
+    Raises:
+        Stopped: one of those signals arrived.
+    """
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    received: list[int] = []
+
+    def stop(signum: int) -> None:
+        received.append(signum)
+        main_task.cancel()
+
+    loop = asyncio.get_running_loop()
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, stop, signum)
+    try:
+        return await _dispatch(args)
+    except asyncio.CancelledError:
+        if received:
+            raise Stopped(received[0]) from None
+        raise
+    finally:
+        for signum in STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
+
+
 async def _dispatch(args: argparse.Namespace) -> int:
+    if args.temporal or args.command == "worker":
+        if getattr(args, "review", False) or getattr(args, "plan", None):
+            raise UsageError("--review and --plan work on runs in this process, not --temporal")
+        if not args.temporal:
+            raise UsageError("fanout worker needs --temporal HOST:PORT")
+        from cli.temporal import dispatch
+
+        return await dispatch(args)
     if args.command in COMMANDS:
         return await _start(args, WORKFLOWS[COMMANDS[args.command]])
     if args.command == "resume":
@@ -190,29 +287,24 @@ def _context(args: argparse.Namespace, base: Context) -> Context:
         context = replace(base, **changes)
     except ValidationError as exc:
         raise UsageError(f"invalid settings: {explain(exc)}") from None
-    if args.max_concurrency is not None and args.max_concurrency < 1:
-        raise UsageError("--max-concurrency must be >= 1")
-    if getattr(args, "thread", None) is not None and not args.thread.strip():
-        raise UsageError("--thread must not be empty")
     return context
 
 
 def _check_models(context: Context) -> None:
-    """Refuse a model spec that cannot load, before anything is persisted."""
-    from nodes.models import is_local, load_chat_model, resolve_model
+    """Refuse a model setting that cannot load, for any role, before anything is persisted."""
+    from nodes.models import check_models
 
-    for spec in sorted({resolve_model(context.model_for(role)) for role in get_args(Role)}):
-        if is_local(spec):
-            continue  # loading the weights is the check; the first node does it
-        try:
-            load_chat_model(spec, context.temperature, context.max_tokens, context.timeout)
-        except Exception as exc:  # unknown provider, missing package or key...
-            message = str(exc) if repr(spec) in str(exc) else f"model {spec!r}: {exc}"
-            raise UsageError(message) from None
+    try:
+        check_models(context)
+    except ConfigurationError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _no_run(args: argparse.Namespace, thread_id: str) -> UsageError:
-    return UsageError(f"no run with thread id {thread_id!r} in {redact(db_url(args.db))}")
+    return UsageError(
+        f"no run with thread id {thread_id!r} in {redact(db_url(args.db))} (a run started "
+        "with --temporal is in Temporal: the Temporal web UI or `temporal workflow show`)"
+    )
 
 
 async def _start(args: argparse.Namespace, workflow: Workflow) -> int:
@@ -225,7 +317,7 @@ async def _start(args: argparse.Namespace, workflow: Workflow) -> int:
     _check_models(context)
     reviewer = _reviewer(args, workflow, context, paused=False)
     record = RunRecord.new(workflow, value, context, args.thread)
-    async with aopen_checkpointer(args.db) as saver:
+    async with aopen_checkpointer(args.db) as saver, thread_lock(args.db, record.thread_id):
         if args.thread:
             await _check_thread_free(saver, workflow, args.thread)
         payload = {workflow.input_field: value}
@@ -271,12 +363,25 @@ async def _existing_run(
     async with aopen_checkpointer(args.db) as saver:
         record = await find_run(saver, args.thread_id)
         if record is None:
-            raise _no_run(args, args.thread_id)
+            raise await _not_ours(saver, args)
         yield saver, record
 
 
+async def _not_ours(saver: BaseCheckpointSaver, args: argparse.Namespace) -> UsageError:
+    """Why ``args.thread_id`` holds no fanout run: no such thread, or another tool's."""
+    checkpoint = await saver.aget_tuple(thread_config(args.thread_id))
+    if checkpoint is None:
+        return _no_run(args, args.thread_id)
+    graph = checkpoint.metadata.get("graph_id")
+    made_by = f"a {graph} run made through the server API" if graph else "a run of another tool"
+    return UsageError(
+        f"thread {args.thread_id!r} holds {made_by}; read or continue it where it was started "
+        f"(for the langgraph dev server: GET /threads/{args.thread_id}/state)"
+    )
+
+
 async def _resume(args: argparse.Namespace) -> int:
-    async with _existing_run(args) as (saver, record):
+    async with _existing_run(args) as (saver, record), thread_lock(args.db, record.thread_id):
         record = replace(record, context=_context(args, record.context))
         _check_models(record.context)
         workflow = WORKFLOWS[record.graph]
@@ -300,7 +405,8 @@ async def _execute(
     from cli.stream import run_graph
     from nodes.models import is_local, resolve_model
 
-    stderr.print(f"thread: {record.thread_id}", highlight=False, markup=False)
+    thread = printable(record.thread_id, one_line=True)
+    stderr.print(f"thread: {thread}", highlight=False, markup=False)
     model = resolve_model(record.context.model)
     note = " (embedded, demo-grade: weak content, unreliable judgements)" if is_local(model) else ""
     stderr.print(f"{workflow.name} on model {model}{note}", highlight=False, markup=False)
@@ -309,7 +415,7 @@ async def _execute(
     config = record.config([progress], args.max_concurrency)
     try:
         output = await run_graph(graph, payload, config, record.context, progress, reviewer)
-    except (asyncio.CancelledError, KeyboardInterrupt):  # Ctrl-C
+    except asyncio.CancelledError:  # Ctrl-C
         stderr.print(f"interrupted; {_resume_hint(args, record)}", highlight=False, markup=False)
         raise
     except ReviewStopped as exc:  # the run is paused at its plan review
@@ -324,8 +430,13 @@ async def _execute(
 
 
 def _resume_hint(args: argparse.Namespace, record: RunRecord) -> str:
-    db = f" --db {shlex.quote(redact(args.db))}" if args.db else ""
     thread = shlex.quote(record.thread_id)
+    if args.db and has_secret(args.db):  # never print an unusable *** URL
+        return (
+            f'finished work is saved; resume with: fanout resume {thread} --db "$FANOUT_DB" '
+            f"(with FANOUT_DB set to the URL of {redact(args.db)}, password included)"
+        )
+    db = f" --db {shlex.quote(args.db)}" if args.db else ""
     return f"finished work is saved; resume with: fanout resume {thread}{db}"
 
 
@@ -349,48 +460,47 @@ def _print_result(
     output: dict[str, Any],
     usage: dict[str, Any],
 ) -> None:
-    stderr.print(
-        f"done: {usage['llm_calls']} LLM calls, "
-        f"{usage['input_tokens']} input + {usage['output_tokens']} output tokens",
-        highlight=False,
+    tokens = (
+        f", {usage['input_tokens']} input + {usage['output_tokens']} output tokens"
+        if "input_tokens" in usage  # not collected from Temporal workers
+        else ""
     )
+    stderr.print(f"done: {usage['llm_calls']} LLM calls{tokens}", highlight=False)
     review = output.get("review") or {}
     if review.get("decision") == "rejected":
-        reason = f": {review['reason']}" if review["reason"] else ""
+        reason = f": {printable(review['reason'])}" if review["reason"] else ""
         stderr.print(f"plan rejected at review{reason}; no worker ran", markup=False)
     if args.json:
-        print(
-            json.dumps(
-                {"thread_id": record.thread_id, **output, "usage": usage}, ensure_ascii=False
-            )
-        )
+        print(to_json({"thread_id": record.thread_id, **output, "usage": usage}))
     elif review.get("decision") == "rejected":
         return
     elif workflow.name == "evaluation":
         verdict = "appropriate" if output["is_appropriate"] else "NOT appropriate"
         stdout.print(
             f"{verdict} ({output['votes']}/{len(output['evaluations'])} evaluators vote "
-            f"appropriate)\n{output['summary']}\n"
+            f"appropriate)\n{printable(output['summary'])}\n"
         )
         for e in output["evaluations"]:
-            stdout.print(
-                f"- {e['evaluator']}: {'yes' if e['is_appropriate'] else 'no'} - {e['explanation']}"
-            )
+            vote = "yes" if e["is_appropriate"] else "no"
+            stdout.print(f"- {e['evaluator']}: {vote} - {printable(e['explanation'])}")
     elif workflow.name == "article":
-        stdout.print(output["article"])
+        stdout.print(printable(output["article"]))
     else:
-        stdout.print(f"{output['report']}\n\n({output['task_count']} research questions)")
+        report = printable(output["report"])
+        stdout.print(f"{report}\n\n({output['task_count']} research questions)")
 
 
 async def _status(
     graph: CompiledStateGraph[Any, Context, Any, Any], thread_id: str
 ) -> tuple[str, Any]:
     snapshot = await graph.aget_state(thread_config(thread_id))
-    if not snapshot.next:
+    if not snapshot.next and not snapshot.tasks:
         return "done", snapshot
     if snapshot.interrupts:
         return "paused", snapshot  # waiting for its plan review
-    return ("failed" if any(t.error for t in snapshot.tasks) else "incomplete"), snapshot
+    # Tasks but no next step: the run broke off between two steps (it saved no step since).
+    failed = not snapshot.next or any(t.error for t in snapshot.tasks)
+    return ("failed" if failed else "incomplete"), snapshot
 
 
 async def _list(args: argparse.Namespace) -> int:
@@ -404,7 +514,7 @@ async def _list(args: argparse.Namespace) -> int:
             ]
     if args.json:
         print(
-            json.dumps(
+            to_json(
                 [
                     {
                         "thread_id": r.thread_id,
@@ -430,7 +540,11 @@ def _runs_table(rows: list[tuple[RunRecord, str]]) -> None:
     # Piped output is not cut to 80 columns: whole lines, for scripts and grep.
     out = stdout if stdout.is_terminal else Console(width=PIPE_WIDTH, highlight=False)
     cells = [
-        (r.thread_id, r.graph, s, r.started[:16].replace("T", " "), r.input_head) for r, s in rows
+        tuple(
+            printable(cell, one_line=True)
+            for cell in (r.thread_id, r.graph, s, r.started[:16].replace("T", " "), r.input_head)
+        )
+        for r, s in rows
     ]
     headers = ("thread", "graph", "status", "started (UTC)", "input")
     fixed = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers[:-1])]
@@ -460,5 +574,5 @@ async def _show(args: argparse.Namespace) -> int:
         "review": [i.value for i in snapshot.interrupts],  # the plan a paused run shows
         "values": snapshot.values,
     }
-    print(json.dumps(shown, indent=None if args.json else 2, ensure_ascii=False, default=str))
+    print(to_json(shown, indent=None if args.json else 2))
     return EXIT_OK

@@ -21,6 +21,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from cli.terminal import printable
 from nodes.retry import LLM_RETRY
 
 LABEL_CHARS = 48
@@ -202,7 +203,7 @@ class RunProgress(UsageMetadataCallbackHandler):
         """One plain line per event when stderr is not a terminal (logs, CI, pipes)."""
         if self._live is None:
             stamp = time.monotonic() - self._start
-            label = f" [{task.label[:LABEL_CHARS]}]" if task.label else ""
+            label = f" [{printable(task.label[:LABEL_CHARS], one_line=True)}]" if task.label else ""
             self.console.file.write(f"{stamp:7.2f}s {task.node}{label}: {event}\n")
 
     def _table(self) -> Table:
@@ -242,7 +243,7 @@ class RunProgress(UsageMetadataCallbackHandler):
             text = escape(task.writing(writing))
             table.add_row(
                 task.node,
-                escape(task.label[:LABEL_CHARS]),
+                escape(printable(task.label[:LABEL_CHARS], one_line=True)),
                 f"[{STYLES[task.status]}]{task.status}[/]",
                 str(task.attempts),
                 f"{task.elapsed(now):.2f}s",

@@ -8,15 +8,12 @@ edit is reported at once and asked again. ``--plan`` makes a run that never prom
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,9 +130,11 @@ class Reviewer:
     def decide(self, request: dict[str, Any]) -> dict[str, Any]:
         """The resume value for a run paused with ``request`` (its plan, maybe an error).
 
+        Blocks on the terminal: :mod:`cli.stream` calls it in a thread of its own, so signals
+        (Ctrl-C, SIGTERM) still reach the event loop and stop the run as they always do.
+
         Raises:
             ReviewStopped: no decision (no terminal, EOF, or ``--plan`` refused).
-            KeyboardInterrupt: Ctrl-C at the prompt.
         """
         if self.decision is not None:
             if error := request.get("error"):
@@ -152,8 +151,7 @@ class Reviewer:
             self.console.print(f"[bold red]the last decision was refused:[/] {escape(error)}")
         self.show(plan)
         try:
-            with _ctrl_c_interrupts():
-                return self._ask(plan)
+            return self._ask(plan)
         except EOFError:
             raise ReviewStopped("no decision (end of input)") from None
 
@@ -236,20 +234,3 @@ def edit(text: str, console: Console) -> str:
             console.print(f"[bold red]the editor exited with status {code}[/]; plan unchanged")
             return text
         return path.read_text(encoding="utf-8")
-
-
-@contextlib.contextmanager
-def _ctrl_c_interrupts() -> Iterator[None]:
-    """Ctrl-C raises KeyboardInterrupt at the prompt.
-
-    (asyncio's own handler would only cancel the run's task and leave ``input()`` waiting.)
-    """
-    try:
-        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)

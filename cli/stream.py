@@ -10,6 +10,8 @@ streamed chunk costs CPU and the others would not be shown. A pause is answered 
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from typing import TYPE_CHECKING, Any
 
 from langgraph.types import Command, Interrupt, StreamMode
@@ -51,7 +53,7 @@ async def run_graph(
         if payload is None:  # a run paused at its review is answered before it goes on
             pending = (await graph.aget_state(config)).interrupts
             if pending:
-                run_input = _answer(reviewer, pending)
+                run_input = await _answer(reviewer, pending)
         while True:
             output: dict[str, Any] = {}
             interrupts: tuple[Interrupt, ...] = ()
@@ -71,12 +73,42 @@ async def run_graph(
                         output, interrupts = part["data"], part["interrupts"]
             if not interrupts:
                 return output
-            run_input = _answer(reviewer, interrupts)
+            run_input = await _answer(reviewer, interrupts)
     finally:
         STREAM_SLOTS.reset(slots)
 
 
-def _answer(reviewer: Reviewer | None, interrupts: tuple[Interrupt, ...]) -> Command:
+async def _answer(reviewer: Reviewer | None, interrupts: tuple[Interrupt, ...]) -> Command:
+    """The reviewer's decision on the first interrupt, as the command that resumes the run.
+
+    Asked on a daemon thread: the event loop keeps handling signals meanwhile, and a run
+    stopped at the prompt does not wait for an answer to exit.
+    """
     if reviewer is None:
         raise ReviewStopped("the run paused for a plan review, which this run cannot answer")
-    return Command(resume=reviewer.decide(interrupts[0].value))
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[dict[str, Any]] = loop.create_future()
+
+    def ask() -> None:
+        try:
+            decision = reviewer.decide(interrupts[0].value)
+        except Exception as exc:  # raised in the awaiting task instead
+            loop.call_soon_threadsafe(_settle, answer, None, exc)
+        else:
+            loop.call_soon_threadsafe(_settle, answer, decision, None)
+
+    threading.Thread(target=ask, name="fanout-review", daemon=True).start()
+    return Command(resume=await answer)
+
+
+def _settle(
+    answer: asyncio.Future[dict[str, Any]],
+    decision: dict[str, Any] | None,
+    error: Exception | None,
+) -> None:
+    if answer.done():  # the run was stopped while the person was deciding
+        return
+    if error is not None:
+        answer.set_exception(error)
+    else:
+        answer.set_result(decision or {})

@@ -30,7 +30,7 @@ from state.article import (
 )
 from state.context import Context
 from state.inputs import parse_input
-from state.review import PENDING, clean_text
+from state.review import PENDING, clean_text, visible
 
 
 async def plan_sections(state: ArticleState, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -49,7 +49,7 @@ async def plan_sections(state: ArticleState, runtime: Runtime[Context]) -> dict[
         )
         for s in plan.sections
     ]
-    sections = [s for s in sections if s["name"]]
+    sections = [s for s in sections if visible(s["name"])]
     return {
         "topic": topic,
         "sections": fit_plan(sections, what="sections", minimum=1, maximum=context.max_sections),

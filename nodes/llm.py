@@ -8,14 +8,15 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TypeVar, overload
 
+import openai
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_config
 from langgraph.constants import TAG_NOSTREAM
 from pydantic import BaseModel
 
-from nodes.models import model_for, resolve_model
-from nodes.retry import MalformedOutputError
+from nodes.models import check_models, model_for, resolve_model
+from nodes.retry import LLMConnectionError, MalformedOutputError
 from state.context import Context, Role
 
 Reply = TypeVar("Reply", bound=BaseModel)
@@ -121,8 +122,11 @@ async def call_model(
     ``schema``); ``stream_mode="messages"`` hands the same metadata out with every token.
 
     Raises:
+        ConfigurationError: a role's model cannot be loaded (every role is checked first).
+        LLMConnectionError: the server could not be reached or timed out (retryable).
         MalformedOutputError: the reply is empty or not a valid ``schema`` (retryable).
     """
+    check_models(context)
     metadata = {
         "fanout_role": role,
         "fanout_model": resolve_model(context.model_for(role)),
@@ -136,6 +140,11 @@ async def call_model(
                 metadata=metadata | (labels or {}), tags=[TAG_NOSTREAM] if quiet else []
             )
             reply = await model_for(context, role, schema, stream=stream).ainvoke(prompt, config)
+    except openai.APIConnectionError as exc:  # includes timeouts; the SDK says neither where
+        what = "timed out" if _timed_out(exc) else "cannot connect"
+        raise LLMConnectionError(
+            f"{current_node()}: {what}: {exc.request.method} {exc.request.url}"
+        ) from exc
     except ValueError as exc:  # the reply did not parse or validate
         raise MalformedOutputError(
             f"{current_node()}: the model's reply is not a valid {expected}: {exc}"
@@ -148,3 +157,17 @@ async def call_model(
     if not isinstance(reply, schema):  # e.g. a tool call that did not parse: None
         raise MalformedOutputError(f"{current_node()}: the model returned no {expected}")
     return reply
+
+
+def _timed_out(exc: openai.APIConnectionError) -> bool:
+    """Whether the request timed out, rather than finding no server.
+
+    The SDK's aiohttp transport reports a refused connection as a timeout too (raised in
+    openai-python PR 3594), so a ``ConnectionError`` among the causes decides.
+    """
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ConnectionError):  # refused, reset, aborted
+            return False
+        cause = cause.__cause__
+    return isinstance(exc, openai.APITimeoutError)

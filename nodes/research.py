@@ -33,7 +33,7 @@ from state.research import (
     ResearchState,
     decide_questions,
 )
-from state.review import PENDING, clean_text
+from state.review import PENDING, clean_text, visible
 
 
 async def plan_research(state: ResearchState, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -46,7 +46,7 @@ async def plan_research(state: ResearchState, runtime: Runtime[Context]) -> dict
     )
     plan = await call_model(context, "planner", prompt, ResearchPlan)
     cleaned = (clean_text(q, MAX_QUESTION_CHARS) for q in plan.questions)
-    questions = list(dict.fromkeys(q for q in cleaned if q))
+    questions = list(dict.fromkeys(q for q in cleaned if visible(q)))
     return {
         "topic": topic,
         "questions": fit_plan(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -22,45 +24,101 @@ DEFAULT_DB = ".fanout/checkpoints.sqlite"
 """Where runs are kept unless ``--db`` or $FANOUT_DB says otherwise (relative to the cwd)."""
 
 
+SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+POSTGRES_SCHEMES = frozenset({"postgres", "postgresql"})
+SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
+"""Query parameters of a database URL that carry a secret (libpq accepts both)."""
+
+
+class DatabaseError(Exception):
+    """The checkpoint database cannot be used (bad URL, unreachable, not writable...)."""
+
+
 def db_url(url: str | None = None) -> str:
-    """The database to use: ``url``, else $FANOUT_DB, else the default SQLite file."""
-    return url or os.environ.get("FANOUT_DB") or DEFAULT_DB
+    """The database to use: ``url``, else $FANOUT_DB, else the default SQLite file.
+
+    Raises:
+        DatabaseError: a URL whose scheme is neither PostgreSQL nor SQLite.
+    """
+    chosen = url or os.environ.get("FANOUT_DB") or DEFAULT_DB
+    scheme = SCHEME.match(chosen)
+    if scheme and scheme[1].lower() not in POSTGRES_SCHEMES | {"sqlite"}:
+        raise DatabaseError(
+            f"unsupported database {redact(chosen)}: use a SQLite file path (or sqlite:///path) "
+            "or a postgresql:// URL"
+        )
+    return chosen
 
 
 def is_postgres(url: str) -> bool:
     """Whether ``url`` names a PostgreSQL database."""
-    return url.startswith(("postgres://", "postgresql://"))
+    scheme = SCHEME.match(url)
+    return scheme is not None and scheme[1].lower() in POSTGRES_SCHEMES
 
 
 def redact(url: str) -> str:
-    """``url`` fit to print: a PostgreSQL URL's password replaced by ``***``."""
-    if not is_postgres(url):
-        return url
+    """``url`` fit to print: every password in it (``user:pw@``, ``?password=``) is ``***``."""
+    if not SCHEME.match(url):
+        return url  # a file path
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, _, host = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}:***@{host}"
+    query = parts.query
+    if any(k.lower() in SECRET_PARAMETERS for k, _ in parse_qsl(query, keep_blank_values=True)):
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode(
+            [(k, "***" if k.lower() in SECRET_PARAMETERS else v) for k, v in pairs], safe="*"
+        )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def secrets_of(url: str) -> list[str]:
+    """The passwords ``url`` carries (in its user info and query)."""
+    if not SCHEME.match(url):
+        return []
+    parts = urlsplit(url)
+    found = [v for k, v in parse_qsl(parts.query) if k.lower() in SECRET_PARAMETERS]
+    if parts.password:
+        found += [parts.password, unquote(parts.password)]
+    return [secret for secret in found if secret]
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (a driver's error about ``url``) on one line, with ``url``'s passwords hidden."""
+    for secret in sorted(secrets_of(url), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return " ".join(text.replace(url, redact(url)).split())
+
+
+def has_secret(url: str) -> bool:
+    """Whether printing ``url`` would hide a password in it."""
+    return redact(url) != url
 
 
 def exists(url: str | None = None) -> bool:
     """Whether the database may hold runs: a SQLite file that exists, or any PostgreSQL URL."""
     url = db_url(url)
-    return is_postgres(url) or _sqlite_file(url).is_file()
+    return is_postgres(url) or sqlite_file(url).is_file()
 
 
-def _sqlite_file(url: str) -> Path:
+def sqlite_file(url: str) -> Path:
+    """The file of a SQLite database given as a path or a ``sqlite:///path`` URL."""
     return Path(url.removeprefix("sqlite:///").removeprefix("sqlite://"))
 
 
 def _sqlite_path(url: str) -> str:
-    path = _sqlite_file(url)
+    """The SQLite file of ``url``, its folder made, checked to open.
+
+    Opening it here first (stdlib sqlite3) keeps aiosqlite from failing to connect: when it
+    does, its worker thread can outlive the event loop and print a traceback at exit
+    (omnilib/aiosqlite#241).
+    """
+    path = sqlite_file(url)
     path.parent.mkdir(parents=True, exist_ok=True)
+    sqlite3.connect(path).close()
     return str(path)
-
-
-class DatabaseError(Exception):
-    """The checkpoint database cannot be opened (unreachable, not writable, not a database)."""
 
 
 @contextmanager
@@ -86,7 +144,7 @@ def open_checkpointer(url: str | None = None) -> Iterator[BaseCheckpointSaver]:
                 saver.setup()
                 saver.conn.execute(SQLITE_SYNC)
         except Exception as exc:
-            raise DatabaseError(f"cannot open {redact(url)}: {exc}") from exc
+            raise DatabaseError(f"cannot open {redact(url)}: {scrub(str(exc), url)}") from None
         yield saver
 
 
@@ -122,5 +180,5 @@ async def aopen_checkpointer(
                 await saver.setup()
                 await saver.conn.execute(SQLITE_SYNC)
         except Exception as exc:
-            raise DatabaseError(f"cannot open {redact(url)}: {exc}") from exc
+            raise DatabaseError(f"cannot open {redact(url)}: {scrub(str(exc), url)}") from None
         yield saver

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass
+
+from state.inputs import explain
 
 Role = Literal["evaluator", "aggregator", "planner", "worker", "writer"]
 
@@ -19,6 +21,14 @@ DEFAULT_MAX_SECTIONS = 8
 MAX_SECTIONS_LIMIT = 1_000
 """Highest ``max_sections`` accepted: the largest fan-out the project is benchmarked at."""
 MAX_TOKENS_LIMIT = 128_000
+
+
+class ConfigurationError(ValueError):
+    """A run setting cannot work (an invalid value, an unknown or unloadable model).
+
+    Found before the run's first LLM call and never retried. A ``ValueError``, so that the
+    ``langgraph dev`` server shows its message (it hides other exceptions' messages).
+    """
 
 
 @dataclass(kw_only=True, frozen=True, config=ConfigDict(strict=True, extra="forbid"))
@@ -88,9 +98,15 @@ class Context:
 
         A run's ``runtime.context`` is None when the caller passed none, and a plain dict
         where a serializer carried it (a Temporal activity).
+
+        Raises:
+            ConfigurationError: the dict holds an invalid setting.
         """
         if value is None:
             return cls()
         if isinstance(value, dict):
-            return cls(**value)
+            try:
+                return cls(**value)
+            except ValidationError as exc:
+                raise ConfigurationError(f"invalid settings: {explain(exc)}") from None
         return value

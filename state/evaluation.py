@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, Field
 from typing_extensions import TypedDict
 
-from state.inputs import MAX_TEXT_CHARS, not_blank
+from state.inputs import MAX_TEXT_CHARS, usable_text
 
 
 class EvaluationInput(BaseModel):
@@ -21,7 +21,7 @@ class EvaluationInput(BaseModel):
             min_length=1,
             max_length=MAX_TEXT_CHARS,
         ),
-        AfterValidator(not_blank),
+        AfterValidator(usable_text),
     ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated, Any, TypeVar
 
 from pydantic import AfterValidator, BaseModel, Field, ValidationError
@@ -16,16 +17,34 @@ class InvalidInputError(ValueError):
     """The graph input is unusable; raised before any LLM call and never retried."""
 
 
-def not_blank(value: str) -> str:
-    """Strip ``value`` and refuse it when nothing is left."""
+ALLOWED_CONTROLS = frozenset("\t\n\r")
+"""The only control characters an input may hold."""
+INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp", "Mn", "Me"})
+"""Unicode categories that show nothing on their own: controls, zero-width format
+characters, spaces and separators, combining marks."""
+
+
+def usable_text(value: str) -> str:
+    """``value`` stripped; refused with control characters or no visible character.
+
+    Control characters other than tab and newline are refused, not removed: they are never
+    meant in a topic or a text, and a NUL breaks PostgreSQL. The same rule holds for every
+    door (Python, CLI, server).
+    """
+    for position, char in enumerate(value):
+        category = unicodedata.category(char)
+        if (category == "Cc" and char not in ALLOWED_CONTROLS) or category == "Cs":
+            raise ValueError(
+                f"must not contain control characters (U+{ord(char):04X} at position {position})"
+            )
     stripped = value.strip()
-    if not stripped:
-        raise ValueError("must not be empty or only whitespace")
+    if not any(unicodedata.category(char) not in INVISIBLE for char in stripped):
+        raise ValueError("must not be empty or only whitespace or invisible characters")
     return stripped
 
 
-Topic = Annotated[str, Field(min_length=1, max_length=MAX_TOPIC_CHARS), AfterValidator(not_blank)]
-"""A topic: 1 to MAX_TOPIC_CHARS characters, stripped, not blank."""
+Topic = Annotated[str, Field(min_length=1, max_length=MAX_TOPIC_CHARS), AfterValidator(usable_text)]
+"""A topic: 1 to MAX_TOPIC_CHARS characters, stripped, visible, without control characters."""
 
 _M = TypeVar("_M", bound=BaseModel)
 

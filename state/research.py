@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, Field, field_validator
 from typing_extensions import TypedDict
 
-from state.inputs import MAX_TOPIC_CHARS, Topic, not_blank
+from state.inputs import MAX_TOPIC_CHARS, Topic, usable_text
 from state.review import STRICT, TEXT, Outcome, Review, outcome, parse_decision
 
 MIN_QUESTIONS = 2
@@ -72,7 +72,7 @@ class QuestionTask(TypedDict):
     question: str
 
 
-Question = Annotated[str, Field(max_length=MAX_QUESTION_CHARS), *TEXT, AfterValidator(not_blank)]
+Question = Annotated[str, Field(max_length=MAX_QUESTION_CHARS), *TEXT, AfterValidator(usable_text)]
 
 
 class QuestionsEdit(BaseModel):

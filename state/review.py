@@ -21,12 +21,12 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from typing_extensions import TypedDict
 
-from state.inputs import explain, not_blank
+from state.inputs import explain, usable_text
 
 MAX_REASON_CHARS = 500
 """Longest reason a rejection may give."""
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # Unicode Cc, and surrogates
 _LINE_BREAKS = re.compile(r"[\t\r\n]+")
 
 Decision = Literal["pending", "approved", "edited", "rejected"]
@@ -57,28 +57,34 @@ def clean_text(text: str, limit: int) -> str:
     return " ".join(_CONTROL.sub(" ", text).split())[:limit].strip()
 
 
-def no_control_characters(value: str) -> str:
-    """Refuse ``value`` if it holds a control character (a line break included)."""
-    if found := _CONTROL.search(value):
+def visible(text: str) -> bool:
+    """Whether ``text`` passes :func:`state.inputs.usable_text` (shows something)."""
+    try:
+        usable_text(text)
+    except ValueError:
+        return False
+    return True
+
+
+def heading(value: str) -> str:
+    """A name: one line (no tab or line break either), visible, stripped."""
+    if found := _LINE_BREAKS.search(value):
         raise ValueError(
-            f"must not contain control characters ({found.group()!r} at {found.start()})"
+            f"must not contain control characters (U+{ord(found.group()[0]):04X} at "
+            f"position {found.start()})"
         )
-    return value
+    return usable_text(value)
 
 
 def one_line(value: str) -> str:
-    """Line breaks and tabs become spaces; any other control character is refused."""
-    return no_control_characters(_LINE_BREAKS.sub(" ", value))
+    """Free text: line breaks and tabs become spaces, stripped; may be empty."""
+    folded = _LINE_BREAKS.sub(" ", value)
+    return usable_text(folded) if folded.strip() else ""
 
 
-def stripped(value: str) -> str:
-    """``value`` without surrounding whitespace."""
-    return value.strip()
-
-
-LINE = (AfterValidator(no_control_characters), AfterValidator(not_blank))
-"""Validators of a non-blank single line (a heading): ``Annotated[str, Field(...), *LINE]``."""
-TEXT = (AfterValidator(one_line), AfterValidator(stripped))
+LINE = (AfterValidator(heading),)
+"""Validators of a heading: ``Annotated[str, Field(max_length=...), *LINE]``."""
+TEXT = (AfterValidator(one_line),)
 """Validators of free text, folded onto one line (line breaks from a YAML block are fine)."""
 
 STRICT = ConfigDict(strict=True, extra="forbid")

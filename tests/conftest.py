@@ -4,8 +4,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fake_llm_client import FakeLLM, start_fake_llm
-from tests.pg_cluster import find_bindir, postgres_cluster
+from fake_llm import FakeLLM, start_fake_llm
+from pg_cluster import find_bindir, postgres_cluster
 from tests.requirements import unavailable
 
 # --- fake LLM -------------------------------------------------------------------------------

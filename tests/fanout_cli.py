@@ -13,8 +13,8 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 
 from cli.runs import WORKFLOWS
+from fake_llm import FakeLLM
 from persistence.checkpointer import open_checkpointer
-from tests.fake_llm_client import FakeLLM
 
 FANOUT = [sys.executable, "-m", "cli"]
 RUN_TIMEOUT = 60.0

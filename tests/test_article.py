@@ -5,7 +5,7 @@ import logging
 import pytest
 
 from graphs.article import graph
-from nodes.retry import MalformedOutputError
+from nodes.retry import LLM_ATTEMPTS, MalformedOutputError
 from state.context import Context
 
 
@@ -62,7 +62,7 @@ async def test_empty_plan_is_retried_then_a_clear_error(fake_llm):
     ):
         await graph.ainvoke({"topic": "Tea"})
 
-    assert len(fake_llm.log()) == 3  # three attempts, no worker
+    assert len(fake_llm.log()) == LLM_ATTEMPTS  # no worker
 
 
 async def test_second_run_on_a_thread_starts_clean(fake_llm):

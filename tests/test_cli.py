@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from fake_llm import FakeLLM
 from state.inputs import MAX_TEXT_CHARS, MAX_TOPIC_CHARS
-from tests.fake_llm_client import FakeLLM
 from tests.fanout_cli import fanout, json_result, thread_exists
 
 pytestmark = pytest.mark.timeout(120)
@@ -247,12 +247,25 @@ def test_bad_input_writes_no_checkpoint_into_an_existing_db(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--max-concurrency", "0"], "--max-concurrency must be >= 1"),
+        (["--max-concurrency", "0"], "argument --max-concurrency: must be >= 1, got 0"),
+        (["--max-concurrency", "-3"], "argument --max-concurrency: must be >= 1, got -3"),
         (["--max-sections", "0"], "max_sections: Input should be greater than or equal to 1"),
         (["--model", "no-provider"], "must be 'provider:model'"),
-        (["--thread", " "], "--thread must not be empty"),
+        (["--model", "nonexistentprovider:x"], "model 'nonexistentprovider:x'"),
+        (["--thread", " "], "argument --thread: must not be empty"),
+        (["--thread", "a\x1bb"], "argument --thread: must not contain control characters"),
+        (["--thread", "t" * 201], "argument --thread: longer than 200 characters"),
     ],
-    ids=["max-concurrency", "max-sections", "model", "thread"],
+    ids=[
+        "max-concurrency-0",
+        "max-concurrency-negative",
+        "max-sections",
+        "model",
+        "unknown-provider",
+        "thread-blank",
+        "thread-escape",
+        "thread-long",
+    ],
 )
 def test_bad_options_exit_2_and_persist_nothing(
     fake_llm: FakeLLM, tmp_path: Path, args: list[str], message: str

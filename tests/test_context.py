@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from graphs.article import graph as article
-from state.context import MAX_SECTIONS_LIMIT, Context
+from state.context import MAX_SECTIONS_LIMIT, ConfigurationError, Context
 
 LIMITS = {
     "temperature": {"minimum": 0.0, "maximum": 2.0},
@@ -68,8 +68,8 @@ def test_of_gives_the_settings_a_run_stands_for(value: Any, expected: Context) -
     assert Context.of(value) == expected
 
 
-def test_of_validates_a_dict() -> None:
-    with pytest.raises(ValidationError, match="max_tokens"):
+def test_of_validates_a_dict_as_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="invalid settings: max_tokens: Input should be"):
         Context.of({"max_tokens": -5})
 
 

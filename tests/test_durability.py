@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
+from fake_llm import FakeLLM
+from nodes.retry import CLIENT_RETRIES, LLM_ATTEMPTS
 from persistence.checkpointer import open_checkpointer
-from tests.fake_llm_client import FakeLLM
 from tests.fanout_cli import fanout, json_result, start_fanout, wait_for_results
 
 pytestmark = pytest.mark.timeout(120)
@@ -186,7 +187,8 @@ def test_worker_failing_every_attempt_exits_1_and_resume_finishes(
     assert result.returncode == 1, result.stderr
     assert result.stdout == ""
     attempts = research_calls(fake_llm.log())
-    assert attempts == {"plan": 1, "q1": 1, "q2": 3, "q3": 1, "q4": 1}  # RetryPolicy: 3 attempts
+    every_attempt = LLM_ATTEMPTS * (CLIENT_RETRIES + 1)  # graph attempts x client requests
+    assert attempts == {"plan": 1, "q1": 1, "q2": every_attempt, "q3": 1, "q4": 1}
     failure = next(line for line in result.stderr.splitlines() if "run failed" in line)
     assert "research_question [Fake questions 2 for: Topic: tides]" in failure
     assert "Fake questions 4" not in failure  # cancelled by the failure, not failed itself

@@ -6,7 +6,7 @@ import pytest
 from graphs.evaluation import graph as evaluation
 from graphs.research import graph as research
 from nodes.prompts import CRITERIA
-from nodes.retry import MalformedOutputError
+from nodes.retry import CLIENT_RETRIES, LLM_ATTEMPTS, MalformedOutputError
 from state.context import Context
 
 SAFETY = CRITERIA["safety"]
@@ -63,6 +63,7 @@ async def test_a_fault_on_every_attempt_names_the_node_and_cause(fake_llm, fault
     with pytest.raises(error, match=message) as raised:
         await evaluation.ainvoke({"text": TEXT})
 
-    assert len(fake_llm.requests_matching(SAFETY)) == 3
+    per_attempt = CLIENT_RETRIES + 1 if fault == "500" else 1  # the client repeats 5xx itself
+    assert len(fake_llm.requests_matching(SAFETY)) == LLM_ATTEMPTS * per_attempt
     assert any("evaluate_safety" in note for note in raised.value.__notes__)
     assert fake_llm.requests_matching(schema="AggregatedVerdict") == []

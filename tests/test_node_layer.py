@@ -18,6 +18,7 @@ from graphs.placement import SyncOrAsync
 from nodes.article import assign_sections
 from nodes.research import assign_questions
 from state.inputs import InvalidInputError
+from tests.callbacks import NodeAttempts
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAPHS = {"evaluation": evaluation, "article": article, "research": research}
@@ -105,20 +106,6 @@ def test_invoke_and_ainvoke_give_the_same_output(fake_llm) -> None:
     assert sync == async_
 
 
-class NodeStarts(BaseCallbackHandler):
-    """Counts how often each node (attempt) starts."""
-
-    run_inline = True
-
-    def __init__(self) -> None:
-        self.starts: dict[str, int] = {}
-
-    def on_chain_start(self, serialized: Any, inputs: Any, **kwargs: Any) -> None:
-        node = (kwargs.get("metadata") or {}).get("langgraph_node")
-        if node is not None and kwargs.get("name") == node:
-            self.starts[node] = self.starts.get(node, 0) + 1
-
-
 @pytest.mark.parametrize(
     ("name", "payload", "first_node"),
     [
@@ -131,11 +118,11 @@ class NodeStarts(BaseCallbackHandler):
 async def test_invalid_input_is_attempted_once_never_retried(
     fake_llm, name: str, payload: dict[str, Any], first_node: str
 ) -> None:
-    starts = NodeStarts()
+    starts = NodeAttempts()
     with pytest.raises(InvalidInputError):
         await GRAPHS[name].graph.ainvoke(payload, {"callbacks": [starts]})
 
-    assert starts.starts[first_node] == 1
+    assert starts.counts[first_node] == 1
     assert fake_llm.log() == []
 
 

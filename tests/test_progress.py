@@ -11,6 +11,7 @@ from rich.console import Console
 from cli.progress import RunProgress
 from graphs.evaluation import graph as evaluation
 from nodes.prompts import CRITERIA
+from nodes.retry import LLM_ATTEMPTS, MalformedOutputError
 from state.inputs import InvalidInputError
 
 SAFETY = CRITERIA["safety"]
@@ -27,8 +28,8 @@ def _progress() -> RunProgress:
     return RunProgress(Console(file=io.StringIO(), force_terminal=False, width=200))
 
 
-async def test_a_transient_fault_shows_retrying_then_done(fake_llm) -> None:
-    fake_llm.add_rules({"match": SAFETY, "fault": "500", "times": 1})
+async def test_a_malformed_reply_shows_retrying_then_done(fake_llm) -> None:
+    fake_llm.add_rules({"match": SAFETY, "fault": "invalid_json", "times": 1})
     progress = _progress()
 
     await evaluation.ainvoke({"text": "Lemonade."}, {"callbacks": [progress]})
@@ -38,20 +39,14 @@ async def test_a_transient_fault_shows_retrying_then_done(fake_llm) -> None:
 
 
 async def test_the_last_attempt_shows_failed_not_retrying(fake_llm) -> None:
-    fake_llm.add_rules({"match": SAFETY, "fault": "500"})
+    fake_llm.add_rules({"match": SAFETY, "fault": "invalid_json"})
     progress = _progress()
 
-    with pytest.raises(Exception, match="500"):
+    with pytest.raises(MalformedOutputError):
         await evaluation.ainvoke({"text": "Lemonade."}, {"callbacks": [progress]})
 
-    assert _events(progress, "evaluate_safety") == [
-        "started",
-        "retrying",
-        "attempt 2",
-        "retrying",
-        "attempt 3",
-        "failed",
-    ]
+    retries = [e for n in range(2, LLM_ATTEMPTS + 1) for e in ("retrying", f"attempt {n}")]
+    assert _events(progress, "evaluate_safety") == ["started", *retries, "failed"]
     assert [t.node for t in progress.failed()] == ["evaluate_safety"]
 
 

@@ -13,11 +13,12 @@ FANOUT = str(Path(sys.executable).with_name("fanout"))
 
 
 SERVER_URL = "http://127.0.0.1:2024"  # blocks using the server run in tests/test_server.py
+TEMPORAL_ADDRESS = "127.0.0.1:7233"  # blocks using Temporal run in tests/test_temporal.py
 
 
 def blocks(language: str) -> list[str]:
     found = re.findall(rf"```{language}\n(.*?)```", README, re.S)
-    return [block for block in found if SERVER_URL not in block]
+    return [block for block in found if SERVER_URL not in block and TEMPORAL_ADDRESS not in block]
 
 
 def run(command: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess:

@@ -3,7 +3,7 @@
 import pytest
 
 from graphs.research import graph
-from nodes.retry import MalformedOutputError
+from nodes.retry import LLM_ATTEMPTS, MalformedOutputError
 
 
 def questions(*items: str) -> dict:
@@ -46,4 +46,4 @@ async def test_a_plan_with_fewer_than_two_questions_fails_after_retries(fake_llm
 
     with pytest.raises(MalformedOutputError, match="at least 2 are needed"):
         await graph.ainvoke({"topic": "Tea"})
-    assert len(fake_llm.log()) == 3
+    assert len(fake_llm.log()) == LLM_ATTEMPTS

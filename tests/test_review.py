@@ -198,6 +198,12 @@ LONG_NAME = "x" * (MAX_NAME_CHARS + 1)
         (ARTICLE, {"sections": [{"name": "A\nB"}]}, "sections.0.name: must not contain control"),
         (ARTICLE, {"sections": [{"name": "A", "description": "a\x1bb"}]}, "description: must not"),
         (ARTICLE, {"sections": [{"name": "   "}]}, "sections.0.name: must not be empty"),
+        (ARTICLE, {"sections": [{"name": "\u200b"}]}, "sections.0.name: must not be empty"),
+        (
+            ARTICLE,
+            {"sections": [{"name": "A\ud800"}]},
+            "sections.0.name: Input should be a valid str",
+        ),
         (ARTICLE, {"sections": [{"name": LONG_NAME}]}, "at most 200 characters"),
         (ARTICLE, {"sections": [{"name": 7}]}, "sections.0.name: Input should be a valid string"),
         (ARTICLE, {"sections": [{"name": "A", "body": "x"}]}, "sections.0.body: Extra inputs"),

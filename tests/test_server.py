@@ -4,7 +4,7 @@ Every server here is a ``langgraph dev`` subprocess on a free port (2024 may be 
 own working directory (its ``.langgraph_api/`` files and an absent ``.env``), with a config
 derived from the project's ``langgraph.json`` (same graphs, descriptions and checkpointer; paths
 made absolute), and the suite's fake LLM as the model. Thread state lives in the SQLite file
-named by $FANOUT_DB through ``persistence/server.py``.
+named by $FANOUT_DB through ``server/checkpointer.py``.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from langgraph_sdk import get_client, get_sync_client
 from langgraph_sdk.client import LangGraphClient, SyncLangGraphClient
 from langgraph_sdk.errors import NotFoundError
 
+from fake_llm import FakeLLM
 from nodes.evaluation import BRANCHES
 from state.context import Context
-from tests.fake_llm_client import FakeLLM
 
 pytestmark = pytest.mark.server
 
@@ -206,7 +206,7 @@ def test_langgraph_json_is_valid_and_points_at_real_objects() -> None:
     for graph_id, spec in config["graphs"].items():
         path, _, variable = spec["path"].rpartition(":")
         assert (PROJECT_ROOT / path).is_file(), graph_id
-        assert variable == "graph"
+        assert variable == graph_id  # the factory in server/graphs.py
         assert len(spec["description"]) > 40, graph_id
     path, _, name = config["checkpointer"]["path"].rpartition(":")
     assert (PROJECT_ROOT / path).is_file()
@@ -500,7 +500,7 @@ async def test_concurrent_runs_all_succeed_in_far_less_than_n_times_one(
     server: Server, fake_llm: FakeLLM
 ) -> None:
     # Runs without a thread get a temporary one, deleted when they end: concurrent deletes raced
-    # in the runtime and left clients waiting forever until persistence/server.py deferred them.
+    # in the runtime and left clients waiting forever until server/checkpointer.py deferred them.
     fake_llm.configure(latency=FAKE_LATENCY)
     await _timed_runs(server, 1, concurrent=False)  # warm up the model clients
     single = await _timed_runs(server, 3, concurrent=False) / 3
@@ -508,6 +508,39 @@ async def test_concurrent_runs_all_succeed_in_far_less_than_n_times_one(
     print(f"\none run {single:.2f}s; {N_CONCURRENT} concurrent {wall:.2f}s")
     assert len(fake_llm.log()) == (1 + 3 + N_CONCURRENT) * (len(BRANCHES) + 1)
     assert wall < 0.5 * N_CONCURRENT * single
+
+
+@pytest.mark.parametrize("value", [0, -1, "4", True])
+def test_a_bad_max_concurrency_is_a_clear_run_error(
+    server: Server, fake_llm: FakeLLM, value: Any
+) -> None:
+    config = {"max_concurrency": value}
+    body = {"assistant_id": "evaluation", "input": {"text": "Hi"}, "config": config}
+    response = httpx.post(f"{server.url}/runs/wait", json=body, timeout=60, trust_env=False)
+
+    error = response.json()["__error__"]
+    assert error["error"] == "ConfigurationError", error
+    assert (
+        f"config.max_concurrency must be a whole number >= 1 (or absent), got {value!r}"
+        in (error["message"])
+    )
+    assert fake_llm.log() == []
+
+
+def test_a_bad_model_setting_is_a_configuration_error_never_retried(
+    server: Server, fake_llm: FakeLLM
+) -> None:
+    body = {
+        "assistant_id": "research",
+        "input": {"topic": "Bees"},
+        "context": {"writer_model": "nonexistentprovider:foo"},
+    }
+    response = httpx.post(f"{server.url}/runs/wait", json=body, timeout=60, trust_env=False)
+
+    error = response.json()["__error__"]
+    assert error["error"] == "ConfigurationError", error
+    assert "writer model 'nonexistentprovider:foo'" in error["message"]
+    assert fake_llm.log() == []  # found before the planner's call
 
 
 def test_a_thread_deleted_and_created_again_keeps_only_the_new_run(
@@ -586,13 +619,14 @@ def test_docs_python_example_runs(server: Server, fake_llm: FakeLLM) -> None:
 #
 # What survives `kill -9` (measured with langgraph-api 0.16.7, langgraph-runtime-inmem 0.36.7):
 # - Checkpoints: every step and every finished worker is in $FANOUT_DB at once, through the
-#   "checkpointer" entry of langgraph.json (persistence/server.py). Without it they die with
+#   "checkpointer" entry of langgraph.json (server/checkpointer.py). Without it they die with
 #   the process.
 # - The runtime's own records (threads, runs) are pickled to .langgraph_api/ by a flush loop every
 #   10 s. KNOWN LIMIT: a thread created less than ~10 s before the kill is unknown to the new
 #   server (404) until it is registered again under its id; then its state is all there.
-#   Runs that were in flight are not restarted: a run with no input resumes the thread, and only
-#   the unfinished workers run again.
+#   A run in flight whose record was flushed is run again by the restarted server (only its
+#   unfinished workers); one whose record was not is not restarted: a run with no input
+#   resumes the thread, and again only the unfinished workers run.
 
 FLUSH_TIMEOUT = 15.0  # the runtime flushes its records every 10 s
 
@@ -605,6 +639,24 @@ def _wait_for_flush(server: Server, after: float) -> None:
         assert time.monotonic() < deadline, f"{ops} not written within {FLUSH_TIMEOUT:g}s"
         time.sleep(0.2)
     time.sleep(0.5)  # let the write finish
+
+
+def _start_run_cut_mid_fan_out(client: SyncLangGraphClient, fake: FakeLLM) -> str:
+    """Start a research run on a new thread; return once question 1 is answered and
+    questions 2 and 3 hang at the fake LLM. Returns the thread id."""
+    topic = "Tidal power"
+    fake.add_rules(
+        *({"match": f"Fake questions {i} for: Topic: {topic}", "fault": "hang"} for i in (2, 3))
+    )
+    thread_id: str = client.threads.create()["thread_id"]
+    client.runs.create(thread_id, "research", input={"topic": topic})
+    deadline = time.monotonic() + 30
+    while not any(
+        r["t_end"] and f"Fake questions 1 for: Topic: {topic}" in r["last_user"] for r in fake.log()
+    ):
+        assert time.monotonic() < deadline, "the first researcher never finished"
+        time.sleep(0.05)
+    return thread_id
 
 
 def test_state_survives_kill_9(fake_llm: FakeLLM, tmp_path: Path) -> None:
@@ -620,20 +672,8 @@ def test_state_survives_kill_9(fake_llm: FakeLLM, tmp_path: Path) -> None:
         recent_output = client.runs.wait(recent, "research", input=INPUTS["research"])
 
         # A run killed mid-fan-out: question 1 answered, questions 2 and 3 hanging.
-        topic = "Tidal power"
-        fake_llm.add_rules(
-            *({"match": f"Fake questions {i} for: Topic: {topic}", "fault": "hang"} for i in (2, 3))
-        )
-        interrupted = client.threads.create()["thread_id"]
-        client.runs.create(interrupted, "research", input={"topic": topic})
-        deadline = time.monotonic() + 30
-        while not any(
-            r["t_end"] and f"Fake questions 1 for: Topic: {topic}" in r["last_user"]
-            for r in fake_llm.log()
-        ):
-            assert time.monotonic() < deadline, "the first researcher never finished"
-            time.sleep(0.05)
-        time.sleep(0.5)  # its write reaches the database
+        interrupted = _start_run_cut_mid_fan_out(client, fake_llm)
+        time.sleep(0.5)  # the first researcher's write reaches the database
     finally:
         first.kill(signal.SIGKILL)
     assert first.process.returncode == -signal.SIGKILL
@@ -674,5 +714,34 @@ def test_state_survives_kill_9(fake_llm: FakeLLM, tmp_path: Path) -> None:
             ["3", "2"],
         )
         assert len(fake_llm.log()) == 3  # two researchers and the writer
+    finally:
+        second.kill()
+
+
+def test_a_run_cut_short_by_a_crash_is_run_again_by_the_restarted_server(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    env = server_env(fake_llm, tmp_path / "checkpoints.sqlite")
+    first = start_server(tmp_path, env)
+    try:
+        thread = _start_run_cut_mid_fan_out(first.sync_client(), fake_llm)
+        _wait_for_flush(first, after=time.time())  # the running run is on disk
+    finally:
+        first.kill(signal.SIGKILL)
+
+    fake_llm.reset()  # no more hangs
+    second = start_server(tmp_path, env)
+    try:
+        client = second.sync_client()
+        deadline = time.monotonic() + 60
+        while client.threads.get_state(thread)["next"]:
+            assert time.monotonic() < deadline, f"not run again:\n{second.output()[-3000:]}"
+            time.sleep(0.2)
+        state = client.threads.get_state(thread)
+        assert state["values"]["task_count"] == 3
+        log = fake_llm.log()
+        researchers = [r["last_user"] for r in log if r["last_user"].startswith("Research")]
+        assert len(log) == 3  # the two unfinished researchers and the writer only
+        assert sorted(q.split("Fake questions ")[1][0] for q in researchers) == ["2", "3"]
     finally:
         second.kill()

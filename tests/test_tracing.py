@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import zstandard
 
-from tests.fake_llm_client import FakeLLM
+from fake_llm import FakeLLM
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LANGSMITH_KEY = "lsv2_pt_fanout-test-secret-7c1d9e2a"

@@ -1,6 +1,6 @@
 """The checkpointer of the ``langgraph dev`` server, named in ``langgraph.json``.
 
-The server opens it at start-up (``"checkpointer": {"path": "./persistence/server.py:..."}``)
+The server opens it at start-up (``"checkpointer": {"path": "./server/checkpointer.py:..."}``)
 in place of its own in-memory store, so thread state lives in the database the CLI uses: the
 SQLite file or PostgreSQL URL in $FANOUT_DB (default ``.fanout/checkpoints.sqlite``, relative
 to the server's working directory). Every step and every finished worker is written at once,

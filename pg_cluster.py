@@ -79,7 +79,7 @@ def postgres_cluster(bindir: Path, *, fsync: bool = True) -> Iterator[str]:
 
 
 def _start(bindir: Path, data: Path, log: Path, options: str) -> None:
-    """initdb and start a cluster in ``data``; on failure, raise with the server log."""
+    """Initdb and start a cluster in ``data``; on failure, raise with the server log."""
     try:
         _run([str(bindir / "initdb"), "-D", str(data), "-U", PG_USER, "-A", "trust", "-N"])
         _run([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w",

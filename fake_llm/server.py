@@ -2,7 +2,7 @@
 
 Run it as a separate process; it prints ``FAKE_LLM_PORT=<port>`` once listening::
 
-    python -m tests.fake_llm --host 127.0.0.1 --port 0 --latency 0.1
+    python -m fake_llm --host 127.0.0.1 --port 0 --latency 0.1
 
 Replies are deterministic. Structured requests (a ``json_schema`` or ``json_object`` response
 format, or tools) get JSON generated from the schema; plain requests get
@@ -10,7 +10,7 @@ format, or tools) get JSON generated from the schema; plain requests get
 a request whose last message is a tool result gets a text reply, so agent loops terminate.
 
 Tests steer the server through the JSON control API under ``/_control`` (reset, config, rules,
-log, stats); ``tests.fake_llm_client.FakeLLM`` wraps it. Log timestamps are ``time.monotonic()``
+log, stats); ``fake_llm.FakeLLM`` wraps it. Log timestamps are ``time.monotonic()``
 seconds, comparable with the test process's clock on Linux.
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import socket
@@ -56,6 +57,10 @@ class Rule:
 
     ``match`` is a substring of the newline-joined message contents, ``schema`` the
     ``json_schema`` or tool name. A ``fault`` takes precedence over ``response``.
+    ``fault_rate`` > 0 instead injects a fault drawn from ``fault_mix`` into that share of the
+    matching requests, decided by a hash of ``seed``, the conversation text and how often
+    the same text came before: the same requests get the same faults in every run,
+    whatever order concurrency brings them in.
     ``chunk_delay`` paces a streamed reply: seconds between its events (the request stays
     in flight, and its ``t_end`` is logged, until the last one is sent).
     """
@@ -66,6 +71,9 @@ class Rule:
     times: int | None = None
     fault: str | None = None
     retry_after: float | None = None
+    fault_rate: float = 0.0
+    fault_mix: list[str] = field(default_factory=list)
+    seed: int = 0
     response: Any = None
     items: int | None = None
     chunk_delay: float | None = None
@@ -79,9 +87,24 @@ class Rule:
         unknown = set(data) - RULE_KEYS
         if unknown:
             raise ValueError(f"unknown rule keys {sorted(unknown)}")
-        if data.get("fault") is not None and data["fault"] not in FAULTS:
-            raise ValueError(f"unknown fault {data['fault']!r}; expected one of {sorted(FAULTS)}")
+        for fault in [data.get("fault"), *data.get("fault_mix", [])]:
+            if fault is not None and fault not in FAULTS:
+                raise ValueError(f"unknown fault {fault!r}; expected one of {sorted(FAULTS)}")
+        if not 0.0 <= float(data.get("fault_rate", 0.0)) <= 1.0:
+            raise ValueError("fault_rate must be between 0 and 1")
+        if data.get("fault_rate") and not data.get("fault_mix"):
+            raise ValueError("fault_rate needs a non-empty fault_mix")
         return cls(**data)
+
+    def fault_for(self, text: str, repeat: int) -> str | None:
+        """The fault this rule injects into the ``repeat``-th request with this ``text``."""
+        if not self.fault_rate:
+            return self.fault
+        digest = hashlib.sha256(f"{self.seed}|{repeat}|{text}".encode()).digest()
+        draw = int.from_bytes(digest[:8], "big") / 2**64
+        if draw >= self.fault_rate:
+            return None
+        return self.fault_mix[int.from_bytes(digest[8:16], "big") % len(self.fault_mix)]
 
     def applies(self, text: str, schema: str | None) -> bool:
         """Whether the rule is live and matches the conversation text and schema name."""
@@ -287,6 +310,7 @@ class FakeState:
     log: list[dict[str, Any]] = field(default_factory=list)
     in_flight: int = 0
     peak_in_flight: int = 0
+    seen: dict[str, int] = field(default_factory=dict)
 
     def reset(self) -> None:
         """Drop rules, log and counters; restore the default latency and item count."""
@@ -295,16 +319,19 @@ class FakeState:
         self.rules.clear()
         self.log = []
         self.in_flight = self.peak_in_flight = 0
+        self.seen.clear()
 
-    def pick_rule(self, req: ChatRequest) -> Rule | None:
-        """Consume one use of the first live rule matching ``req``."""
+    def pick_rule(self, req: ChatRequest) -> tuple[Rule | None, str | None]:
+        """Consume one use of the first live rule matching ``req``: the rule and its fault."""
+        repeat = self.seen.get(req.text, 0)
+        self.seen[req.text] = repeat + 1
         for rule in self.rules:
             if rule.applies(req.text, req.schema_name):
                 rule.used += 1
-                return rule
-        return None
+                return rule, rule.fault_for(req.text, repeat)
+        return None, None
 
-    def open_record(self, req: ChatRequest, rule: Rule | None) -> dict[str, Any]:
+    def open_record(self, req: ChatRequest, fault: str | None) -> dict[str, Any]:
         """Log an arriving request and count it in flight."""
         body = req.body
         record = {
@@ -316,7 +343,7 @@ class FakeState:
             "system": req.system,
             "model": body.get("model"),
             "status": None,
-            "fault": rule.fault if rule else None,
+            "fault": fault,
             "max_tokens": body.get("max_tokens"),
             "max_completion_tokens": body.get("max_completion_tokens"),
             "temperature": body.get("temperature"),
@@ -343,14 +370,14 @@ async def chat_completions(request: Request) -> Response:
         req = ChatRequest.parse(await request.json())
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         return _error(400, f"Invalid request: {exc}", "invalid_request_error")
-    rule = state.pick_rule(req)
-    record = state.open_record(req, rule)
+    rule, fault = state.pick_rule(req)
+    record = state.open_record(req, fault)
     req.seq = record["seq"]
     status = None
     paced = False
     try:
         response = await _respond(
-            request, state, req, rule, lambda: state.close_record(record, 200)
+            request, state, req, rule, fault, lambda: state.close_record(record, 200)
         )
         status = response.status_code
         paced = isinstance(response, StreamingResponse)  # it closes the record itself
@@ -365,10 +392,10 @@ async def _respond(
     state: FakeState,
     req: ChatRequest,
     rule: Rule | None,
+    fault: str | None,
     streamed: Callable[[], None],
 ) -> Response:
-    """Wait out the latency (or hang), then answer as the rule dictates."""
-    fault = rule.fault if rule else None
+    """Wait out the latency (or hang), then answer as the rule and its ``fault`` dictate."""
     latency = rule.latency if rule and rule.latency is not None else state.latency
     if fault == "hang":
         if await _client_left_during_hang(request):
@@ -382,7 +409,7 @@ async def _respond(
         headers = None if retry_after is None else {"retry-after": f"{retry_after:g}"}
         return _error(429, "Rate limit reached.", "requests", "rate_limit_exceeded", headers)
     items = rule.items if rule and rule.items is not None else state.default_items
-    content = _content(req, rule, items)
+    content = _content(req, rule, fault, items)
     if req.body.get("stream"):
         events = _sse(req, content, fault)
         if rule is not None and rule.chunk_delay:
@@ -426,9 +453,8 @@ def _error(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _content(req: ChatRequest, rule: Rule | None, items: int) -> str:
+def _content(req: ChatRequest, rule: Rule | None, fault: str | None, items: int) -> str:
     """The reply's content, or the tool call's arguments."""
-    fault = rule.fault if rule else None
     if fault == "empty":
         return ""
     if fault == "invalid_json":
@@ -558,12 +584,13 @@ async def control_log(request: Request) -> Response:
 
 
 async def control_stats(request: Request) -> Response:
-    """``GET /_control/stats``: request count and concurrency."""
+    """``GET /_control/stats``: request count, concurrency and the server's CPU seconds so far."""
     state: FakeState = request.app.state.fake
     stats = {
         "requests": len(state.log),
         "in_flight": state.in_flight,
         "peak_in_flight": state.peak_in_flight,
+        "cpu_s": time.process_time(),
     }
     return JSONResponse(stats)
 

@@ -1,4 +1,4 @@
-"""Start the fake LLM server (``tests.fake_llm``) in a subprocess and drive its control API."""
+"""Start the fake LLM server (``fake_llm.server``) in a subprocess and drive its control API."""
 
 from __future__ import annotations
 
@@ -46,8 +46,8 @@ class FakeLLM:
         """Request records in arrival order."""
         return self._get("/_control/log")
 
-    def stats(self) -> dict[str, int]:
-        """``requests``, ``in_flight`` and ``peak_in_flight``."""
+    def stats(self) -> dict[str, Any]:
+        """``requests``, ``in_flight``, ``peak_in_flight`` and the server's ``cpu_s`` so far."""
         return self._get("/_control/stats")
 
     def requests_matching(
@@ -95,8 +95,8 @@ class FakeLLM:
 
 @contextmanager
 def start_fake_llm(latency: float = 0.0) -> Iterator[FakeLLM]:
-    """Run ``python -m tests.fake_llm`` for the duration of the block."""
-    command = [sys.executable, "-m", "tests.fake_llm", "--host", HOST, "--port", "0"]
+    """Run ``python -m fake_llm`` for the duration of the block."""
+    command = [sys.executable, "-m", "fake_llm", "--host", HOST, "--port", "0"]
     command += ["--latency", str(latency)]
     with tempfile.TemporaryFile() as stderr:
         process = subprocess.Popen(

@@ -1,0 +1,1 @@
+"""What the ``langgraph dev`` server loads, as named in ``langgraph.json``: graphs, checkpointer."""

@@ -1,0 +1,52 @@
+"""A worker that runs all three workflows and their LLM activities; start one per machine."""
+
+from __future__ import annotations
+
+import importlib
+from datetime import timedelta
+from typing import Any
+
+from langgraph.graph import StateGraph
+from temporalio.client import Client
+from temporalio.langgraph import LangGraphPlugin
+from temporalio.worker import Worker
+
+from temporal_runs.placement import ActivityPlacement
+from temporal_runs.policy import RunInterceptor
+from temporal_runs.workflows import WORKFLOWS
+
+DEFAULT_TASK_QUEUE = "fanout"
+STICKY_TIMEOUT = timedelta(seconds=3)
+"""How long a run's next workflow task waits for the worker that cached the run before any
+other worker replays it from history (Temporal's default is 10 s)."""
+
+
+def graph_builders() -> dict[str, StateGraph[Any, Any, Any, Any]]:
+    """A fresh builder of each graph with :class:`ActivityPlacement` (the plugin rewires it)."""
+    placement = ActivityPlacement()
+    return {name: importlib.import_module(f"graphs.{name}").build(placement) for name in WORKFLOWS}
+
+
+def new_worker(
+    client: Client,
+    task_queue: str = DEFAULT_TASK_QUEUE,
+    *,
+    max_concurrent_activities: int | None = None,
+    **options: Any,
+) -> Worker:
+    """A worker for ``task_queue`` serving the three workflows and every LLM node.
+
+    Activities are not run eagerly on the worker that schedules them, so they spread over
+    every live worker polling the queue. ``options`` go to :class:`temporalio.worker.Worker`.
+    """
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=list(WORKFLOWS.values()),
+        plugins=[LangGraphPlugin(graphs=graph_builders())],
+        interceptors=[RunInterceptor()],
+        disable_eager_activity_execution=True,
+        sticky_queue_schedule_to_start_timeout=STICKY_TIMEOUT,
+        max_concurrent_activities=max_concurrent_activities,
+        **options,
+    )

