@@ -344,10 +344,30 @@ def test_ctrl_c_at_the_prompt_leaves_the_run_paused(fake_llm: FakeLLM, tmp_path:
 
     child.sendintr()
 
-    assert finish(child) == 130
+    assert finish(child) == 128 + signal.SIGINT
     assert "interrupted; finished work is saved; resume with: fanout resume t" in screen(tmp_path)
     runs = json.loads(fanout(fake_llm, tmp_path, "runs", "--db", db, "--json").stdout)
     assert [r["status"] for r in runs] == ["paused"]
+
+
+def test_sigterm_at_the_prompt_stops_the_run_paused(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    db = str(tmp_path / "runs.sqlite")
+    child = spawn(fake_llm, tmp_path, "research", "Tides", "--review", "--thread", "t", "--db", db)
+    child.expect(PROMPT)
+
+    child.kill(signal.SIGTERM)
+
+    assert finish(child) == 128 + signal.SIGTERM
+    assert "resume with: fanout resume t" in screen(tmp_path)
+    runs = json.loads(fanout(fake_llm, tmp_path, "runs", "--db", db, "--json").stdout)
+    assert [r["status"] for r in runs] == ["paused"]
+
+
+def test_review_is_refused_with_temporal(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    result = fanout(fake_llm, tmp_path, "article", "Tides", "--review", "--temporal", "x:1")
+
+    assert result.returncode == 2
+    assert "--review and --plan work on runs in this process, not --temporal" in result.stderr
 
 
 def test_an_evaluation_has_no_plan_to_review(fake_llm: FakeLLM, tmp_path: Path) -> None:
