@@ -38,7 +38,9 @@ def build(placement: Placement = IN_PROCESS) -> StateGraph[Any, Context, Any, An
         "plan_sections", placement.router(route_plan), ["review_sections", "write_section"]
     )
     builder.add_conditional_edges(
-        "review_sections", placement.router(assign_sections), ["write_section", END]
+        "review_sections",
+        placement.router(assign_sections),
+        ["review_sections", "write_section", END],
     )
     builder.add_edge("write_section", "synthesize_article")
     builder.add_edge("synthesize_article", END)

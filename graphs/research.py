@@ -38,7 +38,9 @@ def build(placement: Placement = IN_PROCESS) -> StateGraph[Any, Context, Any, An
         "plan_research", placement.router(route_plan), ["review_questions", "research_question"]
     )
     builder.add_conditional_edges(
-        "review_questions", placement.router(assign_questions), ["research_question", END]
+        "review_questions",
+        placement.router(assign_questions),
+        ["review_questions", "research_question", END],
     )
     builder.add_edge("research_question", "write_report")
     builder.add_edge("write_report", END)

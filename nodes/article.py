@@ -30,7 +30,7 @@ from state.article import (
 )
 from state.context import Context
 from state.inputs import parse_input
-from state.review import PENDING, clean_text, visible
+from state.review import PENDING, Outcome, clean_text, visible
 
 
 async def plan_sections(state: ArticleState, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -70,16 +70,29 @@ async def review_sections(state: ArticleState, runtime: Runtime[Context]) -> dic
     max_sections = Context.of(runtime.context).max_sections
     planned = state["sections"]
     result = ask_reviewer(
-        {"sections": planned}, lambda answer: decide_sections(answer, planned, max_sections)
+        {"sections": planned},
+        state.get("review"),
+        lambda answer: decide_sections(answer, planned, max_sections),
     )
+    if not isinstance(result, Outcome):  # refused: assign_sections sends the run back here
+        return {"review": result}
     if result.review["decision"] == "rejected":
         return {"review": result.review, "article": ""}
     return {"review": result.review, "sections": result.plan}
 
 
-async def assign_sections(state: ArticleState) -> list[Send] | str:
-    """One ``write_section`` worker per planned section, in plan order; END if rejected."""
-    if (review := state.get("review")) and review["decision"] == "rejected":
+async def assign_sections(
+    state: ArticleState,
+) -> Literal["review_sections"] | list[Send] | str:
+    """After the review: one ``write_section`` worker per planned section, in plan order.
+
+    END if the plan was rejected; back to the review if the answer was refused.
+    """
+    review = state.get("review")
+    decision = review["decision"] if review else None
+    if decision == "pending":
+        return "review_sections"
+    if decision == "rejected":
         return END
     return _workers(state)
 

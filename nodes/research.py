@@ -33,7 +33,7 @@ from state.research import (
     ResearchState,
     decide_questions,
 )
-from state.review import PENDING, clean_text, visible
+from state.review import PENDING, Outcome, clean_text, visible
 
 
 async def plan_research(state: ResearchState, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -67,15 +67,30 @@ async def route_plan(state: ResearchState) -> Literal["review_questions"] | list
 async def review_questions(state: ResearchState) -> dict[str, Any]:
     """Pause until a person runs, edits or rejects the questions (``Context.review_plan``)."""
     planned = state["questions"]
-    result = ask_reviewer({"questions": planned}, lambda answer: decide_questions(answer, planned))
+    result = ask_reviewer(
+        {"questions": planned},
+        state.get("review"),
+        lambda answer: decide_questions(answer, planned),
+    )
+    if not isinstance(result, Outcome):  # refused: assign_questions sends the run back here
+        return {"review": result}
     if result.review["decision"] == "rejected":
         return {"review": result.review, "report": "", "task_count": 0}
     return {"review": result.review, "questions": result.plan}
 
 
-async def assign_questions(state: ResearchState) -> list[Send] | str:
-    """One ``research_question`` worker per planned question, in plan order; END if rejected."""
-    if (review := state.get("review")) and review["decision"] == "rejected":
+async def assign_questions(
+    state: ResearchState,
+) -> Literal["review_questions"] | list[Send] | str:
+    """After the review: one ``research_question`` worker per planned question, in order.
+
+    END if the plan was rejected; back to the review if the answer was refused.
+    """
+    review = state.get("review")
+    decision = review["decision"] if review else None
+    if decision == "pending":
+        return "review_questions"
+    if decision == "rejected":
         return END
     return _workers(state)
 

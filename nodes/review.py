@@ -1,10 +1,12 @@
 """The pause both orchestrators make when ``Context.review_plan`` is set.
 
-A node calls :func:`ask_reviewer` with its plan: ``interrupt()`` pauses the run (the
+A review node calls :func:`ask_reviewer` with its plan: ``interrupt()`` pauses the run (the
 checkpointer keeps it), and ``Command(resume=...)`` answers. An answer that is not a valid
-decision pauses the run again, with the plan and an ``"error"`` saying what was wrong, so it
-can be resumed again correctly (LangGraph re-runs the node on each resume and replays the
-earlier answers in order, so the loop ends where it paused).
+decision is not an error of the run: the node records why (a pending review whose ``reason``
+says what was wrong) and its router sends the run back to the node, which pauses again with
+the plan and that ``"error"``. Each pause is a new task, so every answer is checked once, as
+it was given (a task that looped on ``interrupt()`` would replay its earlier answers from the
+checkpoint, where serialization may have changed them).
 """
 
 from __future__ import annotations
@@ -14,17 +16,22 @@ from typing import Any, TypeVar
 
 from langgraph.types import interrupt
 
-from state.review import InvalidDecisionError, Outcome
+from state.review import InvalidDecisionError, Outcome, Review
 
 Item = TypeVar("Item")
 
 
-def ask_reviewer(plan: dict[str, Any], decide: Callable[[Any], Outcome[Item]]) -> Outcome[Item]:
-    """Pause with ``plan`` until an answer that ``decide`` accepts resumes the run."""
-    request = plan
-    while True:
-        answer = interrupt(request)
-        try:
-            return decide(answer)
-        except InvalidDecisionError as exc:
-            request = {**plan, "error": str(exc)}
+def ask_reviewer(
+    plan: dict[str, Any], review: Review | None, decide: Callable[[Any], Outcome[Item]]
+) -> Outcome[Item] | Review:
+    """Pause with ``plan`` (and why the last answer was refused, from ``review``).
+
+    Returns what ``decide`` makes of the answer, or, if it refuses it, the pending review to
+    record, whose ``reason`` says why.
+    """
+    refused = review["reason"] if review and review["decision"] == "pending" else ""
+    answer = interrupt({**plan, "error": refused} if refused else plan)
+    try:
+        return decide(answer)
+    except InvalidDecisionError as exc:
+        return Review(decision="pending", reason=str(exc))

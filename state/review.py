@@ -42,7 +42,13 @@ class Review(TypedDict):
             "planned; edited: a person's version of the plan ran; rejected: no worker ran."
         ),
     ]
-    reason: Annotated[str, Field(description="Why the plan was rejected (empty otherwise).")]
+    reason: Annotated[
+        str,
+        Field(
+            description="rejected: the reviewer's reason, if any; pending: why the last answer "
+            "was refused (empty before the first); otherwise empty."
+        ),
+    ]
 
 
 class InvalidDecisionError(ValueError):
@@ -90,18 +96,29 @@ TEXT = (AfterValidator(one_line),)
 STRICT = ConfigDict(strict=True, extra="forbid")
 
 
+def true(value: bool) -> bool:
+    """Refuse ``false``: a decision is stated with ``true``."""
+    if value is not True:
+        raise ValueError("Input should be true")
+    return value
+
+
+TRUE = Annotated[bool, AfterValidator(true)]
+"""Exactly ``true`` (not 1: the model is strict)."""
+
+
 class Approval(BaseModel):
     """``{"approve": true}``: run the plan as planned."""
 
     model_config = STRICT
-    approve: Literal[True]
+    approve: TRUE
 
 
 class Rejection(BaseModel):
     """``{"reject": true, "reason": ...}``: end the run without any worker."""
 
     model_config = STRICT
-    reject: Literal[True]
+    reject: TRUE
     reason: Annotated[str, Field(max_length=MAX_REASON_CHARS), *TEXT] = ""
 
 

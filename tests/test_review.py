@@ -193,6 +193,7 @@ LONG_NAME = "x" * (MAX_NAME_CHARS + 1)
         (ARTICLE, {"section": []}, "got the keys ['section']"),
         (ARTICLE, {"sections": []}, "sections: List should have at least 1 item"),
         (ARTICLE, {"sections": "A, B"}, "sections: Input should be a valid list"),
+        (ARTICLE, {"sections": ({"name": "A"},)}, "sections: Input should be a valid list"),
         (ARTICLE, {"sections": [{"name": f"S{i}"} for i in range(5)]}, "5 sections; at most 4"),
         (ARTICLE, {"sections": [{"name": "A\x00B"}]}, "sections.0.name: must not contain control"),
         (ARTICLE, {"sections": [{"name": "A\nB"}]}, "sections.0.name: must not contain control"),
@@ -208,9 +209,9 @@ LONG_NAME = "x" * (MAX_NAME_CHARS + 1)
         (ARTICLE, {"sections": [{"name": 7}]}, "sections.0.name: Input should be a valid string"),
         (ARTICLE, {"sections": [{"name": "A", "body": "x"}]}, "sections.0.body: Extra inputs"),
         (ARTICLE, {"sections": [{"name": "A"}], "error": "x"}, "error: Extra inputs"),
-        (ARTICLE, {"approve": False}, "approve: Input should be True"),
+        (ARTICLE, {"approve": False}, "approve: Input should be true"),
         (ARTICLE, {"approve": True, "sections": []}, "sections: Extra inputs"),
-        (ARTICLE, {"reject": "yes"}, "reject: Input should be True"),
+        (ARTICLE, {"reject": "yes"}, "reject: Input should be a valid boolean"),
         (ARTICLE, {"reject": True, "reason": "r" * 501}, f"at most {MAX_REASON_CHARS}"),
         (ARTICLE, {"reject": True, "reason": "no\x07"}, "reason: must not contain control"),
         (RESEARCH, {"questions": ["Only one?"]}, "questions: List should have at least 2"),
@@ -236,12 +237,28 @@ async def test_a_bad_decision_pauses_again_with_the_reason(
     assert case.workers(fake_llm.log()) == []
     state = await graph.aget_state(config())
     assert state.next == (f"review_{case.key}",)
-    assert state.values["review"]["decision"] == "pending"
+    assert state.values["review"] == {"decision": "pending", "reason": interrupt.value["error"]}
 
     resumed = await graph.ainvoke(Command(resume={"approve": True}), config(), context=REVIEW)
 
-    assert resumed["review"]["decision"] == "approved"
+    assert resumed["review"] == {"decision": "approved", "reason": ""}  # the bad answer is gone
     assert len(case.workers(fake_llm.log())) == 3
+
+
+async def test_each_refusal_says_what_was_wrong_with_the_latest_answer(fake_llm) -> None:
+    graph = ARTICLE.compile()
+    await paused(ARTICLE, graph)
+
+    first = await graph.ainvoke(Command(resume={"sections": []}), config(), context=REVIEW)
+    second = await graph.ainvoke(Command(resume={"approve": 1}), config(), context=REVIEW)
+    done = await graph.ainvoke(
+        Command(resume={"sections": [{"name": "Only"}]}), config(), context=REVIEW
+    )
+
+    assert "at least 1 item" in first["__interrupt__"][0].value["error"]
+    assert "approve: Input should be a valid boolean" in second["__interrupt__"][0].value["error"]
+    assert done["review"] == {"decision": "edited", "reason": ""}
+    assert [s["name"] for s in done["completed_sections"]] == ["Only"]
 
 
 async def test_line_breaks_in_a_description_become_spaces(fake_llm) -> None:
