@@ -12,10 +12,7 @@ import copy
 import json
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from llama_cpp import LlamaGrammar
+from typing import Any
 
 DEFAULT_MAX_STRING_CHARS = 400
 """Grammar bound on a JSON string whose schema sets no smaller ``maxLength``."""
@@ -119,14 +116,11 @@ def json_schema_to_grammar(
 
 
 @lru_cache(maxsize=128)
-def cached_grammar(schema_json: str, max_string_chars: int, max_items: int) -> LlamaGrammar:
-    """The compiled grammar of a JSON schema (given as JSON text), built once per schema."""
-    from llama_cpp import LlamaGrammar
-
-    gbnf = json_schema_to_grammar(
+def cached_grammar(schema_json: str, max_string_chars: int, max_items: int) -> str:
+    """The grammar of a JSON schema (given as JSON text), built once per schema."""
+    return json_schema_to_grammar(
         json.loads(schema_json), max_string_chars=max_string_chars, max_items=max_items
     )
-    return LlamaGrammar.from_string(gbnf, verbose=False)
 
 
 def _top_level_keys(schema: Mapping[str, Any]) -> list[str]:

@@ -16,7 +16,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, Sys
 from pydantic import BaseModel
 from typing_extensions import TypedDict
 
-from nodes import local_grammar, local_model
+from nodes import local_engine, local_grammar, local_model
 from nodes.local_grammar import bound_json_schema, json_schema_to_grammar
 from nodes.local_model import ChatLocalLlama, default_model_path, load_local_chat_model
 from nodes.prompts import (
@@ -341,15 +341,18 @@ def test_stop_sequences_are_honoured(model: ChatLocalLlama) -> None:
 # --- concurrency --------------------------------------------------------------------------------
 
 
-async def test_concurrent_ainvokes_serialise_and_match_sequential(
+async def test_concurrent_ainvokes_decode_in_one_batch_and_match_sequential(
     model: ChatLocalLlama, replies: dict[str, AIMessage]
 ) -> None:
     sequential = [replies[p].text for p in PROMPTS]
+    engine = model.engine()
+    engine.max_batch = 0
     parallel = await asyncio.gather(*(model.ainvoke(p) for p in PROMPTS))
-    assert [r.text for r in parallel] == sequential
+    assert engine.max_batch == len(PROMPTS)  # all three decoded together, not queued
+    assert [r.text for r in parallel] == sequential  # batching does not change a reply
 
 
-def test_concurrent_thread_invokes_serialise_and_match_sequential(
+def test_concurrent_thread_invokes_match_sequential(
     model: ChatLocalLlama, replies: dict[str, AIMessage]
 ) -> None:
     sequential = [replies[p].text for p in PROMPTS]
@@ -369,12 +372,11 @@ async def test_cancelled_calls_release_the_model(model: ChatLocalLlama) -> None:
         await asyncio.wait_for(long.ainvoke("Write a long story about a dragon."), 0.3)
     async for _ in long.astream("Write a long story about a dragon."):
         break  # the consumer leaves early
-    lock = long._engine().lock
+    engine = long.engine()
     deadline = time.monotonic() + 10
-    while not lock.acquire(blocking=False):
+    while engine.busy():
         assert time.monotonic() < deadline, "generation went on after the caller left"
         await asyncio.sleep(0.05)
-    lock.release()
     assert (await model.ainvoke(PROMPTS[0])).text
 
 
@@ -384,7 +386,7 @@ async def test_cancelled_calls_release_the_model(model: ChatLocalLlama) -> None:
 def test_one_llama_per_file_and_one_warning(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(local_model, "_ENGINES", {})
+    monkeypatch.setattr(local_engine, "_ENGINES", {})
     monkeypatch.setattr(local_model, "_WARNED_PATHS", set())
     first = ChatLocalLlama(model_path=WEIGHTS, max_tokens=4)
     second = ChatLocalLlama(model_path=WEIGHTS, max_tokens=8, temperature=0.5)
@@ -396,8 +398,8 @@ def test_one_llama_per_file_and_one_warning(
             t.start()
         for t in threads:
             t.join()
-    assert first._engine() is second._engine()
-    assert len(local_model._ENGINES) == 1
+    assert first.engine() is second.engine()
+    assert len(local_engine._ENGINES) == 1
     warnings = [r for r in caplog.records if r.name == "nodes.local_model"]
     assert len(warnings) == 1
     assert WEIGHTS in warnings[0].message and "demo-grade" in warnings[0].message
