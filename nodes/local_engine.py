@@ -2,10 +2,10 @@
 
 One :class:`Engine` per model file holds one llama.cpp context with ``n_parallel`` sequence
 slots, each with its own KV-cache stream of ``n_ctx`` tokens (``kv_unified`` off, so a
-sequence's result does not depend on what else is in the batch). One scheduler thread owns
-the context: each step it puts the next token of every generating sequence and the next
-chunk of every waiting prompt into one ``llama_batch``, calls ``llama_decode`` once, then
-samples each sequence with its own sampler chain (repetition penalty, the request's GBNF
+sequence attends only to its own tokens). One scheduler thread owns the context: each step
+it puts the next token of every generating sequence and the next chunk of every waiting
+prompt into one ``llama_batch``, calls ``llama_decode`` once, then samples each sequence
+with its own sampler chain (repetition penalty, DRY against verbatim repeats, the request's GBNF
 grammar if any, greedy or temperature sampling). A call that finds every slot busy waits
 for the next free one. Stop sequences are applied here, so the token count is exact.
 
@@ -28,8 +28,8 @@ logger = logging.getLogger(__name__)
 
 N_BATCH = 512
 """Most tokens one decode step takes (generation tokens first, then prompt chunks)."""
-_SENTENCE_END = re.compile(r"[.!?][\"')\]*]*$")
 _DRY_BREAKERS = (b"\n", b":", b'"', b"*")
+_SENTENCE_END = re.compile(r"[.!?][\"')\]*]*$")
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,8 @@ class Request:
     stops: list[str]
     """Text that ends the reply where it appears (not included)."""
     prose: bool
-    """Plain text: penalise verbatim repeats (DRY) and, once half of ``max_tokens`` is
-    used, end the reply at the next sentence boundary rather than mid-sentence at the cap."""
+    """Plain text: once half of ``max_tokens`` is used, end the reply at the next sentence
+    boundary rather than mid-sentence at the cap."""
     emit: Callable[[Event], None]
     """Receives the call's events, on the scheduler thread: it must not block."""
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -204,16 +204,18 @@ class Engine:
         lib = self._lib
         chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
         lib.llama_sampler_chain_add(
-            chain, lib.llama_sampler_init_penalties(self.n_vocab, 64, request.repeat_penalty, 0, 0)
+            chain,
+            lib.llama_sampler_init_penalties(
+                self.n_vocab, 64 if request.prose else 256, request.repeat_penalty, 0, 0
+            ),
         )
-        if request.prose:
-            breakers = (ctypes.c_char_p * len(_DRY_BREAKERS))(*_DRY_BREAKERS)
-            lib.llama_sampler_chain_add(
-                chain,
-                lib.llama_sampler_init_dry(
-                    self.vocab, 0.8, 1.75, 2, -1, breakers, len(_DRY_BREAKERS)
-                ),
-            )
+        breakers = (ctypes.c_char_p * len(_DRY_BREAKERS))(*_DRY_BREAKERS)
+        lib.llama_sampler_chain_add(  # DRY: penalises extending a verbatim repeat
+            chain,
+            lib.llama_sampler_init_dry(
+                self.vocab, 0.8, 1.75, 2, self.n_ctx, breakers, len(breakers)
+            ),
+        )
         if request.grammar is not None:
             grammar = lib.llama_sampler_init_grammar(
                 self.vocab, request.grammar.encode("utf-8"), b"root"

@@ -105,6 +105,24 @@ def test_string_and_array_bounds_appear_in_schema_and_grammar() -> None:
     assert rules["questions"].count("questions-item") == 4
 
 
+def test_overrides_make_plan_names_headings_and_bound_the_plan() -> None:
+    bounded = bound_json_schema(
+        Sections.model_json_schema(), overrides=local_grammar.DEFAULT_OVERRIDES
+    )
+    assert (
+        bounded["properties"]["sections"] | {"minItems": 2, "maxItems": 4}
+        == (bounded["properties"]["sections"])
+    )
+    section = bounded["$defs"]["Section"]["properties"]
+    assert section["name"]["pattern"] == local_grammar.HEADING_PATTERN
+    assert "maxLength" not in section["name"]  # the pattern bounds it
+    assert section["description"]["maxLength"] == 100
+    heading = re.compile(local_grammar.HEADING_PATTERN)
+    assert heading.match("The Science of Vaccines") and heading.match("How Heat Pumps Work")
+    for bad in ("<NAME>", "heat-pumps", "2018/3/4", "Section 1", "Section B", "Volcanoes"):
+        assert not heading.match(bad), bad
+
+
 def test_existing_bounds_are_respected() -> None:
     schema = {
         "type": "object",
@@ -378,6 +396,26 @@ async def test_cancelled_calls_release_the_model(model: ChatLocalLlama) -> None:
         assert time.monotonic() < deadline, "generation went on after the caller left"
         await asyncio.sleep(0.05)
     assert (await model.ainvoke(PROMPTS[0])).text
+
+
+async def test_more_calls_than_slots_wait_for_a_free_one() -> None:
+    two = ChatLocalLlama(model_path=WEIGHTS, max_tokens=24, n_parallel=2)
+    two.engine().max_batch = 0
+    replies = await asyncio.gather(*(two.ainvoke(p) for p in [*PROMPTS, PROMPT]))
+    assert two.engine().max_batch == 2
+    assert all(r.text.strip() for r in replies)
+    assert two.engine().busy() == 0
+
+
+def test_prose_ends_at_a_sentence_boundary_before_the_cap(model: ChatLocalLlama) -> None:
+    capped = model.model_copy(update={"max_tokens": 60})
+    reply = capped.invoke("Write a long story about a dragon.")
+    assert reply.text.rstrip()[-1] in ".!?", reply.text
+    assert reply.response_metadata["finish_reason"] == "stop"
+    assert reply.usage_metadata is not None and reply.usage_metadata["output_tokens"] <= 60
+    # With a larger budget the story goes on: the budget, not the model, ended it early.
+    uncapped = model.model_copy(update={"max_tokens": 400})
+    assert len(uncapped.invoke("Write a long story about a dragon.").text) > len(reply.text)
 
 
 # --- loading, sharing, errors ---------------------------------------------------------------
