@@ -60,8 +60,8 @@ class Request:
     stops: list[str]
     """Text that ends the reply where it appears (not included)."""
     prose: bool
-    """Plain text: once half of ``max_tokens`` is used, end the reply at the next sentence
-    boundary rather than mid-sentence at the cap."""
+    """Plain text: the turn may end only after a complete sentence, and once half of
+    ``max_tokens`` is used it ends at the next sentence boundary (not mid-sentence at the cap)."""
     emit: Callable[[Event], None]
     """Receives the call's events, on the scheduler thread: it must not block."""
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -75,6 +75,7 @@ class _Slot:
     seq: int
     request: Request
     sampler: Any
+    no_end: Any = None  # prose: the same pick with end-of-turn tokens banned
     fed: int = 0  # tokens of the sequence already decoded (its next position)
     next_token: int | None = None  # sampled, emitted, not yet decoded
     generated: int = 0
@@ -118,6 +119,10 @@ class Engine:
             raise ValueError(f"llama.cpp could not load {path}")
         self.vocab = llama_cpp.llama_model_get_vocab(self.model)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
+        eog = [t for t in range(self.n_vocab) if llama_cpp.llama_vocab_is_eog(self.vocab, t)]
+        self._no_eog = (llama_cpp.llama_logit_bias * len(eog))(
+            *(llama_cpp.llama_logit_bias(t, float("-inf")) for t in eog)
+        )
         template = llama_cpp.llama_model_chat_template(self.model, None)
         if not template:
             raise ValueError(f"{path} has no chat template in its metadata: use an instruct GGUF")
@@ -224,19 +229,34 @@ class Engine:
                 lib.llama_sampler_free(chain)
                 raise ValueError("llama.cpp rejected the grammar")
             lib.llama_sampler_chain_add(chain, grammar)
+        self._add_pick(chain, request)
+        return chain
+
+    def _no_end_sampler(self, request: Request) -> Any:
+        """A chain that picks like ``request``'s but never ends the turn."""
+        lib = self._lib
+        chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        lib.llama_sampler_chain_add(
+            chain, lib.llama_sampler_init_logit_bias(self.n_vocab, len(self._no_eog), self._no_eog)
+        )
+        self._add_pick(chain, request)
+        return chain
+
+    def _add_pick(self, chain: Any, request: Request) -> None:
+        """Greedy at temperature 0, else top-k/top-p/min-p and a seeded draw."""
+        lib = self._lib
         if request.temperature <= 0:
             lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_greedy())
-        else:
-            seed = lib.LLAMA_DEFAULT_SEED if request.seed is None else request.seed
-            for sampler in (
-                lib.llama_sampler_init_top_k(40),
-                lib.llama_sampler_init_top_p(0.95, 1),
-                lib.llama_sampler_init_min_p(0.05, 1),
-                lib.llama_sampler_init_temp(request.temperature),
-                lib.llama_sampler_init_dist(seed),
-            ):
-                lib.llama_sampler_chain_add(chain, sampler)
-        return chain
+            return
+        seed = lib.LLAMA_DEFAULT_SEED if request.seed is None else request.seed
+        for sampler in (
+            lib.llama_sampler_init_top_k(40),
+            lib.llama_sampler_init_top_p(0.95, 1),
+            lib.llama_sampler_init_min_p(0.05, 1),
+            lib.llama_sampler_init_temp(request.temperature),
+            lib.llama_sampler_init_dist(seed),
+        ):
+            lib.llama_sampler_chain_add(chain, sampler)
 
     # ---- the scheduler thread -------------------------------------------------------------
 
@@ -258,8 +278,9 @@ class Engine:
                         self._free.append(seq)
                     request.emit(exc)
                     continue
+                no_end = self._no_end_sampler(request) if request.prose else None
                 with self._lock:
-                    self._slots.append(_Slot(seq, request, sampler))
+                    self._slots.append(_Slot(seq, request, sampler, no_end))
             try:
                 self._step()
             except Exception as exc:  # a failed decode fails every call in flight
@@ -302,6 +323,13 @@ class Engine:
     def _sample(self, slot: _Slot, index: int) -> None:
         lib, request = self._lib, slot.request
         token = lib.llama_sampler_sample(slot.sampler, self._ctx, index)
+        if (
+            slot.no_end is not None
+            and lib.llama_vocab_is_eog(self.vocab, token)
+            and not _SENTENCE_END.search(slot.tail)
+        ):  # prose does not end mid-sentence: pick the best token that goes on
+            token = lib.llama_sampler_sample(slot.no_end, self._ctx, index)
+            lib.llama_sampler_accept(slot.sampler, token)
         if lib.llama_vocab_is_eog(self.vocab, token):
             self._finish(slot, "stop")
             return
@@ -340,6 +368,8 @@ class Engine:
     def _release(self, slot: _Slot, event: Finished | BaseException | None) -> None:
         self._lib.llama_memory_seq_rm(self._memory, slot.seq, -1, -1)
         self._lib.llama_sampler_free(slot.sampler)
+        if slot.no_end is not None:
+            self._lib.llama_sampler_free(slot.no_end)
         with self._lock:
             self._slots.remove(slot)
             self._free.append(slot.seq)

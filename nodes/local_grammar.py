@@ -18,11 +18,16 @@ DEFAULT_MAX_STRING_CHARS = 400
 """Grammar bound on a JSON string whose schema sets no smaller ``maxLength``."""
 DEFAULT_MAX_ITEMS = 8
 """Grammar bound on a JSON array whose schema sets no ``maxItems``."""
-HEADING_PATTERN = (
-    r"^[A-Z][A-Za-z]{1,14}"
-    r"( (a|an|and|as|at|by|for|from|in|into|of|on|or|the|to|vs|with|[A-Z][A-Za-z]{1,14})){1,5}$"
+_WORD = r"[A-Z][a-z]{2,14}|[A-Z]{2,5}"
+# The first word: any but "Section..." (the JSON key "sections" primes small models to
+# write "Section 1", "Section Aims"); later words: also short joining words ("of", "and").
+_FIRST_WORD = (
+    r"[A-RT-Z][a-z]{2,14}|S[a-df-z][a-z]{1,13}|Se[abd-z][a-z]{0,12}|Sec[a-su-z][a-z]{0,11}"
+    r"|Sect[a-hj-z][a-z]{0,10}|[A-Z]{2,5}"
 )
-"""A heading: two to six words of letters, capitalised but for short joining words ("of")."""
+_JOIN = "a|an|and|as|at|by|for|from|in|into|of|on|or|the|to|vs|with"
+HEADING_PATTERN = rf"^({_FIRST_WORD})( ({_JOIN}|{_WORD})){{1,5}}$"
+"""A heading: two to six words, capitalised (or acronyms) but for short joining words."""
 DEFAULT_OVERRIDES: dict[str, dict[str, Any]] = {
     "name": {"pattern": HEADING_PATTERN},
     "description": {"maxLength": 100},

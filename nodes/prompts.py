@@ -35,15 +35,13 @@ ORCHESTRATOR_SYSTEM = (
     "what it covers.\n"
     'Reply with a JSON object: {{"sections": [{{"name": "...", "description": "..."}}]}}.'
 )
-ORCHESTRATOR_USER = 'Plan the sections of an article titled "{topic}".'
+ORCHESTRATOR_USER = "Topic: {topic}"
 
 SECTION_WRITER_SYSTEM = (
     "You are an expert writer. Write one section of a short article: one paragraph of three "
     "or four complete sentences of plain prose, without a heading, lists, hashtags or links."
 )
-SECTION_WRITER_USER = (
-    'Write the section "{name}" of an article about {topic}. The section covers: {description}'
-)
+SECTION_WRITER_USER = "Article topic: {topic}\nSection: {name}\nWhat it covers: {description}"
 
 PLANNER_SYSTEM = (
     "You are a research planner. Break the topic into {min_questions}-{max_questions} research "

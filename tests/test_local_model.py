@@ -119,7 +119,8 @@ def test_overrides_make_plan_names_headings_and_bound_the_plan() -> None:
     assert section["description"]["maxLength"] == 100
     heading = re.compile(local_grammar.HEADING_PATTERN)
     assert heading.match("The Science of Vaccines") and heading.match("How Heat Pumps Work")
-    for bad in ("<NAME>", "heat-pumps", "2018/3/4", "Section 1", "Section B", "Volcanoes"):
+    assert heading.match("Second Thoughts on AI") and heading.match("Secure Sections")
+    for bad in ("<NAME>", "heat-pumps", "2018/3/4", "Section 1", "Section Aims", "Volcanoes"):
         assert not heading.match(bad), bad
 
 
