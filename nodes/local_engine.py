@@ -133,7 +133,7 @@ class Engine:
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = n_ctx * n_parallel
         params.n_seq_max = n_parallel
-        params.kv_unified = False  # one stream per sequence: results independent of batching
+        params.kv_unified = False  # a KV stream per sequence: each attends to its own tokens only
         params.n_batch = params.n_ubatch = N_BATCH
         params.n_threads = params.n_threads_batch = n_threads
         self._ctx = llama_cpp.llama_init_from_model(self.model, params)

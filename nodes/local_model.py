@@ -176,7 +176,8 @@ class ChatLocalLlama(BaseChatModel):
     The weights load lazily on the first call and are shared by every instance with the
     same file, ``n_ctx``, ``n_parallel`` and ``n_threads``. Up to ``n_parallel`` calls, from
     any threads or event loops, are decoded together in one batch (``nodes/local_engine.py``);
-    a reply does not depend on which other calls share its batch.
+    each attends only to its own tokens (the tests check that replies match one-at-a-time
+    replies on the default weights).
     """
 
     model_path: str
