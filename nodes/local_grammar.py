@@ -20,14 +20,14 @@ DEFAULT_MAX_ITEMS = 8
 """Grammar bound on a JSON array whose schema sets no ``maxItems``."""
 _WORD = r"[A-Z][a-z]{2,14}|[A-Z]{2,5}"
 # The first word: any but "Section..." (the JSON key "sections" primes small models to
-# write "Section 1", "Section Aims"); later words: also short joining words ("of", "and").
+# write "Section 1", "Section Aims"); words inside may be short joining words ("of", "and").
 _FIRST_WORD = (
     r"[A-RT-Z][a-z]{2,14}|S[a-df-z][a-z]{1,13}|Se[abd-z][a-z]{0,12}|Sec[a-su-z][a-z]{0,11}"
     r"|Sect[a-hj-z][a-z]{0,10}|[A-Z]{2,5}"
 )
 _JOIN = "a|an|and|as|at|by|for|from|in|into|of|on|or|the|to|vs|with"
-HEADING_PATTERN = rf"^({_FIRST_WORD})( ({_JOIN}|{_WORD})){{1,5}}$"
-"""A heading: two to six words, capitalised (or acronyms) but for short joining words."""
+HEADING_PATTERN = rf"^({_FIRST_WORD})( ({_JOIN}|{_WORD})){{0,5}} ({_WORD})$"
+"""A heading: two to seven words, capitalised (or acronyms) but for joining words inside."""
 DEFAULT_OVERRIDES: dict[str, dict[str, Any]] = {
     "name": {"pattern": HEADING_PATTERN},
     "description": {"maxLength": 100},
