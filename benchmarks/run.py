@@ -412,70 +412,36 @@ def embedded_model_available() -> str | None:
     return None
 
 
-EMBEDDED_REPS = 3
-EMBEDDED_WORKERS = {"article": "write_section", "evaluation": "evaluate_"}
-
-
-async def _embedded_run(name: str, max_concurrency: int | None) -> dict[str, Any]:
-    """One run of ``name`` on the embedded model: wall time, fan-out stage, tokens."""
+async def bench_embedded() -> dict[str, Any]:
+    """``make demo`` on the embedded model, in process: wall time and tokens per second."""
     from rich.console import Console
 
-    from graphs.article import graph as article
-    from graphs.evaluation import graph as evaluation
+    from graphs.article import graph
     from graphs.progress import RunProgress
     from state.context import Context
 
     progress = RunProgress(Console(file=io.StringIO()))
-    config: dict[str, Any] = {"callbacks": [progress]}
-    if max_concurrency is not None:
-        config["max_concurrency"] = max_concurrency
-    graph, payload = (
-        (article, {"topic": DEMO_TOPIC}) if name == "article" else (evaluation, {"text": TEXT})
-    )
+    context = Context(model="local", **DEMO_CONTEXT)
     t0 = time.perf_counter()
-    out = await graph.ainvoke(payload, config, context=Context(model="local", **DEMO_CONTEXT))
+    out = await graph.ainvoke({"topic": DEMO_TOPIC}, {"callbacks": [progress]}, context=context)
     wall = time.perf_counter() - t0
-    workers = [t for t in progress.tasks.values() if t.node.startswith(EMBEDDED_WORKERS[name])]
     usage = progress.usage()
-    return {
+    row = {
+        "graph": "article",
+        "model": "local (SmolLM2-135M, llama.cpp)",
+        "sections": len(out["completed_sections"]),
         "wall_s": wall,
-        "fanout_s": max(t.finished or 0.0 for t in workers) - min(t.started for t in workers),
-        "workers": len(workers),
         "llm_calls": usage["llm_calls"],
+        "input_tokens": usage["input_tokens"],
         "output_tokens": usage["output_tokens"],
-        "sections": len(out.get("completed_sections", [])),
+        "output_tokens_per_s": usage["output_tokens"] / wall,
+        "total_tokens_per_s": usage["total_tokens"] / wall,
     }
-
-
-async def bench_embedded() -> dict[str, Any]:
-    """``make demo``'s article and the evaluation graph on the embedded model, each run with
-    its branches decoded together (batched) and with ``max_concurrency=1`` (one at a time),
-    alternating in one process so machine load hits both alike: medians of the runs."""
-    rows = []
-    for name in ("article", "evaluation"):
-        runs: dict[str, list[dict[str, Any]]] = {"batched": [], "one at a time": []}
-        for _ in range(EMBEDDED_REPS):
-            for variant, cap in (("batched", None), ("one at a time", 1)):
-                runs[variant].append(await _embedded_run(name, cap))
-        for variant, samples in runs.items():
-            rows.append(
-                {
-                    "graph": name,
-                    "variant": variant,
-                    "reps": len(samples),
-                    "wall_s": statistics.median(r["wall_s"] for r in samples),
-                    "fanout_s": statistics.median(r["fanout_s"] for r in samples),
-                    "workers": samples[0]["workers"],
-                    "output_tokens": statistics.median(r["output_tokens"] for r in samples),
-                }
-            )
-        batched, serial = rows[-2], rows[-1]
-        batched["fanout_ratio"] = batched["fanout_s"] / serial["fanout_s"]
-        _progress(
-            f"embedded {name}: fan-out {batched['fanout_s']:.1f}s batched vs "
-            f"{serial['fanout_s']:.1f}s one at a time ({batched['fanout_ratio']:.2f})"
-        )
-    return {"model": "local (SmolLM2-135M, llama.cpp)", "rows": rows}
+    _progress(
+        f"embedded: {wall:.1f}s, {usage['output_tokens']} output tokens, "
+        f"{row['output_tokens_per_s']:.0f} tok/s"
+    )
+    return row
 
 
 # --- report -----------------------------------------------------------------------------------
@@ -589,20 +555,13 @@ def markdown(results: dict[str, Any]) -> str:
     if emb is None:
         pass
     elif isinstance(emb, dict):
-        out += [
-            f"**Embedded model** ({emb['model']}; `make demo`'s settings: --max-sections 4 "
-            "--max-tokens 160): branches decoded together (batched) vs `max_concurrency=1`; "
-            "fan-out = first worker's start to last worker's finish (medians):",
-            "",
-            "| graph | variant | runs | workers | wall | fan-out stage | batched / one at a time |",
-            "|---|---|---:|---:|---:|---:|---:|",
-        ]
-        for r in emb["rows"]:
-            ratio = f"{r['fanout_ratio']:.2f}" if "fanout_ratio" in r else ""
-            out.append(
-                f"| {r['graph']} | {r['variant']} | {r['reps']} | {r['workers']} | "
-                f"{r['wall_s']:.1f} s | {r['fanout_s']:.1f} s | {ratio} |"
-            )
+        out.append(
+            f"**Embedded model** ({emb['model']}): `make demo` (article, --max-sections 4 "
+            f"--max-tokens 160) with {emb['sections']} sections "
+            f"in {emb['wall_s']:.1f} s, {emb['llm_calls']} LLM calls, "
+            f"{emb['output_tokens']} output tokens = {emb['output_tokens_per_s']:.0f} output "
+            f"tok/s ({emb['total_tokens_per_s']:.0f} tok/s prompt + output)."
+        )
     else:
         out.append(f"**Embedded model**: skipped ({emb}).")
     return "\n".join(out)
