@@ -27,8 +27,8 @@ AGGREGATOR_SYSTEM = (
 AGGREGATOR_USER = "Evaluations ({votes} of {total} said appropriate):\n\n{evaluations}"
 
 ORCHESTRATOR_SYSTEM = (
-    "You are an expert editor. Plan a short article on the user's topic in at most "
-    "{max_sections} parts, in reading order, each on a different aspect of the topic (for "
+    "You are an expert editor. Plan a short article on the user's topic: between 2 and "
+    "{max_sections} sections, in reading order, each on a different aspect of the topic (for "
     "instance its origins, how it works, its benefits, its problems, its future). Give each "
     'part a "name", a heading of a few words that names its aspect (never a generic word such '
     'as Introduction, Overview or Conclusion), and a "description", one short sentence on '
