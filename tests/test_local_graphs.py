@@ -13,6 +13,7 @@ import pytest
 from graphs.article import graph as article
 from graphs.evaluation import graph as evaluation
 from graphs.research import graph as research
+from nodes.local_model import load_local_chat_model
 from state.context import Context
 from tests.requirements import local_model_weights
 
@@ -29,19 +30,29 @@ def offline(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
-async def test_evaluation_three_branches_share_the_model():
+@pytest.fixture
+def engine():
+    """The engine every graph node shares; its batch high-water mark starts at zero."""
+    shared = load_local_chat_model(None, temperature=0.0, max_tokens=LOCAL.max_tokens).engine()
+    shared.max_batch = 0
+    return shared
+
+
+async def test_evaluation_three_branches_decode_together(engine):
     result = await evaluation.ainvoke({"text": "Wash your hands before cooking."}, context=LOCAL)
 
+    assert engine.max_batch == 3  # the three evaluators were decoded in one batch
     assert [e["evaluator"] for e in result["evaluations"]] == ["safety", "tone", "audience_fit"]
     assert all(e["explanation"].strip() for e in result["evaluations"])
     assert result["votes"] == sum(e["is_appropriate"] for e in result["evaluations"])
     assert isinstance(result["is_appropriate"], bool) and result["summary"].strip()
 
 
-def test_article_sync():
+def test_article_sync_writers_decode_together(engine):
     result = article.invoke({"topic": "Composting at home"}, context=LOCAL)
 
-    assert 1 <= len(result["sections"]) <= 3
+    assert 2 <= len(result["sections"]) <= 3
+    assert engine.max_batch == len(result["sections"])  # sync nodes on threads: batched too
     assert [s["name"] for s in result["completed_sections"]] == [
         s["name"] for s in result["sections"]
     ]
@@ -49,10 +60,11 @@ def test_article_sync():
     assert result["article"].startswith("# Composting at home")
 
 
-async def test_research():
+async def test_research_researchers_decode_together(engine):
     result = await research.ainvoke({"topic": "Solar panels"}, context=LOCAL)
 
     assert 2 <= result["task_count"] <= 4
+    assert engine.max_batch == result["task_count"]
     assert len(result["findings"]) == result["task_count"]
     assert all(f["answer"].strip() for f in result["findings"]) and result["report"].strip()
 

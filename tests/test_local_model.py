@@ -16,7 +16,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, Sys
 from pydantic import BaseModel
 from typing_extensions import TypedDict
 
-from nodes import local_grammar, local_model
+from nodes import local_engine, local_grammar, local_model
 from nodes.local_grammar import bound_json_schema, json_schema_to_grammar
 from nodes.local_model import ChatLocalLlama, default_model_path, load_local_chat_model
 from nodes.prompts import (
@@ -103,6 +103,26 @@ def test_string_and_array_bounds_appear_in_schema_and_grammar() -> None:
     assert "char*" not in grammar and ")*" not in rules["questions"]
     assert rules["questions-item"].count("char") == local_grammar.DEFAULT_MAX_STRING_CHARS
     assert rules["questions"].count("questions-item") == 4
+
+
+def test_overrides_make_plan_names_headings_and_bound_the_plan() -> None:
+    bounded = bound_json_schema(
+        Sections.model_json_schema(), overrides=local_grammar.DEFAULT_OVERRIDES
+    )
+    assert (
+        bounded["properties"]["sections"] | {"minItems": 2, "maxItems": 4}
+        == (bounded["properties"]["sections"])
+    )
+    section = bounded["$defs"]["Section"]["properties"]
+    assert section["name"]["pattern"] == local_grammar.HEADING_PATTERN
+    assert "maxLength" not in section["name"]  # the pattern bounds it
+    assert section["description"]["maxLength"] == 100
+    heading = re.compile(local_grammar.HEADING_PATTERN)
+    assert heading.match("The Science of Vaccines") and heading.match("How Heat Pumps Work")
+    assert heading.match("Second Thoughts on AI") and heading.match("Secure Sections")
+    bad_names = ["<NAME>", "heat-pumps", "2018/3/4", "Section 1", "Section Aims", "Volcanoes"]
+    for bad in [*bad_names, "The Benefits of Durable Execution in"]:
+        assert not heading.match(bad), bad
 
 
 def test_existing_bounds_are_respected() -> None:
@@ -341,15 +361,18 @@ def test_stop_sequences_are_honoured(model: ChatLocalLlama) -> None:
 # --- concurrency --------------------------------------------------------------------------------
 
 
-async def test_concurrent_ainvokes_serialise_and_match_sequential(
+async def test_concurrent_ainvokes_decode_in_one_batch_and_match_sequential(
     model: ChatLocalLlama, replies: dict[str, AIMessage]
 ) -> None:
     sequential = [replies[p].text for p in PROMPTS]
+    engine = model.engine()
+    engine.max_batch = 0
     parallel = await asyncio.gather(*(model.ainvoke(p) for p in PROMPTS))
-    assert [r.text for r in parallel] == sequential
+    assert engine.max_batch == len(PROMPTS)  # all three decoded together, not queued
+    assert [r.text for r in parallel] == sequential  # batching does not change a reply
 
 
-def test_concurrent_thread_invokes_serialise_and_match_sequential(
+def test_concurrent_thread_invokes_match_sequential(
     model: ChatLocalLlama, replies: dict[str, AIMessage]
 ) -> None:
     sequential = [replies[p].text for p in PROMPTS]
@@ -369,13 +392,32 @@ async def test_cancelled_calls_release_the_model(model: ChatLocalLlama) -> None:
         await asyncio.wait_for(long.ainvoke("Write a long story about a dragon."), 0.3)
     async for _ in long.astream("Write a long story about a dragon."):
         break  # the consumer leaves early
-    lock = long._engine().lock
+    engine = long.engine()
     deadline = time.monotonic() + 10
-    while not lock.acquire(blocking=False):
+    while engine.busy():
         assert time.monotonic() < deadline, "generation went on after the caller left"
         await asyncio.sleep(0.05)
-    lock.release()
     assert (await model.ainvoke(PROMPTS[0])).text
+
+
+async def test_more_calls_than_slots_wait_for_a_free_one() -> None:
+    two = ChatLocalLlama(model_path=WEIGHTS, max_tokens=24, n_parallel=2)
+    two.engine().max_batch = 0
+    replies = await asyncio.gather(*(two.ainvoke(p) for p in [*PROMPTS, PROMPT]))
+    assert two.engine().max_batch == 2
+    assert all(r.text.strip() for r in replies)
+    assert two.engine().busy() == 0
+
+
+def test_prose_ends_at_a_sentence_boundary_before_the_cap(model: ChatLocalLlama) -> None:
+    capped = model.model_copy(update={"max_tokens": 60})
+    reply = capped.invoke("Write a long story about a dragon.")
+    assert reply.text.rstrip()[-1] in ".!?", reply.text
+    assert reply.response_metadata["finish_reason"] == "stop"
+    assert reply.usage_metadata is not None and reply.usage_metadata["output_tokens"] <= 60
+    # With a larger budget the story goes on: the budget, not the model, ended it early.
+    uncapped = model.model_copy(update={"max_tokens": 400})
+    assert len(uncapped.invoke("Write a long story about a dragon.").text) > len(reply.text)
 
 
 # --- loading, sharing, errors ---------------------------------------------------------------
@@ -384,7 +426,7 @@ async def test_cancelled_calls_release_the_model(model: ChatLocalLlama) -> None:
 def test_one_llama_per_file_and_one_warning(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(local_model, "_ENGINES", {})
+    monkeypatch.setattr(local_engine, "_ENGINES", {})
     monkeypatch.setattr(local_model, "_WARNED_PATHS", set())
     first = ChatLocalLlama(model_path=WEIGHTS, max_tokens=4)
     second = ChatLocalLlama(model_path=WEIGHTS, max_tokens=8, temperature=0.5)
@@ -396,8 +438,8 @@ def test_one_llama_per_file_and_one_warning(
             t.start()
         for t in threads:
             t.join()
-    assert first._engine() is second._engine()
-    assert len(local_model._ENGINES) == 1
+    assert first.engine() is second.engine()
+    assert len(local_engine._ENGINES) == 1
     warnings = [r for r in caplog.records if r.name == "nodes.local_model"]
     assert len(warnings) == 1
     assert WEIGHTS in warnings[0].message and "demo-grade" in warnings[0].message
