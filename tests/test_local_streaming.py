@@ -14,7 +14,7 @@ from tests.requirements import local_model_weights
 pytestmark = pytest.mark.local_model
 local_model_weights()
 
-LOCAL = Context(model="local", max_tokens=48, max_sections=2)
+LOCAL = Context(model="local", max_tokens=96, max_sections=2)
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +51,7 @@ async def test_workers_stream_token_by_token_and_the_plan_does_not():
 async def test_plan_review_on_the_embedded_model():
     graph = builder.compile(checkpointer=InMemorySaver())
     config = {"configurable": {"thread_id": "local-review"}}
-    context = Context(model="local", max_tokens=48, max_sections=2, review_plan=True)
+    context = Context(model="local", max_tokens=96, max_sections=2, review_plan=True)
 
     paused = await graph.ainvoke({"topic": "Composting"}, config, context=context)
     edit = {"sections": [{"name": "Why compost", "description": "The benefits."}]}
