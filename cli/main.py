@@ -25,6 +25,14 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from cli.review import (
+    EXIT_REJECTED,
+    PLAN_KEYS,
+    Reviewer,
+    ReviewStopped,
+    ReviewUsageError,
+    reviewer_for,
+)
 from cli.runs import (
     WORKFLOWS,
     RunRecord,
@@ -121,6 +129,18 @@ def build_parser() -> argparse.ArgumentParser:
     running.add_argument(
         "--max-tokens", type=int, metavar="N", help="cap on tokens generated per LLM call"
     )
+    review = argparse.ArgumentParser(add_help=False)
+    review.add_argument(
+        "--review",
+        action="store_true",
+        help="pause after planning: run the plan, edit it in $EDITOR, or reject it",
+    )
+    review.add_argument(
+        "--plan",
+        metavar="FILE",
+        help="the review's decision, without a prompt (implies --review): a plan, "
+        '{"approve": true} or {"reject": true}, as JSON (.json) or YAML',
+    )
 
     temporal = argparse.ArgumentParser(add_help=False)
     temporal.add_argument(
@@ -138,9 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     for command, graph in COMMANDS.items():
         field = WORKFLOWS[graph].input_field
-        sub = commands.add_parser(
-            command, parents=[common, running, temporal], help=f"run the {graph} workflow"
-        )
+        parents = [common, running, temporal] + ([review] if graph in PLAN_KEYS else [])
+        sub = commands.add_parser(command, parents=parents, help=f"run the {graph} workflow")
         sub.add_argument(field, help=f"the {field}, or - to read it from stdin")
         sub.add_argument(
             "--thread", type=thread_id, help="thread id to run under (default: a new one)"
@@ -153,7 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
                 help="cap on planned sections (default %(default)s)",
             )
     resume = commands.add_parser(
-        "resume", parents=[common, running, temporal], help="finish a crashed or failed run"
+        "resume",
+        parents=[common, running, temporal, review],
+        help="finish a crashed, failed or paused run",
     )
     resume.add_argument("thread_id", type=thread_id)
     runs = commands.add_parser("runs", parents=[common, temporal], help="list recent runs")
@@ -225,6 +246,8 @@ async def _until_stopped(args: argparse.Namespace) -> int:
 
 async def _dispatch(args: argparse.Namespace) -> int:
     if args.temporal or args.command == "worker":
+        if getattr(args, "review", False) or getattr(args, "plan", None):
+            raise UsageError("--review and --plan work on runs in this process, not --temporal")
         if not args.temporal:
             raise UsageError("fanout worker needs --temporal HOST:PORT")
         from cli.temporal import dispatch
@@ -258,6 +281,8 @@ def _context(args: argparse.Namespace, base: Context) -> Context:
         changes["max_sections"] = args.max_sections
     if args.max_tokens is not None:
         changes["max_tokens"] = args.max_tokens
+    if getattr(args, "review", False) or getattr(args, "plan", None):
+        changes["review_plan"] = True
     try:
         context = replace(base, **changes)
     except ValidationError as exc:
@@ -290,11 +315,23 @@ async def _start(args: argparse.Namespace, workflow: Workflow) -> int:
     # The run keeps the model it started with, whatever $FANOUT_MODEL says at resume time.
     context = replace(context, model=resolve_model(context.model))
     _check_models(context)
+    reviewer = _reviewer(args, workflow, context, paused=False)
     record = RunRecord.new(workflow, value, context, args.thread)
     async with aopen_checkpointer(args.db) as saver, thread_lock(args.db, record.thread_id):
         if args.thread:
             await _check_thread_free(saver, workflow, args.thread)
-        return await _execute(args, saver, workflow, record, {workflow.input_field: value})
+        payload = {workflow.input_field: value}
+        return await _execute(args, saver, workflow, record, payload, reviewer)
+
+
+def _reviewer(
+    args: argparse.Namespace, workflow: Workflow, context: Context, *, paused: bool
+) -> Reviewer | None:
+    try:
+        plan = getattr(args, "plan", None)  # evaluate has no --plan
+        return reviewer_for(stderr, workflow.name, context, plan, paused=paused)
+    except ReviewUsageError as exc:
+        raise UsageError(str(exc)) from None
 
 
 async def _check_thread_free(
@@ -348,9 +385,11 @@ async def _resume(args: argparse.Namespace) -> int:
         record = replace(record, context=_context(args, record.context))
         _check_models(record.context)
         workflow = WORKFLOWS[record.graph]
-        if (await _status(workflow.compile(saver), record.thread_id))[0] == "done":
+        status = (await _status(workflow.compile(saver), record.thread_id))[0]
+        if status == "done":
             stderr.print("the run already finished: nothing to resume", highlight=False)
-        return await _execute(args, saver, workflow, record, None)
+        reviewer = _reviewer(args, workflow, record.context, paused=status == "paused")
+        return await _execute(args, saver, workflow, record, None, reviewer)
 
 
 async def _execute(
@@ -359,9 +398,11 @@ async def _execute(
     workflow: Workflow,
     record: RunRecord,
     payload: dict[str, Any] | None,
+    reviewer: Reviewer | None = None,
 ) -> int:
     """Run (``payload``) or resume (None) ``record``'s graph, persisting to ``saver``."""
     from cli.progress import RunProgress
+    from cli.stream import run_graph
     from nodes.models import is_local, resolve_model
 
     thread = printable(record.thread_id, one_line=True)
@@ -373,18 +414,19 @@ async def _execute(
     graph = workflow.compile(saver)
     config = record.config([progress], args.max_concurrency)
     try:
-        with progress:
-            output = await graph.ainvoke(
-                payload, config, context=record.context, durability="async"
-            )
+        output = await run_graph(graph, payload, config, record.context, progress, reviewer)
     except asyncio.CancelledError:  # Ctrl-C
         stderr.print(f"interrupted; {_resume_hint(args, record)}", highlight=False, markup=False)
         raise
+    except ReviewStopped as exc:  # the run is paused at its plan review
+        stderr.print(f"[bold red]paused:[/] {escape(str(exc))}", highlight=False)
+        stderr.print(_resume_hint(args, record), highlight=False, markup=False)
+        return EXIT_FAILED
     except Exception as exc:  # the run failed: say where and how to resume
         _report_failure(args, record, progress, exc)
         return EXIT_FAILED
     _print_result(args, workflow, record, output, progress.usage())
-    return EXIT_OK
+    return EXIT_REJECTED if (output.get("review") or {}).get("decision") == "rejected" else EXIT_OK
 
 
 def _resume_hint(args: argparse.Namespace, record: RunRecord) -> str:
@@ -424,8 +466,14 @@ def _print_result(
         else ""
     )
     stderr.print(f"done: {usage['llm_calls']} LLM calls{tokens}", highlight=False)
+    review = output.get("review") or {}
+    if review.get("decision") == "rejected":
+        reason = f": {printable(review['reason'])}" if review["reason"] else ""
+        stderr.print(f"plan rejected at review{reason}; no worker ran", markup=False)
     if args.json:
         print(to_json({"thread_id": record.thread_id, **output, "usage": usage}))
+    elif review.get("decision") == "rejected":
+        return
     elif workflow.name == "evaluation":
         verdict = "appropriate" if output["is_appropriate"] else "NOT appropriate"
         stdout.print(
@@ -448,6 +496,8 @@ async def _status(
     snapshot = await graph.aget_state(thread_config(thread_id))
     if not snapshot.next and not snapshot.tasks:
         return "done", snapshot
+    if snapshot.interrupts:
+        return "paused", snapshot  # waiting for its plan review
     # Tasks but no next step: the run broke off between two steps (it saved no step since).
     failed = not snapshot.next or any(t.error for t in snapshot.tasks)
     return ("failed" if failed else "incomplete"), snapshot
@@ -521,6 +571,7 @@ async def _show(args: argparse.Namespace) -> int:
         "pending": [
             {"node": t.name, "error": t.error} for t in snapshot.tasks if t.error or not t.result
         ],
+        "review": [i.value for i in snapshot.interrupts],  # the plan a paused run shows
         "values": snapshot.values,
     }
     print(to_json(shown, indent=None if args.json else 2))

@@ -1,4 +1,10 @@
-"""Live progress of a run on stderr: which branches and workers run, finish, retry or fail."""
+"""Live progress of a run on stderr: which branches and workers run, finish, retry or fail.
+
+On a terminal the live table also shows what each LLM call is writing: the last line of a
+worker's text as its tokens stream in (``stream_mode="messages"``, fed to
+:meth:`RunProgress.on_message`), or the size of a structured reply (a plan, a verdict),
+which is JSON for a parser, not text to read (and is not streamed: ``nodes/models.py``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import UsageMetadataCallbackHandler
+from langgraph.errors import GraphInterrupt
 from langgraph.types import RetryPolicy
 from rich.console import Console
 from rich.live import Live
@@ -18,9 +25,14 @@ from cli.terminal import printable
 from nodes.retry import LLM_RETRY
 
 LABEL_CHARS = 48
+LINE_CHARS = 200
+"""How much of the end of a worker's current line is kept for the live table."""
+MIN_WRITING = 12
+"""Narrowest "writing" column worth showing."""
 MAX_ROWS = 20
 STYLES = {
     "running": "yellow",
+    "paused": "cyan",
     "done": "green",
     "retrying": "magenta",
     "failed": "bold red",
@@ -39,10 +51,22 @@ class Task:
     attempts: int = 1
     finished: float | None = None
     error: str = ""
+    tail: str = ""
+    """The end of the text streamed so far (a little more than one line)."""
+    chunks: int = 0
+    chars: int = 0
+    structured: bool = False
 
     def elapsed(self, now: float) -> float:
         """Seconds since the first attempt started, until it finished (or now)."""
         return (self.finished or now) - self.started
+
+    def writing(self, width: int) -> str:
+        """The reply in ``width`` characters: the end of its last line, or a chunk count."""
+        if self.structured:
+            return f"JSON reply, {self.chars:,} characters"[:width]
+        line = self.tail.rstrip().rpartition("\n")[2]
+        return line if len(line) <= width else "…" + line[len(line) - width + 1 :]
 
 
 def _label(inputs: Any) -> str:
@@ -92,9 +116,12 @@ class RunProgress(UsageMetadataCallbackHandler):
         if (task := self.tasks.get(key)) is None:
             self.tasks[key] = task = Task(node=node, label=_label(inputs), started=now)
             self._log(task, "started")
+        elif task.status == "paused":  # resumed after its interrupt, not a new attempt
+            task.status, task.finished = "running", None
+            self._log(task, "resumed")
         else:
             task.attempts += 1
-            task.status = "running"
+            task.status, task.tail, task.chunks, task.chars = "running", "", 0, 0  # a new reply
             self._log(task, f"attempt {task.attempts}")
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
@@ -104,13 +131,16 @@ class RunProgress(UsageMetadataCallbackHandler):
             self._log(task, "done")
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        """Mark a node task retrying (if the retry policy will try again), failed or cancelled.
+        """Mark a node task paused, retrying, failed or cancelled.
 
-        A task is cancelled (not failed) when a sibling's failure or an interrupt stops it.
+        Retrying if the retry policy will try again; paused by its own ``interrupt()`` (a
+        plan review); cancelled (not failed) when a sibling's failure or an interrupt stops it.
         """
         if (task := self._task(run_id)) is None:
             return
-        if not isinstance(error, Exception):  # CancelledError, KeyboardInterrupt...
+        if isinstance(error, GraphInterrupt):
+            task.status, task.error = "paused", ""
+        elif not isinstance(error, Exception):  # CancelledError, KeyboardInterrupt...
             task.status, task.error = "cancelled", ""
         else:
             task.error = f"{type(error).__name__}: {error}"
@@ -133,13 +163,30 @@ class RunProgress(UsageMetadataCallbackHandler):
         """Count one LLM call."""
         self.llm_calls += 1
 
+    def on_message(self, chunk: Any, metadata: dict[str, Any]) -> None:
+        """Take one ``stream_mode="messages"`` event: a token chunk of a task's LLM call."""
+        task = self.tasks.get(metadata.get("langgraph_checkpoint_ns", ""))
+        if task is None:
+            return
+        if task.chunks == 0:
+            task.structured = bool(metadata.get("fanout_structured"))
+        task.chunks += 1
+        if text := chunk.text:
+            task.chars += len(text)
+            task.tail = (task.tail + text)[-2 * LINE_CHARS :]
+
     def _task(self, run_id: UUID) -> Task | None:
         key = self._runs.pop(run_id, None)
         return None if key is None else self.tasks.get(key)
 
     # --- display ---------------------------------------------------------------------------
+    @property
+    def live(self) -> bool:
+        """Whether the display is a live table (a terminal), which shows streamed text."""
+        return self.console.is_terminal
+
     def __enter__(self) -> RunProgress:
-        if self.console.is_terminal:
+        if self.live:
             # Live pulls the table on its own schedule: no per-event rendering (O(N^2) per run).
             self._live = Live(
                 console=self.console, get_renderable=self._table, refresh_per_second=4
@@ -160,10 +207,15 @@ class RunProgress(UsageMetadataCallbackHandler):
             self.console.file.write(f"{stamp:7.2f}s {task.node}{label}: {event}\n")
 
     def _table(self) -> Table:
-        """At most MAX_ROWS rows: unfinished tasks first, then the latest finished ones."""
+        """At most MAX_ROWS rows: unfinished tasks first, then the latest finished ones.
+
+        Of the unfinished, those streaming text come first: the calls that stream are the
+        ones the table has room for (``nodes.llm.StreamSlots``).
+        """
         now = time.monotonic()
         tasks = list(self.tasks.values())  # Live's refresh thread reads while the loop writes
-        unfinished = [t for t in tasks if t.status != "done"][:MAX_ROWS]
+        unfinished = [t for t in tasks if t.status != "done"]
+        unfinished = sorted(unfinished, key=lambda t: t.chunks == 0)[:MAX_ROWS]
         done = [t for t in tasks if t.status == "done"]
         room = MAX_ROWS - len(unfinished)
         shown = sorted(unfinished + (done[-room:] if room else []), key=lambda t: t.started)
@@ -174,15 +226,28 @@ class RunProgress(UsageMetadataCallbackHandler):
             caption=f"{len(done)}/{len(tasks)} done; {hidden} more not shown" if hidden else None,
             caption_justify="left",
         )
-        for column in ("node", "works on", "status", "attempt", "elapsed"):
-            table.add_column(column)
+        # Node, status, attempt and elapsed keep their width; "works on" and "writing" share
+        # what is left of the terminal's, and "writing" shows the end of each line.
+        node = max((len(t.node) for t in shown), default=4)
+        room = self.console.width - node - 9 - 7 - 7 - 2 * 6  # 2: each column's padding
+        label = min(LABEL_CHARS, max((len(t.label) for t in shown), default=0), room // 3)
+        label = max(label, len("works on"))
+        writing = room - label
+        table.add_column("node", no_wrap=True, min_width=node)
+        table.add_column("works on", no_wrap=True, overflow="ellipsis", max_width=label)
+        for column, width in (("status", 9), ("attempt", 7), ("elapsed", 7)):
+            table.add_column(column, no_wrap=True, min_width=width)
+        if writing >= MIN_WRITING:
+            table.add_column("writing", no_wrap=True, max_width=writing)
         for task in shown:
+            text = escape(task.writing(writing))
             table.add_row(
                 task.node,
                 escape(printable(task.label[:LABEL_CHARS], one_line=True)),
                 f"[{STYLES[task.status]}]{task.status}[/]",
                 str(task.attempts),
                 f"{task.elapsed(now):.2f}s",
+                text if task.status == "running" else f"[dim]{text}[/]",
             )
         return table
 

@@ -23,13 +23,14 @@ import json
 import os
 import socket
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 FAULTS = frozenset({"500", "429", "invalid_json", "schema_violation", "hang", "empty"})
@@ -60,6 +61,8 @@ class Rule:
     matching requests, decided by a hash of ``seed``, the conversation text and how often
     the same text came before: the same requests get the same faults in every run,
     whatever order concurrency brings them in.
+    ``chunk_delay`` paces a streamed reply: seconds between its events (the request stays
+    in flight, and its ``t_end`` is logged, until the last one is sent).
     """
 
     match: str | None = None
@@ -73,6 +76,7 @@ class Rule:
     seed: int = 0
     response: Any = None
     items: int | None = None
+    chunk_delay: float | None = None
     used: int = 0
 
     @classmethod
@@ -370,16 +374,26 @@ async def chat_completions(request: Request) -> Response:
     record = state.open_record(req, fault)
     req.seq = record["seq"]
     status = None
+    paced = False
     try:
-        response = await _respond(request, state, req, rule, fault)
+        response = await _respond(
+            request, state, req, rule, fault, lambda: state.close_record(record, 200)
+        )
         status = response.status_code
+        paced = isinstance(response, StreamingResponse)  # it closes the record itself
         return response
     finally:
-        state.close_record(record, status)
+        if not paced:
+            state.close_record(record, status)
 
 
 async def _respond(
-    request: Request, state: FakeState, req: ChatRequest, rule: Rule | None, fault: str | None
+    request: Request,
+    state: FakeState,
+    req: ChatRequest,
+    rule: Rule | None,
+    fault: str | None,
+    streamed: Callable[[], None],
 ) -> Response:
     """Wait out the latency (or hang), then answer as the rule and its ``fault`` dictate."""
     latency = rule.latency if rule and rule.latency is not None else state.latency
@@ -397,8 +411,23 @@ async def _respond(
     items = rule.items if rule and rule.items is not None else state.default_items
     content = _content(req, rule, fault, items)
     if req.body.get("stream"):
-        return Response(_sse(req, content, fault), media_type="text/event-stream")
+        events = _sse(req, content, fault)
+        if rule is not None and rule.chunk_delay:
+            paced = _paced(events, rule.chunk_delay, streamed)
+            return StreamingResponse(paced, media_type="text/event-stream")
+        return Response("".join(events).encode(), media_type="text/event-stream")
     return JSONResponse(_completion(req, content, fault))
+
+
+async def _paced(events: list[str], delay: float, done: Callable[[], None]) -> AsyncIterator[str]:
+    """``events`` one at a time, ``delay`` seconds apart; ``done()`` after the last."""
+    try:
+        for i, event in enumerate(events):
+            if i:
+                await asyncio.sleep(delay)
+            yield event
+    finally:
+        done()
 
 
 async def _client_left_during_hang(request: Request) -> bool:
@@ -484,8 +513,8 @@ def _completion(req: ChatRequest, content: str, fault: str | None) -> dict[str, 
     return {**_base(req, "chat.completion"), "choices": [choice], "usage": _usage(req, content)}
 
 
-def _sse(req: ChatRequest, content: str, fault: str | None) -> bytes:
-    """The whole ``chat.completion.chunk`` event stream, ending with ``[DONE]``."""
+def _sse(req: ChatRequest, content: str, fault: str | None) -> list[str]:
+    """The ``chat.completion.chunk`` events of a streamed reply, ending with ``[DONE]``."""
     base = _base(req, "chat.completion.chunk")
     with_usage = bool((req.body.get("stream_options") or {}).get("include_usage"))
     pieces = [content[i : i + STREAM_PIECE] for i in range(0, len(content), STREAM_PIECE)]
@@ -504,8 +533,7 @@ def _sse(req: ChatRequest, content: str, fault: str | None) -> bytes:
     if with_usage:
         chunks = [{**c, "usage": None} for c in chunks]
         chunks.append({**base, "choices": [], "usage": _usage(req, content)})
-    events = [f"data: {json.dumps(c)}\n\n" for c in chunks]
-    return ("".join(events) + "data: [DONE]\n\n").encode()
+    return [f"data: {json.dumps(c)}\n\n" for c in chunks] + ["data: [DONE]\n\n"]
 
 
 async def _body(request: Request) -> dict[str, Any]:

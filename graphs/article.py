@@ -5,13 +5,24 @@ from typing import Any
 from langgraph.graph import END, START, StateGraph
 
 from graphs.placement import IN_PROCESS, Placement
-from nodes.article import assign_sections, plan_sections, synthesize_article, write_section
+from nodes.article import (
+    assign_sections,
+    plan_sections,
+    review_sections,
+    route_plan,
+    synthesize_article,
+    write_section,
+)
 from state.article import ArticleInput, ArticleOutput, ArticleState
 from state.context import Context
 
 
 def build(placement: Placement = IN_PROCESS) -> StateGraph[Any, Context, Any, Any]:
-    """START -> plan_sections -> one write_section per section (Send) -> synthesize -> END."""
+    """START -> plan_sections -> one write_section per section (Send) -> synthesize -> END.
+
+    With ``Context.review_plan``, review_sections comes between the plan and the writers, and
+    may end the run (a rejected plan).
+    """
     builder = StateGraph(
         ArticleState,
         context_schema=Context,
@@ -19,11 +30,17 @@ def build(placement: Placement = IN_PROCESS) -> StateGraph[Any, Context, Any, An
         output_schema=ArticleOutput,
     )
     placement.add_llm_node(builder, plan_sections)
+    placement.add_step(builder, review_sections)
     placement.add_llm_node(builder, write_section)
     placement.add_step(builder, synthesize_article)
     builder.add_edge(START, "plan_sections")
     builder.add_conditional_edges(
-        "plan_sections", placement.router(assign_sections), ["write_section"]
+        "plan_sections", placement.router(route_plan), ["review_sections", "write_section"]
+    )
+    builder.add_conditional_edges(
+        "review_sections",
+        placement.router(assign_sections),
+        ["review_sections", "write_section", END],
     )
     builder.add_edge("write_section", "synthesize_article")
     builder.add_edge("synthesize_article", END)

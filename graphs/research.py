@@ -5,13 +5,24 @@ from typing import Any
 from langgraph.graph import END, START, StateGraph
 
 from graphs.placement import IN_PROCESS, Placement
-from nodes.research import assign_questions, plan_research, research_question, write_report
+from nodes.research import (
+    assign_questions,
+    plan_research,
+    research_question,
+    review_questions,
+    route_plan,
+    write_report,
+)
 from state.context import Context
 from state.research import ResearchInput, ResearchOutput, ResearchState
 
 
 def build(placement: Placement = IN_PROCESS) -> StateGraph[Any, Context, Any, Any]:
-    """START -> plan_research -> one research_question per question (Send) -> write_report."""
+    """START -> plan_research -> one research_question per question (Send) -> write_report.
+
+    With ``Context.review_plan``, review_questions comes between the plan and the
+    researchers, and may end the run (a rejected plan).
+    """
     builder = StateGraph(
         ResearchState,
         context_schema=Context,
@@ -19,11 +30,17 @@ def build(placement: Placement = IN_PROCESS) -> StateGraph[Any, Context, Any, An
         output_schema=ResearchOutput,
     )
     placement.add_llm_node(builder, plan_research)
+    placement.add_step(builder, review_questions)
     placement.add_llm_node(builder, research_question)
     placement.add_llm_node(builder, write_report)
     builder.add_edge(START, "plan_research")
     builder.add_conditional_edges(
-        "plan_research", placement.router(assign_questions), ["research_question"]
+        "plan_research", placement.router(route_plan), ["review_questions", "research_question"]
+    )
+    builder.add_conditional_edges(
+        "review_questions",
+        placement.router(assign_questions),
+        ["review_questions", "research_question", END],
     )
     builder.add_edge("research_question", "write_report")
     builder.add_edge("write_report", END)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
+from langgraph.graph import END
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite, Send
 
@@ -15,16 +16,21 @@ from nodes.prompts import (
     SECTION_WRITER_SYSTEM,
     SECTION_WRITER_USER,
 )
+from nodes.review import ask_reviewer
 from state.article import (
+    MAX_DESCRIPTION_CHARS,
+    MAX_NAME_CHARS,
     ArticleInput,
     ArticleState,
     CompletedSection,
     PlannedSection,
     Sections,
     SectionTask,
+    decide_sections,
 )
 from state.context import Context
 from state.inputs import parse_input
+from state.review import PENDING, Outcome, clean_text, visible
 
 
 async def plan_sections(state: ArticleState, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -37,19 +43,61 @@ async def plan_sections(state: ArticleState, runtime: Runtime[Context]) -> dict[
     )
     plan = await call_model(context, "planner", prompt, Sections)
     sections = [
-        PlannedSection(name=s.name.strip(), description=s.description.strip())
+        PlannedSection(
+            name=clean_text(s.name, MAX_NAME_CHARS),
+            description=clean_text(s.description, MAX_DESCRIPTION_CHARS),
+        )
         for s in plan.sections
-        if s.name.strip()
     ]
+    sections = [s for s in sections if visible(s["name"])]
     return {
         "topic": topic,
         "sections": fit_plan(sections, what="sections", minimum=1, maximum=context.max_sections),
         "completed_sections": Overwrite([]),  # a new plan starts a new article
+        "review": PENDING if context.review_plan else None,
     }
 
 
-async def assign_sections(state: ArticleState) -> list[Send]:
-    """One ``write_section`` worker per planned section, in plan order."""
+async def route_plan(state: ArticleState) -> Literal["review_sections"] | list[Send]:
+    """To the plan review when one is pending, else straight to the writers."""
+    if (review := state.get("review")) and review["decision"] == "pending":
+        return "review_sections"
+    return _workers(state)
+
+
+async def review_sections(state: ArticleState, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Pause until a person runs, edits or rejects the plan (``Context.review_plan``)."""
+    max_sections = Context.of(runtime.context).max_sections
+    planned = state["sections"]
+    result = ask_reviewer(
+        {"sections": planned},
+        state.get("review"),
+        lambda answer: decide_sections(answer, planned, max_sections),
+    )
+    if not isinstance(result, Outcome):  # refused: assign_sections sends the run back here
+        return {"review": result}
+    if result.review["decision"] == "rejected":
+        return {"review": result.review, "article": ""}
+    return {"review": result.review, "sections": result.plan}
+
+
+async def assign_sections(
+    state: ArticleState,
+) -> Literal["review_sections"] | list[Send] | str:
+    """After the review: one ``write_section`` worker per planned section, in plan order.
+
+    END if the plan was rejected; back to the review if the answer was refused.
+    """
+    review = state.get("review")
+    decision = review["decision"] if review else None
+    if decision == "pending":
+        return "review_sections"
+    if decision == "rejected":
+        return END
+    return _workers(state)
+
+
+def _workers(state: ArticleState) -> list[Send]:
     return [
         Send("write_section", SectionTask(topic=state["topic"], section=section))
         for section in state["sections"]

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TypeVar, overload
 
 import openai
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_config
+from langgraph.constants import TAG_NOSTREAM
 from pydantic import BaseModel
 
 from nodes.models import check_models, model_for, resolve_model
@@ -15,6 +20,56 @@ from nodes.retry import LLMConnectionError, MalformedOutputError
 from state.context import Context, Role
 
 Reply = TypeVar("Reply", bound=BaseModel)
+
+# Streaming a structured reply (stream_mode="messages") makes langchain-openai 1.7 dump the
+# parsed reply through an SDK model that types it None: a harmless pydantic warning, fixed
+# upstream for replies that are not streamed only (langchain-ai/langchain#35538).
+warnings.filterwarnings(
+    "ignore",
+    r"Pydantic serializer warnings:\s+PydanticSerializationUnexpectedValue\(Expected "
+    r"`none`[^\n]*field_name='parsed'",
+    UserWarning,
+)
+
+
+class StreamSlots:
+    """At most ``size`` LLM calls at a time stream their reply token by token.
+
+    Under ``stream_mode="messages"`` every call streams, and each streamed chunk costs CPU
+    (the SDK's parse, callbacks): at a fan-out of 1,000 that is most of a run's CPU. A display
+    that shows a few workers at a time sets :data:`STREAM_SLOTS` to one of these, so only as
+    many calls stream as it can show; the others return their whole reply at once, and are
+    left out of the ``messages`` stream altogether (``TAG_NOSTREAM``).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+
+    @contextmanager
+    def take(self) -> Iterator[bool]:
+        """Whether this call may stream (a slot is taken for its duration)."""
+        if self.free <= 0:
+            yield False
+            return
+        self.free -= 1
+        try:
+            yield True
+        finally:
+            self.free += 1
+
+
+STREAM_SLOTS: ContextVar[StreamSlots | None] = ContextVar("fanout_stream_slots", default=None)
+"""The run's :class:`StreamSlots`; None (the default): every call may stream."""
+
+
+@contextmanager
+def _may_stream(wanted: bool) -> Iterator[bool]:
+    slots = STREAM_SLOTS.get()
+    if slots is None or not wanted:
+        yield wanted
+        return
+    with slots.take() as stream:
+        yield stream
 
 
 def messages(system: str, user: str) -> list[BaseMessage]:
@@ -62,7 +117,9 @@ async def call_model(
 ) -> Reply | str:
     """Ask ``role``'s model under ``context``: a ``schema`` instance, or the reply's text.
 
-    ``labels`` (e.g. the section a worker writes) go into the call's trace metadata.
+    ``labels`` (e.g. the section a worker writes) go into the call's trace metadata, next to
+    ``fanout_role``, ``fanout_model`` and ``fanout_structured`` (whether the reply is JSON for
+    ``schema``); ``stream_mode="messages"`` hands the same metadata out with every token.
 
     Raises:
         ConfigurationError: a role's model cannot be loaded (every role is checked first).
@@ -70,12 +127,19 @@ async def call_model(
         MalformedOutputError: the reply is empty or not a valid ``schema`` (retryable).
     """
     check_models(context)
-    model = model_for(context, role, schema)
-    metadata = {"fanout_role": role, "fanout_model": resolve_model(context.model_for(role))}
-    config = RunnableConfig(metadata=metadata | (labels or {}))
+    metadata = {
+        "fanout_role": role,
+        "fanout_model": resolve_model(context.model_for(role)),
+        "fanout_structured": schema is not None,
+    }
     expected = schema.__name__ if schema else "reply"
     try:
-        reply = await model.ainvoke(prompt, config)
+        with _may_stream(schema is None) as stream:
+            quiet = schema is None and not stream  # no slot: not in the messages stream either
+            config = RunnableConfig(
+                metadata=metadata | (labels or {}), tags=[TAG_NOSTREAM] if quiet else []
+            )
+            reply = await model_for(context, role, schema, stream=stream).ainvoke(prompt, config)
     except openai.APIConnectionError as exc:  # includes timeouts; the SDK says neither where
         what = "timed out" if _timed_out(exc) else "cannot connect"
         raise LLMConnectionError(

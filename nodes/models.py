@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 POOL_LIMITS = httpx2.Limits(max_connections=MAX_SECTIONS_LIMIT)
 """An OpenAI client's connection pool: room for the largest fan-out at once."""
 
-_Key = tuple[str, float, int, float, type[BaseModel] | None]
+_Key = tuple[str, float, int, float, type[BaseModel] | None, bool]
 
 
 @dataclass
@@ -91,6 +91,9 @@ def load_chat_model(
             http["http_async_client"] = openai.DefaultAioHttpClient(
                 timeout=timeout, limits=POOL_LIMITS
             )
+            # Token usage of streamed replies too (langchain-openai asks for it only from
+            # api.openai.com): the CLI's live view streams, and still reports tokens.
+            http["stream_usage"] = True
         return init_chat_model(
             spec,
             temperature=temperature,
@@ -103,11 +106,15 @@ def load_chat_model(
         raise ConfigurationError(f"model {spec!r}: {exc}") from exc
 
 
-def model_for(context: Context, role: Role, schema: type[BaseModel] | None = None) -> Runnable:
+def model_for(
+    context: Context, role: Role, schema: type[BaseModel] | None = None, *, stream: bool = True
+) -> Runnable:
     """The runnable that plays ``role`` under ``context``, structured to ``schema`` if given.
 
     Cached per running event loop; its HTTP clients are closed when the loop shuts down
-    (``asyncio.run`` finalizes async generators as it ends).
+    (``asyncio.run`` finalizes async generators as it ends). ``stream=False``: a model that
+    never streams its reply, even under ``stream_mode="messages"`` (a structured one never
+    does).
 
     Raises:
         ConfigurationError: the role's model cannot be loaded (the message names the role).
@@ -118,6 +125,7 @@ def model_for(context: Context, role: Role, schema: type[BaseModel] | None = Non
         context.max_tokens,
         context.timeout,
         schema,
+        stream and schema is None,
     )
     models = _models_of(asyncio.get_running_loop())
     if (runnable := models.runnables.get(key)) is None:
@@ -127,6 +135,10 @@ def model_for(context: Context, role: Role, schema: type[BaseModel] | None = Non
             raise ConfigurationError(f"{role} {exc}") from exc.__cause__
         if (client := getattr(model, "http_async_client", None)) is not None:
             models.clients.append(client)
+        if not key[-1]:
+            # JSON for a parser is not streamed either: nobody reads it, and the OpenAI SDK
+            # re-parses the whole partial reply at every chunk (quadratic in its length).
+            model = model.model_copy(update={"disable_streaming": True})
         runnable = models.runnables[key] = model.with_structured_output(schema) if schema else model
     return runnable
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
+from langgraph.graph import END
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite, Send
 
@@ -18,9 +19,11 @@ from nodes.prompts import (
     RESEARCHER_SYSTEM,
     RESEARCHER_USER,
 )
+from nodes.review import ask_reviewer
 from state.context import Context
 from state.inputs import parse_input
 from state.research import (
+    MAX_QUESTION_CHARS,
     MAX_QUESTIONS,
     MIN_QUESTIONS,
     Finding,
@@ -28,7 +31,9 @@ from state.research import (
     ResearchInput,
     ResearchPlan,
     ResearchState,
+    decide_questions,
 )
+from state.review import PENDING, Outcome, clean_text, visible
 
 
 async def plan_research(state: ResearchState, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -40,18 +45,57 @@ async def plan_research(state: ResearchState, runtime: Runtime[Context]) -> dict
         PLANNER_USER.format(topic=topic),
     )
     plan = await call_model(context, "planner", prompt, ResearchPlan)
-    questions = list(dict.fromkeys(q.strip() for q in plan.questions if q.strip()))
+    cleaned = (clean_text(q, MAX_QUESTION_CHARS) for q in plan.questions)
+    questions = list(dict.fromkeys(q for q in cleaned if visible(q)))
     return {
         "topic": topic,
         "questions": fit_plan(
             questions, what="distinct questions", minimum=MIN_QUESTIONS, maximum=MAX_QUESTIONS
         ),
         "findings": Overwrite([]),  # a new plan starts a new report
+        "review": PENDING if context.review_plan else None,
     }
 
 
-async def assign_questions(state: ResearchState) -> list[Send]:
-    """One ``research_question`` worker per planned question, in plan order."""
+async def route_plan(state: ResearchState) -> Literal["review_questions"] | list[Send]:
+    """To the plan review when one is pending, else straight to the researchers."""
+    if (review := state.get("review")) and review["decision"] == "pending":
+        return "review_questions"
+    return _workers(state)
+
+
+async def review_questions(state: ResearchState) -> dict[str, Any]:
+    """Pause until a person runs, edits or rejects the questions (``Context.review_plan``)."""
+    planned = state["questions"]
+    result = ask_reviewer(
+        {"questions": planned},
+        state.get("review"),
+        lambda answer: decide_questions(answer, planned),
+    )
+    if not isinstance(result, Outcome):  # refused: assign_questions sends the run back here
+        return {"review": result}
+    if result.review["decision"] == "rejected":
+        return {"review": result.review, "report": "", "task_count": 0}
+    return {"review": result.review, "questions": result.plan}
+
+
+async def assign_questions(
+    state: ResearchState,
+) -> Literal["review_questions"] | list[Send] | str:
+    """After the review: one ``research_question`` worker per planned question, in order.
+
+    END if the plan was rejected; back to the review if the answer was refused.
+    """
+    review = state.get("review")
+    decision = review["decision"] if review else None
+    if decision == "pending":
+        return "review_questions"
+    if decision == "rejected":
+        return END
+    return _workers(state)
+
+
+def _workers(state: ResearchState) -> list[Send]:
     return [
         Send("research_question", QuestionTask(topic=state["topic"], question=question))
         for question in state["questions"]

@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import operator
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
+from state.context import MAX_SECTIONS_LIMIT
 from state.inputs import MAX_TOPIC_CHARS, Topic
+from state.review import (
+    LINE,
+    STRICT,
+    TEXT,
+    InvalidDecisionError,
+    Outcome,
+    Review,
+    outcome,
+    parse_decision,
+)
+
+MAX_NAME_CHARS = 200
+"""Longest section name a plan may hold (a model's longer one is cut)."""
+MAX_DESCRIPTION_CHARS = 2_000
+"""Longest section description a plan may hold (a model's longer one is cut)."""
 
 
 class ArticleInput(BaseModel):
@@ -53,7 +69,13 @@ class ArticleOutput(TypedDict):
     completed_sections: Annotated[
         list[CompletedSection], Field(description="The written sections, in plan order.")
     ]
-    article: Annotated[str, Field(description="The whole article as Markdown.")]
+    article: Annotated[
+        str, Field(description="The whole article as Markdown (empty if the plan was rejected).")
+    ]
+    review: Annotated[
+        Review | None,
+        Field(description="The plan review (Context.review_plan); null if there was none."),
+    ]
 
 
 class ArticleState(TypedDict, total=False):
@@ -63,6 +85,7 @@ class ArticleState(TypedDict, total=False):
     sections: list[PlannedSection]
     completed_sections: Annotated[list[CompletedSection], operator.add]
     article: str
+    review: Review | None
 
 
 class SectionTask(TypedDict):
@@ -70,3 +93,38 @@ class SectionTask(TypedDict):
 
     topic: str
     section: PlannedSection
+
+
+class SectionEdit(BaseModel):
+    """A section as a person may write it when editing a plan."""
+
+    model_config = STRICT
+    name: Annotated[str, Field(max_length=MAX_NAME_CHARS), *LINE]
+    description: Annotated[str, Field(max_length=MAX_DESCRIPTION_CHARS), *TEXT] = ""
+
+
+class SectionsEdit(BaseModel):
+    """A person's plan: ``{"sections": [{"name": ..., "description": ...}, ...]}``."""
+
+    model_config = STRICT
+    sections: list[SectionEdit] = Field(min_length=1, max_length=MAX_SECTIONS_LIMIT)
+
+
+def decide_sections(
+    value: Any, planned: list[PlannedSection], max_sections: int
+) -> Outcome[PlannedSection]:
+    """The article plan a resume ``value`` decides on, held to 1..``max_sections`` sections.
+
+    Raises:
+        InvalidDecisionError: ``value`` is not a valid decision.
+    """
+    decision = parse_decision(value, SectionsEdit)
+    plan: list[PlannedSection] = []
+    if isinstance(decision, SectionsEdit):
+        if len(decision.sections) > max_sections:
+            raise InvalidDecisionError(
+                f"invalid decision on the plan: sections: {len(decision.sections)} sections; "
+                f"at most {max_sections} are allowed (max_sections)"
+            )
+        plan = [PlannedSection(name=s.name, description=s.description) for s in decision.sections]
+    return outcome(decision, planned, plan)

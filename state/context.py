@@ -80,6 +80,12 @@ class Context:
         description="Most sections an article plan may fan out to; a longer plan is cut to "
         "this many.",
     )
+    review_plan: bool = Field(
+        default=False,
+        description="Pause after planning (article, research) until a person runs, edits or "
+        "rejects the plan: the interrupt's value is the plan; resume with the plan, "
+        '{"approve": true} or {"reject": true}.',
+    )
 
     def model_for(self, role: Role) -> str:
         """The model spec for ``role``: its own field, else ``model`` (may be empty: auto)."""

@@ -76,8 +76,8 @@ def workspace(fake_llm_server: FakeLLM, tmp_path_factory: pytest.TempPathFactory
     ("name", "keys"),
     [
         ("evaluate", {"is_appropriate", "summary", "evaluations", "votes"}),
-        ("article", {"sections", "completed_sections", "article"}),
-        ("research", {"report", "task_count", "findings"}),
+        ("article", {"sections", "completed_sections", "article", "review"}),
+        ("research", {"report", "task_count", "findings", "review"}),
     ],
 )
 def test_json_run_prints_one_object_and_thread_first(

@@ -24,7 +24,8 @@ async def test_report_combines_every_finding_in_plan_order(fake_llm):
     report_prompt = fake_llm.log()[-1]["last_user"]
     assert all(q in report_prompt for q in asked)
     assert result["report"].startswith("Fake answer to: Topic: Durable execution")
-    assert set(result) == {"report", "task_count", "findings"}
+    assert set(result) == {"report", "task_count", "findings", "review"}
+    assert result["review"] is None  # Context.review_plan is off by default
 
 
 @pytest.mark.parametrize(

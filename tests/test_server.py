@@ -186,13 +186,13 @@ def check_output(graph: str, output: dict[str, Any], items: int = 3) -> None:
         assert output["votes"] == sum(e["is_appropriate"] for e in output["evaluations"])
         assert output["summary"]
     elif graph == "article":
-        assert set(output) == {"sections", "completed_sections", "article"}
+        assert set(output) == {"sections", "completed_sections", "article", "review"}
         assert len(output["sections"]) == len(output["completed_sections"]) == items
         names = [s["name"] for s in output["sections"]]
         assert [s["name"] for s in output["completed_sections"]] == names
         assert output["article"].startswith(f"# {INPUTS['article']['topic']}")
     else:
-        assert set(output) == {"report", "task_count", "findings"}
+        assert set(output) == {"report", "task_count", "findings", "review"}
         assert output["task_count"] == len(output["findings"]) == items
         assert output["report"]
 
@@ -234,8 +234,8 @@ def _field_descriptions(schema: dict[str, Any]) -> dict[str, str]:
     ("graph", "input_field", "output_fields"),
     [
         ("evaluation", "text", {"is_appropriate", "summary", "evaluations", "votes"}),
-        ("article", "topic", {"sections", "completed_sections", "article"}),
-        ("research", "topic", {"report", "task_count", "findings"}),
+        ("article", "topic", {"sections", "completed_sections", "article", "review"}),
+        ("research", "topic", {"report", "task_count", "findings", "review"}),
     ],
 )
 def test_get_schemas_returns_typed_input_output_and_context(
