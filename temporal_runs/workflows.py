@@ -16,7 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.langgraph import graph as registered_graph
 
     from state.article import ArticleInput
-    from state.context import Context
+    from state.context import ConfigurationError, Context
     from state.evaluation import EvaluationInput
     from state.inputs import parse_input
     from state.research import ResearchInput
@@ -43,6 +43,11 @@ class GraphWorkflow:
     async def _run(self, request: RunRequest) -> dict[str, Any]:
         try:
             self.context = Context.of(request.context)
+            if self.context.review_plan:  # an interrupt here would end the run paused, unseen
+                raise ConfigurationError(
+                    "review_plan is not available on Temporal runs: review the plan in a local "
+                    "run (fanout ... --review) or over the langgraph dev API"
+                )
             parse_input(self.input_model, request.input)
         except Exception as exc:  # bad settings or input: fail the run, never retry its task
             raise non_retryable(exc) from exc

@@ -194,8 +194,9 @@ async def test_faulty_llm_is_retried_and_the_run_completes(
         ({"topic": 42}, {}, "InvalidInputError: invalid ResearchInput: topic"),
         ({"topic": "tides"}, {"max_tokens": 0}, "max_tokens"),
         ({"topic": "tides"}, {"no_such_setting": 1}, "no_such_setting"),
+        ({"topic": "tides"}, {"review_plan": True}, "review_plan is not available on Temporal"),
     ],
-    ids=["blank-topic", "not-a-string", "max-tokens-0", "unknown-setting"],
+    ids=["blank-topic", "not-a-string", "max-tokens-0", "unknown-setting", "review-plan"],
 )
 async def test_bad_input_or_settings_fail_the_run_at_once(
     fake_llm: FakeLLM,
