@@ -18,13 +18,25 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from cli.arguments import (
+    COMMANDS,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    UsageError,
+    check_run_models,
+    positive_int,
+    read_value,
+    run_context,
+    thread_id,
+)
+from cli.output import print_result, stderr, stdout
 from cli.review import (
     EXIT_REJECTED,
     PLAN_KEYS,
@@ -52,8 +64,7 @@ from persistence.checkpointer import (
     redact,
 )
 from persistence.thread_lock import ThreadBusyError, thread_lock
-from state.context import DEFAULT_MAX_SECTIONS, ConfigurationError, Context
-from state.inputs import InvalidInputError, explain, parse_input, usable_text
+from state.context import DEFAULT_MAX_SECTIONS, Context
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -61,20 +72,10 @@ if TYPE_CHECKING:
 
     from cli.progress import RunProgress
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 """Signals that end a run like Ctrl-C does (what `timeout`, Docker and systemd send)."""
-MAX_THREAD_ID_CHARS = 200
 PIPE_WIDTH = 240
 MIN_INPUT_WIDTH = 12
-COMMANDS = {"evaluate": "evaluation", "article": "article", "research": "research"}
-
-stderr = Console(stderr=True, soft_wrap=True)
-stdout = Console(highlight=False, soft_wrap=True, markup=False)  # model text is not markup
-
-
-class UsageError(Exception):
-    """Bad usage or bad input: exit 2, nothing persisted."""
 
 
 class Stopped(Exception):
@@ -83,28 +84,6 @@ class Stopped(Exception):
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def thread_id(text: str) -> str:
-    """An argparse type: a thread id (visible, no control characters, at most 200 chars)."""
-    try:
-        value = usable_text(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if len(value) > MAX_THREAD_ID_CHARS:
-        raise argparse.ArgumentTypeError(f"longer than {MAX_THREAD_ID_CHARS} characters")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -262,44 +241,6 @@ async def _dispatch(args: argparse.Namespace) -> int:
     return await _show(args)
 
 
-def _read_value(workflow: Workflow, raw: str) -> str:
-    try:
-        value = sys.stdin.read() if raw == "-" else raw
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"stdin is not valid text: {exc}") from None
-    try:
-        return getattr(
-            parse_input(workflow.input_model, {workflow.input_field: value}), workflow.input_field
-        )
-    except InvalidInputError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _context(args: argparse.Namespace, base: Context) -> Context:
-    changes: dict[str, Any] = {"model": args.model or base.model}
-    if getattr(args, "max_sections", None) is not None:
-        changes["max_sections"] = args.max_sections
-    if args.max_tokens is not None:
-        changes["max_tokens"] = args.max_tokens
-    if getattr(args, "review", False) or getattr(args, "plan", None):
-        changes["review_plan"] = True
-    try:
-        context = replace(base, **changes)
-    except ValidationError as exc:
-        raise UsageError(f"invalid settings: {explain(exc)}") from None
-    return context
-
-
-def _check_models(context: Context) -> None:
-    """Refuse a model setting that cannot load, for any role, before anything is persisted."""
-    from nodes.models import check_models
-
-    try:
-        check_models(context)
-    except ConfigurationError as exc:
-        raise UsageError(str(exc)) from None
-
-
 def _no_run(args: argparse.Namespace, thread_id: str) -> UsageError:
     return UsageError(
         f"no run with thread id {thread_id!r} in {redact(db_url(args.db))} (a run started "
@@ -308,13 +249,13 @@ def _no_run(args: argparse.Namespace, thread_id: str) -> UsageError:
 
 
 async def _start(args: argparse.Namespace, workflow: Workflow) -> int:
-    value = _read_value(workflow, getattr(args, workflow.input_field))
-    context = _context(args, Context())
+    value = read_value(workflow, getattr(args, workflow.input_field))
+    context = run_context(args, Context())
     from nodes.models import resolve_model  # after validation: it imports LangChain
 
     # The run keeps the model it started with, whatever $FANOUT_MODEL says at resume time.
     context = replace(context, model=resolve_model(context.model))
-    _check_models(context)
+    check_run_models(context)
     reviewer = _reviewer(args, workflow, context, paused=False)
     record = RunRecord.new(workflow, value, context, args.thread)
     async with aopen_checkpointer(args.db) as saver, thread_lock(args.db, record.thread_id):
@@ -382,8 +323,8 @@ async def _not_ours(saver: BaseCheckpointSaver, args: argparse.Namespace) -> Usa
 
 async def _resume(args: argparse.Namespace) -> int:
     async with _existing_run(args) as (saver, record), thread_lock(args.db, record.thread_id):
-        record = replace(record, context=_context(args, record.context))
-        _check_models(record.context)
+        record = replace(record, context=run_context(args, record.context))
+        check_run_models(record.context)
         workflow = WORKFLOWS[record.graph]
         status = (await _status(workflow.compile(saver), record.thread_id))[0]
         if status == "done":
@@ -425,7 +366,7 @@ async def _execute(
     except Exception as exc:  # the run failed: say where and how to resume
         _report_failure(args, record, progress, exc)
         return EXIT_FAILED
-    _print_result(args, workflow, record, output, progress.usage())
+    print_result(args, workflow, record, output, progress.usage())
     return EXIT_REJECTED if (output.get("review") or {}).get("decision") == "rejected" else EXIT_OK
 
 
@@ -451,43 +392,6 @@ def _report_failure(
         highlight=False,
     )
     stderr.print(_resume_hint(args, record), highlight=False, markup=False)
-
-
-def _print_result(
-    args: argparse.Namespace,
-    workflow: Workflow,
-    record: RunRecord,
-    output: dict[str, Any],
-    usage: dict[str, Any],
-) -> None:
-    tokens = (
-        f", {usage['input_tokens']} input + {usage['output_tokens']} output tokens"
-        if "input_tokens" in usage  # not collected from Temporal workers
-        else ""
-    )
-    stderr.print(f"done: {usage['llm_calls']} LLM calls{tokens}", highlight=False)
-    review = output.get("review") or {}
-    if review.get("decision") == "rejected":
-        reason = f": {printable(review['reason'])}" if review["reason"] else ""
-        stderr.print(f"plan rejected at review{reason}; no worker ran", markup=False)
-    if args.json:
-        print(to_json({"thread_id": record.thread_id, **output, "usage": usage}))
-    elif review.get("decision") == "rejected":
-        return
-    elif workflow.name == "evaluation":
-        verdict = "appropriate" if output["is_appropriate"] else "NOT appropriate"
-        stdout.print(
-            f"{verdict} ({output['votes']}/{len(output['evaluations'])} evaluators vote "
-            f"appropriate)\n{printable(output['summary'])}\n"
-        )
-        for e in output["evaluations"]:
-            vote = "yes" if e["is_appropriate"] else "no"
-            stdout.print(f"- {e['evaluator']}: {vote} - {printable(e['explanation'])}")
-    elif workflow.name == "article":
-        stdout.print(printable(output["article"]))
-    else:
-        report = printable(output["report"])
-        stdout.print(f"{report}\n\n({output['task_count']} research questions)")
 
 
 async def _status(

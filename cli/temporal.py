@@ -18,17 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
-from cli.main import (
+from cli.arguments import (
     COMMANDS,
     EXIT_FAILED,
     EXIT_OK,
     UsageError,
-    _check_models,
-    _context,
-    _print_result,
-    _read_value,
-    stderr,
+    check_run_models,
+    read_value,
+    run_context,
 )
+from cli.output import print_result, stderr
 from cli.progress import RunProgress, Task
 from cli.runs import WORKFLOWS, RunRecord, Workflow
 from state.context import Context
@@ -65,10 +64,15 @@ async def dispatch(args: argparse.Namespace) -> int:
         raise UsageError(
             "--temporal needs the [temporal] extra: pip install 'langgraph-fanout[temporal]'"
         ) from None
-    if args.command == "worker":
-        return await serve(args)
-    if args.command in COMMANDS:
-        return await submit(args, WORKFLOWS[COMMANDS[args.command]])
+    from temporal_runs.client import settle
+
+    try:
+        if args.command == "worker":
+            return await serve(args)
+        if args.command in COMMANDS:
+            return await submit(args, WORKFLOWS[COMMANDS[args.command]])
+    finally:
+        await settle()  # the process exits next
     raise UsageError(
         NOT_FOR_TEMPORAL.format(
             command=args.command,
@@ -164,16 +168,16 @@ async def submit(args: argparse.Namespace, workflow: Workflow) -> int:
     from temporal_runs.client import start_run
     from temporal_runs.progress import ActivityTracker
 
-    value = _read_value(workflow, getattr(args, workflow.input_field))
+    value = read_value(workflow, getattr(args, workflow.input_field))
     if args.max_concurrency is not None:
         raise UsageError(
             "--max-concurrency does not apply to --temporal runs: give it to the workers "
             "(fanout worker --max-concurrency N)"
         )
-    context = _context(args, Context())
+    context = run_context(args, Context())
     # The run keeps the model it was submitted with, whatever the workers' $FANOUT_MODEL says.
     context = replace(context, model=resolve_model(context.model))
-    _check_models(context)
+    check_run_models(context)
     record = RunRecord.new(workflow, value, context, args.thread)
     client = await _connect(args.temporal)
     try:
@@ -221,7 +225,7 @@ async def submit(args: argparse.Namespace, workflow: Workflow) -> int:
         _report_failure(args, handle.id, tracker, exc)
         return EXIT_FAILED
     usage = {"llm_calls": tracker.llm_calls()}
-    _print_result(args, workflow, record, output, usage)
+    print_result(args, workflow, record, output, usage)
     return EXIT_OK
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import asdict
 from typing import Any
@@ -12,6 +13,20 @@ from temporalio.envconfig import ClientConfig
 from state.context import Context
 from temporal_runs.worker import DEFAULT_TASK_QUEUE
 from temporal_runs.workflows import WORKFLOWS, RunRequest
+
+SETTLE_SECONDS = 0.02
+
+
+async def settle() -> None:
+    """Let Temporal's client threads finish handing back their last replies.
+
+    The Rust thread that completes a call's future lets go of the GIL midway (asyncio's
+    wake-up write); if the interpreter starts shutting down before that thread gets the GIL
+    back, the process aborts with "PyGILState_Release: thread state ... must be current"
+    (temporalio/sdk-python issue 300). Blocking a moment hands it the GIL. Await this
+    after a client's last call when the process exits soon after.
+    """
+    await asyncio.sleep(SETTLE_SECONDS)
 
 
 async def connect(address: str) -> Client:
@@ -66,4 +81,7 @@ async def run_graph(
     handle = await start_run(
         client, graph, graph_input, context, run_id=run_id, task_queue=task_queue
     )
-    return await handle.result()
+    try:
+        return await handle.result()
+    finally:
+        await settle()
