@@ -40,6 +40,7 @@ pathlib.Path(sys.argv[1]).write_text(edits[len(seen)])
 def spawn(fake: FakeLLM, cwd: Path, *args: str, editor_edits: list[str] = ()) -> pexpect.spawn:
     """``fanout *args`` on a 120 x 40 pseudo-terminal, its output logged to ``cwd/tty.log``."""
     env = fanout_env(fake)
+    env["PYTHONFAULTHANDLER"] = "1"  # SIGABRT prints every thread's stack: see finish()
     if editor_edits:
         (cwd / "editor.py").write_text(EDITOR)
         (cwd / "edits.json").write_text(json.dumps(list(editor_edits)))
@@ -58,8 +59,13 @@ def spawn(fake: FakeLLM, cwd: Path, *args: str, editor_edits: list[str] = ()) ->
 
 
 def finish(child: pexpect.spawn) -> int:
-    """Wait for the end of ``child``; its exit code."""
-    child.expect(pexpect.EOF)
+    """Wait for the end of ``child``; its exit code (else fail with its threads' stacks)."""
+    try:
+        child.expect(pexpect.EOF)
+    except pexpect.TIMEOUT:
+        child.kill(signal.SIGABRT)
+        child.expect(pexpect.EOF, timeout=10)
+        raise AssertionError(f"fanout did not exit; its threads:\n{before(child)}") from None
     child.close()
     assert child.exitstatus is not None, child.signalstatus
     return int(child.exitstatus)
