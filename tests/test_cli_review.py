@@ -53,9 +53,19 @@ def spawn(fake: FakeLLM, cwd: Path, *args: str, editor_edits: list[str] = ()) ->
         encoding="utf-8",
         dimensions=(40, 120),
         timeout=RUN_TIMEOUT,
+        preexec_fn=as_a_foreground_job,
     )
     child.logfile_read = (cwd / "tty.log").open("w")
     return child
+
+
+def as_a_foreground_job() -> None:
+    """Give the child Ctrl-C as a terminal's shell would, whatever this test inherited.
+
+    A job a non-interactive shell starts in the background (``make test &``) inherits
+    SIGINT ignored, and Python then keeps ignoring it, as it should.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def finish(child: pexpect.spawn) -> int:
