@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from langgraph.graph import END
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite, Send
 
@@ -16,7 +15,7 @@ from nodes.prompts import (
     SECTION_WRITER_SYSTEM,
     SECTION_WRITER_USER,
 )
-from nodes.review import ask_reviewer
+from nodes.review import ask_reviewer, route_after_review
 from state.article import (
     MAX_DESCRIPTION_CHARS,
     MAX_NAME_CHARS,
@@ -88,13 +87,8 @@ async def assign_sections(
 
     END if the plan was rejected; back to the review if the answer was refused.
     """
-    review = state.get("review")
-    decision = review["decision"] if review else None
-    if decision == "pending":
-        return "review_sections"
-    if decision == "rejected":
-        return END
-    return _workers(state)
+    route = route_after_review(state.get("review"), "review_sections")
+    return _workers(state) if route is None else route
 
 
 def _workers(state: ArticleState) -> list[Send]:

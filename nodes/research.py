@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from langgraph.graph import END
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite, Send
 
@@ -19,7 +18,7 @@ from nodes.prompts import (
     RESEARCHER_SYSTEM,
     RESEARCHER_USER,
 )
-from nodes.review import ask_reviewer
+from nodes.review import ask_reviewer, route_after_review
 from state.context import Context
 from state.inputs import parse_input
 from state.research import (
@@ -86,13 +85,8 @@ async def assign_questions(
 
     END if the plan was rejected; back to the review if the answer was refused.
     """
-    review = state.get("review")
-    decision = review["decision"] if review else None
-    if decision == "pending":
-        return "review_questions"
-    if decision == "rejected":
-        return END
-    return _workers(state)
+    route = route_after_review(state.get("review"), "review_questions")
+    return _workers(state) if route is None else route
 
 
 def _workers(state: ResearchState) -> list[Send]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from langgraph.graph import END
 from langgraph.types import interrupt
 
 from state.review import InvalidDecisionError, Outcome, Review
@@ -35,3 +36,16 @@ def ask_reviewer(
         return decide(answer)
     except InvalidDecisionError as exc:
         return Review(decision="pending", reason=str(exc))
+
+
+def route_after_review(review: Review | None, review_node: str) -> str | None:
+    """Where a run goes after its review (None: on to the workers).
+
+    Back to ``review_node`` when the answer was refused; END when the plan was rejected.
+    """
+    decision = review["decision"] if review else None
+    if decision == "pending":
+        return review_node
+    if decision == "rejected":
+        return END
+    return None
