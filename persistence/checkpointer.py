@@ -154,6 +154,9 @@ async def aopen_checkpointer(
 ) -> AsyncIterator[BaseCheckpointSaver]:
     """The asynchronous form of :func:`open_checkpointer`.
 
+    On SQLite, the writes of tasks that finish together are saved in one transaction
+    (``persistence/batched_writes.py``).
+
     ``defer_thread_deletes``: the saver the ``langgraph dev`` server needs
     (``persistence/deferred_deletes.py`` says why).
     """
@@ -170,11 +173,12 @@ async def aopen_checkpointer(
                 saver = await stack.enter_async_context(pg.from_conn_string(url))
                 await saver.setup()
             else:
-                from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
+                from persistence.batched_writes import BatchedWritesSqliteSaver
                 from persistence.deferred_deletes import DeferredDeleteSqliteSaver
 
-                sqlite = DeferredDeleteSqliteSaver if defer_thread_deletes else AsyncSqliteSaver
+                sqlite = (
+                    DeferredDeleteSqliteSaver if defer_thread_deletes else BatchedWritesSqliteSaver
+                )
                 path = _sqlite_path(url)
                 saver = await stack.enter_async_context(sqlite.from_conn_string(path))
                 await saver.setup()

@@ -27,7 +27,8 @@ from langgraph.checkpoint.base import (
     CheckpointTuple,
 )
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+from persistence.batched_writes import BatchedWritesSqliteSaver
 
 logger = logging.getLogger(__name__)
 
@@ -130,8 +131,8 @@ def _thread(config: RunnableConfig | None) -> str | None:
     return None if thread_id is None else str(thread_id)
 
 
-class DeferredDeleteSqliteSaver(DeferredThreadDeletes, AsyncSqliteSaver):
-    """``AsyncSqliteSaver`` with deferred thread deletes."""
+class DeferredDeleteSqliteSaver(DeferredThreadDeletes, BatchedWritesSqliteSaver):
+    """``AsyncSqliteSaver`` with deferred thread deletes (and batched writes)."""
 
 
 class DeferredDeletePostgresSaver(DeferredThreadDeletes, AsyncPostgresSaver):
