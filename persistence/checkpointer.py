@@ -154,7 +154,7 @@ async def aopen_checkpointer(
 ) -> AsyncIterator[BaseCheckpointSaver]:
     """The asynchronous form of :func:`open_checkpointer`.
 
-    On SQLite, the writes of tasks that finish together are saved in one transaction
+    The writes of tasks that finish together are saved in one transaction
     (``persistence/batched_writes.py``).
 
     ``defer_thread_deletes``: the saver the ``langgraph dev`` server needs
@@ -164,16 +164,19 @@ async def aopen_checkpointer(
     async with AsyncExitStack() as stack:
         try:
             if is_postgres(url):
-                from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-
+                from persistence.batched_postgres import BatchedWritesPostgresSaver
                 from persistence.deferred_deletes import DeferredDeletePostgresSaver
 
-                pg = DeferredDeletePostgresSaver if defer_thread_deletes else AsyncPostgresSaver
+                pg = (
+                    DeferredDeletePostgresSaver
+                    if defer_thread_deletes
+                    else BatchedWritesPostgresSaver
+                )
                 saver: AsyncPostgresSaver | AsyncSqliteSaver
                 saver = await stack.enter_async_context(pg.from_conn_string(url))
                 await saver.setup()
             else:
-                from persistence.batched_writes import BatchedWritesSqliteSaver
+                from persistence.batched_sqlite import BatchedWritesSqliteSaver
                 from persistence.deferred_deletes import DeferredDeleteSqliteSaver
 
                 sqlite = (

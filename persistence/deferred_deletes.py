@@ -26,9 +26,9 @@ from langgraph.checkpoint.base import (
     CheckpointMetadata,
     CheckpointTuple,
 )
-from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
-from persistence.batched_writes import BatchedWritesSqliteSaver
+from persistence.batched_postgres import BatchedWritesPostgresSaver
+from persistence.batched_sqlite import BatchedWritesSqliteSaver
 
 logger = logging.getLogger(__name__)
 
@@ -135,5 +135,5 @@ class DeferredDeleteSqliteSaver(DeferredThreadDeletes, BatchedWritesSqliteSaver)
     """``AsyncSqliteSaver`` with deferred thread deletes (and batched writes)."""
 
 
-class DeferredDeletePostgresSaver(DeferredThreadDeletes, AsyncPostgresSaver):
-    """``AsyncPostgresSaver`` with deferred thread deletes."""
+class DeferredDeletePostgresSaver(DeferredThreadDeletes, BatchedWritesPostgresSaver):
+    """``AsyncPostgresSaver`` with deferred thread deletes (and batched writes)."""

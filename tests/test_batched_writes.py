@@ -1,164 +1,259 @@
-"""Batched task writes on SQLite: the library saver's rows, fewer transactions, errors apart."""
+"""Batched task writes: the library savers' rows, fewer transactions, errors kept apart.
+
+Each test runs on SQLite and on PostgreSQL, with the project's saver and, where it compares,
+the library's; it looks at the database on a connection of its own, so it sees only what is
+committed.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
+import pytest
 from langgraph.checkpoint.base import empty_checkpoint
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-from persistence.batched_writes import BatchedWritesSqliteSaver
+from persistence.batched_postgres import BatchedWritesPostgresSaver
+from persistence.batched_sqlite import BatchedWritesSqliteSaver
 from persistence.checkpointer import aopen_checkpointer
 
 
-def _config(checkpoint_id: str) -> Any:
-    return {"configurable": {"thread_id": "t", "checkpoint_ns": "", "checkpoint_id": checkpoint_id}}
+@dataclass
+class Store:
+    """A saver set up on a thread of its own, and that thread's database seen from outside."""
+
+    saver: Any
+    thread: str
+    rows: Callable[[], list[tuple[Any, ...]]]
+    """The thread's committed writes in key order, without the thread id."""
+    transactions: Callable[[], int]
+    """Write transactions committed on the database since the store was opened."""
+
+    def config(self) -> Any:
+        """The checkpoint every write of the test goes to."""
+        return {
+            "configurable": {"thread_id": self.thread, "checkpoint_ns": "", "checkpoint_id": "c1"}
+        }
+
+    async def put(self, task_id: str, *writes: tuple[str, Any], task_path: str = "") -> None:
+        """One task's writes, as LangGraph saves them."""
+        await self.saver.aput_writes(self.config(), list(writes), task_id, task_path)
 
 
-@asynccontextmanager
-async def _saver(kind: type[AsyncSqliteSaver], path: Path) -> AsyncIterator[Any]:
-    """``kind`` on a new SQLite file, set up, one checkpoint saved, the commits it runs counted."""
-    async with kind.from_conn_string(str(path)) as saver:
-        await saver.setup()
-        await saver.aput(_config(""), {**empty_checkpoint(), "id": "c1"}, {}, {})
-        saver.commits = 0
-
-        def count(statement: str) -> None:
-            saver.commits += statement == "COMMIT"
-
-        await saver.conn.set_trace_callback(count)
-        yield saver
+OpenStore = Callable[[bool], AbstractAsyncContextManager[Store]]
+"""Open a store with the library's saver (True) or the project's (False)."""
 
 
-def _rows(path: Path) -> list[tuple[Any, ...]]:
-    """Every stored write, read on a connection of its own (so: only what is committed)."""
-    with sqlite3.connect(path) as conn:
-        return conn.execute("SELECT * FROM writes ORDER BY task_id, idx").fetchall()
+async def _started(saver: Any, thread: str) -> None:
+    await saver.setup()
+    config = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+    await saver.aput(config, {**empty_checkpoint(), "id": "c1"}, {}, {})
+
+
+def _sqlite(path: str) -> OpenStore:
+    @asynccontextmanager
+    async def open_store(library: bool) -> AsyncIterator[Store]:
+        kind = AsyncSqliteSaver if library else BatchedWritesSqliteSaver
+        thread = str(uuid.uuid4())
+        async with kind.from_conn_string(path) as saver:
+            await _started(saver, thread)
+            commits = 0
+
+            def count(statement: str) -> None:
+                nonlocal commits
+                commits += statement == "COMMIT"
+
+            await saver.conn.set_trace_callback(count)
+
+            def rows() -> list[tuple[Any, ...]]:
+                with sqlite3.connect(path) as conn:
+                    query = "SELECT * FROM writes WHERE thread_id = ? ORDER BY task_id, idx"
+                    return [row[1:] for row in conn.execute(query, (thread,))]
+
+            yield Store(saver, thread, rows, lambda: commits)
+
+    return open_store
+
+
+def _postgres(url: str) -> OpenStore:
+    def next_xid() -> int:
+        with psycopg.connect(url) as conn:
+            row = conn.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text").fetchone()
+            assert row is not None
+            return int(row[0])
+
+    @asynccontextmanager
+    async def open_store(library: bool) -> AsyncIterator[Store]:
+        kind = AsyncPostgresSaver if library else BatchedWritesPostgresSaver
+        thread = str(uuid.uuid4())
+        async with kind.from_conn_string(url) as saver:
+            await _started(saver, thread)
+            start = next_xid()
+
+            def rows() -> list[tuple[Any, ...]]:
+                with psycopg.connect(url) as conn:
+                    query = (
+                        "SELECT checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, "
+                        "type, blob FROM checkpoint_writes WHERE thread_id = %s "
+                        "ORDER BY task_id, idx"
+                    )
+                    return conn.execute(query, (thread,)).fetchall()
+
+            yield Store(saver, thread, rows, lambda: next_xid() - start)
+
+    return open_store
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A SQLite file or a PostgreSQL database."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_url"))
+    return str(tmp_path / "checkpoints.sqlite")
+
+
+@pytest.fixture
+def open_store(database: str) -> OpenStore:
+    """Open a store on ``database``."""
+    return _postgres(database) if database.startswith("postgresql://") else _sqlite(database)
 
 
 # One checkpoint's writes as LangGraph makes them: regular channels are inserted once, a call
 # writing only special channels (errors, interrupts) replaces what the task wrote there before.
-CALLS: list[tuple[list[tuple[str, Any]], str, str]] = [
-    ([("completed_sections", [{"name": "Tides", "content": "Twice a day."}])], "w1", "~0"),
-    ([("__error__", "first failure")], "w2", "~1"),
-    ([("__error__", "second failure")], "w2", "~1"),
-    ([("sections", ["a"]), ("__interrupt__", "review")], "w3", ""),
-    ([("sections", ["b"]), ("__interrupt__", "again")], "w3", ""),
-    ([("__interrupt__", "resumed")], "w3", ""),
+CALLS: list[tuple[str, list[tuple[str, Any]], str]] = [
+    ("w1", [("completed_sections", [{"name": "Tides", "content": "Twice a day."}])], "~0"),
+    ("w2", [("__error__", "first failure")], "~1"),
+    ("w2", [("__error__", "second failure")], "~1"),
+    ("w3", [("sections", ["a"]), ("__interrupt__", "review")], ""),
+    ("w3", [("sections", ["b"]), ("__interrupt__", "again")], ""),
+    ("w3", [("__interrupt__", "resumed")], ""),
     *[
-        ([("completed_sections", [{"name": f"s{i}", "content": "x" * i}])], f"s{i}", "")
+        (f"s{i}", [("completed_sections", [{"name": f"s{i}", "content": "x" * i}])], "")
         for i in range(40)
     ],
 ]
 
 
-async def test_both_savers_store_the_same_rows(tmp_path: Path) -> None:
+async def test_both_savers_store_the_same_rows(open_store: OpenStore) -> None:
     stored = []
-    for kind in (AsyncSqliteSaver, BatchedWritesSqliteSaver):
-        path = tmp_path / f"{kind.__name__}.sqlite"
-        async with _saver(kind, path) as saver:
+    for library in (True, False):
+        async with open_store(library) as store:
+            await asyncio.gather(*(store.put(t, *w, task_path=p) for t, w, p in CALLS))
+            stored.append(store.rows())
+
+    library_rows, batched_rows = stored
+    assert len(library_rows) == 44
+    assert batched_rows == library_rows
+    assert [row[-1] for row in library_rows if row[2] == "w2"] == [b"\xaesecond failure"]
+
+
+async def test_writes_finishing_together_share_one_transaction(open_store: OpenStore) -> None:
+    transactions = []
+    for library in (True, False):
+        async with open_store(library) as store:
+            await store.put("plan", ("completed_sections", ["plan"]))
             await asyncio.gather(
-                *(saver.aput_writes(_config("c1"), w, task, pth) for w, task, pth in CALLS)
+                *(store.put(f"s{i:03}", ("completed_sections", [i])) for i in range(100))
             )
-        stored.append(_rows(path))
+            assert len(store.rows()) == 101  # committed before the calls returned
+            transactions.append(store.transactions())
 
-    library, batched = stored
-    assert len(library) == 44
-    assert batched == library
-    assert [r[-1] for r in library if r[3] == "w2"] == [b"\xaesecond failure"]
+    assert transactions == [101, 2]
 
 
-async def test_writes_finishing_together_share_one_transaction(tmp_path: Path) -> None:
-    commits = {}
-    for kind in (AsyncSqliteSaver, BatchedWritesSqliteSaver):
-        path = tmp_path / f"{kind.__name__}.sqlite"
-        async with _saver(kind, path) as saver:
-            await saver.aput_writes(_config("c1"), [("completed_sections", ["plan"])], "p")
-            await asyncio.gather(
-                *(
-                    saver.aput_writes(_config("c1"), [("completed_sections", [i])], f"s{i:03}")
-                    for i in range(100)
-                )
-            )
-            assert len(_rows(path)) == 101  # committed before the calls returned
-            commits[kind] = saver.commits
+async def test_a_bad_write_fails_only_its_own_call(open_store: OpenStore) -> None:
+    async with open_store(False) as store, refusing_poison(store.saver):
+        tasks = ["s0", "s1", "poison", "s3", "s4"]
 
-    assert commits == {AsyncSqliteSaver: 101, BatchedWritesSqliteSaver: 2}
+        results = await asyncio.gather(
+            *(store.put(t, ("completed_sections", [t]), (t, 1)) for t in tasks),
+            return_exceptions=True,
+        )
+
+        errors = {t: str(r).splitlines()[0] for t, r in zip(tasks, results, strict=True) if r}
+        assert errors == {"poison": "refused by a trigger"}
+        # none of the refused call's rows, not even the one before the refused one
+        assert [row[2] for row in store.rows()] == ["s0", "s0", "s1", "s1", "s3", "s3", "s4", "s4"]
+        await store.put("s5", ("completed_sections", ["later"]))
+        assert len(store.rows()) == 9
 
 
-async def test_a_bad_write_fails_only_its_own_call(tmp_path: Path) -> None:
-    path = tmp_path / "checkpoints.sqlite"
-    async with _saver(BatchedWritesSqliteSaver, path) as saver:
+@asynccontextmanager
+async def refusing_poison(saver: Any) -> AsyncIterator[None]:
+    """A trigger on the saver's database that refuses a write to the channel "poison"."""
+    if isinstance(saver, AsyncSqliteSaver):
         await saver.conn.execute(
             "CREATE TRIGGER refuse BEFORE INSERT ON writes WHEN NEW.channel = 'poison' "
             "BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END"
         )
         await saver.conn.commit()
-        tasks = ["s0", "s1", "poison", "s3", "s4"]
-
-        results = await asyncio.gather(
-            *(
-                saver.aput_writes(_config("c1"), [("completed_sections", [t]), (t, 1)], t)
-                for t in tasks
-            ),
-            return_exceptions=True,
-        )
-
-        errors = {t: str(r) for t, r in zip(tasks, results, strict=True) if r is not None}
-        assert errors == {"poison": "refused by a trigger"}
-        assert isinstance(results[2], sqlite3.IntegrityError)
-        # none of the refused call's rows, not even the one before the refused one
-        assert [row[3] for row in _rows(path)] == ["s0", "s0", "s1", "s1", "s3", "s3", "s4", "s4"]
+        yield
         assert not saver.conn.in_transaction
-        await saver.aput_writes(_config("c1"), [("completed_sections", ["later"])], "s5")
-        assert len(_rows(path)) == 9
+        return
+    async with saver.conn.cursor() as cur:
+        await cur.execute(
+            "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF NEW.channel = 'poison' THEN RAISE EXCEPTION 'refused by a trigger'; END IF; "
+            "RETURN NEW; END $$"
+        )
+        await cur.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON checkpoint_writes "
+            "FOR EACH ROW EXECUTE FUNCTION refuse_poison()"
+        )
+    try:
+        yield
+    finally:
+        async with saver.conn.cursor() as cur:
+            await cur.execute("DROP TRIGGER refuse ON checkpoint_writes")
+            await cur.execute("DROP FUNCTION refuse_poison()")
 
 
 async def test_a_write_after_the_connection_closed_raises_as_the_library_saver_does(
-    tmp_path: Path,
+    open_store: OpenStore,
 ) -> None:
     errors = []
-    for kind in (AsyncSqliteSaver, BatchedWritesSqliteSaver):
-        async with _saver(kind, tmp_path / f"{kind.__name__}.sqlite") as saver:
+    for library in (True, False):
+        async with open_store(library) as store:
             pass
         try:
             async with asyncio.timeout(10):
-                await saver.aput_writes(_config("c1"), [("completed_sections", ["late"])], "s0")
-        except ValueError as error:
-            errors.append(str(error))
+                await store.put("s0", ("completed_sections", ["late"]))
+        except Exception as error:
+            errors.append((type(error), str(error)))
 
-    assert errors == ["no active connection"] * 2
+    assert len(errors) == 2
+    assert errors[0] == errors[1]
 
 
-async def test_a_cancelled_flush_cancels_the_calls_waiting_for_it(tmp_path: Path) -> None:
-    path = tmp_path / "checkpoints.sqlite"
-    async with _saver(BatchedWritesSqliteSaver, path) as saver:
+async def test_a_cancelled_flush_cancels_the_calls_waiting_for_it(open_store: OpenStore) -> None:
+    async with open_store(False) as store:
         calls = [
-            asyncio.create_task(
-                saver.aput_writes(_config("c1"), [("completed_sections", [i])], f"s{i}")
-            )
-            for i in range(5)
+            asyncio.create_task(store.put(f"s{i}", ("completed_sections", [i]))) for i in range(5)
         ]
-        while saver.flusher is None or saver.queued:  # noqa: ASYNC110 (no event to wait on)
+        while store.saver.flusher is None or store.saver.queued:  # noqa: ASYNC110 (no event)
             await asyncio.sleep(0)
-        # the flush took the calls' rows and waits for aiosqlite's thread
+        # the flush took the calls' writes and waits for a thread or the database
 
-        saver.flusher.cancel()
+        store.saver.flusher.cancel()
         async with asyncio.timeout(10):
             results = await asyncio.gather(*calls, return_exceptions=True)
 
         assert all(isinstance(r, asyncio.CancelledError) for r in results), results
-        await saver.aput_writes(_config("c1"), [("completed_sections", ["later"])], "s9")
-        assert "s9" in [row[3] for row in _rows(path)]
+        await store.put("s9", ("completed_sections", ["later"]))
+        assert "s9" in [row[2] for row in store.rows()]
 
 
-async def test_the_projects_sqlite_saver_batches_writes(tmp_path: Path) -> None:
-    async with aopen_checkpointer(str(tmp_path / "db.sqlite")) as saver:
-        assert isinstance(saver, BatchedWritesSqliteSaver)
-    async with aopen_checkpointer(str(tmp_path / "db.sqlite"), defer_thread_deletes=True) as saver:
-        assert isinstance(saver, BatchedWritesSqliteSaver)
+@pytest.mark.parametrize("defer_thread_deletes", [False, True], ids=["cli", "server"])
+async def test_the_projects_savers_batch_writes(database: str, defer_thread_deletes: bool) -> None:
+    batched = BatchedWritesPostgresSaver if "://" in database else BatchedWritesSqliteSaver
+    async with aopen_checkpointer(database, defer_thread_deletes=defer_thread_deletes) as saver:
+        assert isinstance(saver, batched)
