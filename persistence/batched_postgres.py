@@ -14,10 +14,14 @@ class BatchedWritesPostgresSaver(BatchedWrites, AsyncPostgresSaver):
     """``AsyncPostgresSaver`` whose concurrent ``aput_writes`` calls share a transaction."""
 
     async def save(self, batch: list[QueuedWrites]) -> Exception | None:
-        """Serialize in a thread, then run the inserts in one pipeline: one implicit transaction."""
+        """Serialize in a thread, then run the inserts in one pipelined transaction.
+
+        The pipeline alone commits what it sent when the client raises or is cancelled in it
+        (a value the driver cannot encode): the explicit transaction rolls that back.
+        """
         try:
             groups = await asyncio.to_thread(self.dump, batch)
-            async with self._cursor(pipeline=True) as cur:
+            async with self._cursor(pipeline=True) as cur, cur.connection.transaction():
                 for upsert, rows in groups:
                     query = (
                         self.UPSERT_CHECKPOINT_WRITES_SQL

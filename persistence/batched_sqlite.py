@@ -21,25 +21,31 @@ class BatchedWritesSqliteSaver(BatchedWrites, AsyncSqliteSaver):
 
     async def save(self, batch: list[QueuedWrites]) -> Exception | None:
         """Insert the batch's rows and commit them (see :meth:`BatchedWrites.save`)."""
-        await self.setup()
-        async with self.lock:
-            try:
-                for upsert, calls in by_query(batch):
-                    rows = [
-                        (
-                            *q.key,
-                            WRITES_IDX_MAP.get(channel, idx),
-                            channel,
-                            *self.serde.dumps_typed(value),
-                        )
-                        for q in calls
-                        for idx, (channel, value) in enumerate(q.writes)
-                    ]
-                    await self.conn.executemany(SQLITE_UPSERT if upsert else SQLITE_INSERT, rows)
-                await self.conn.commit()
-            except Exception as error:
-                # If the rollback fails too (a closed connection), the callers get the first error.
-                with contextlib.suppress(Exception):
-                    await self.conn.rollback()
-                return error
+        try:
+            await self.setup()
+            async with self.lock:
+                try:
+                    for upsert, calls in by_query(batch):
+                        rows = [
+                            (
+                                *q.key,
+                                WRITES_IDX_MAP.get(channel, idx),
+                                channel,
+                                *self.serde.dumps_typed(value),
+                            )
+                            for q in calls
+                            for idx, (channel, value) in enumerate(q.writes)
+                        ]
+                        query = SQLITE_UPSERT if upsert else SQLITE_INSERT
+                        await self.conn.executemany(query, rows)
+                    await self.conn.commit()
+                except BaseException:
+                    # Cancelled too: aiosqlite still runs what was sent, and the next commit
+                    # would take it. If the rollback fails (a closed connection), the callers
+                    # get the first error.
+                    with contextlib.suppress(Exception):
+                        await self.conn.rollback()
+                    raise
+        except Exception as error:
+            return error
         return None

@@ -59,6 +59,10 @@ def by_query(batch: list[QueuedWrites]) -> Iterator[tuple[bool, list[QueuedWrite
         yield upsert, list(calls)
 
 
+class WritesNotSavedError(RuntimeError):
+    """A task's writes were not saved: the flush that held them was cancelled or failed."""
+
+
 class BatchedWrites(BaseCheckpointSaver[Any]):
     """Mixin for an async saver: concurrent ``aput_writes`` calls share a transaction."""
 
@@ -94,15 +98,22 @@ class BatchedWrites(BaseCheckpointSaver[Any]):
                 else:  # each call alone: only a bad write fails, and only its caller
                     for queued in batch:
                         settle(queued.saved, await self.save([queued]))
-            except BaseException:  # cancelled: no caller may wait forever
-                for queued in batch + self.queued:
-                    queued.saved.cancel()
-                raise
+            except BaseException as exc:
+                # Cancelled (the event loop is closing) or a bug: every waiting call fails
+                # loudly, not as a cancellation, which LangGraph's background writes ignore,
+                # and nothing of it is saved later.
+                unsaved, self.queued = batch + self.queued, []
+                for queued in unsaved:
+                    failure = WritesNotSavedError(f"writes not saved: {exc!r}")
+                    failure.__cause__ = exc
+                    settle(queued.saved, failure)
+                if not isinstance(exc, Exception):
+                    raise
 
     async def save(self, batch: list[QueuedWrites]) -> Exception | None:
         """Save the batch's writes in call order in one transaction; the error if that failed.
 
-        Nothing of a failed transaction may stay behind to be committed with the next one.
+        Nothing of a failed or cancelled transaction may be committed later.
         """
         raise NotImplementedError
 

@@ -24,6 +24,7 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from persistence.batched_postgres import BatchedWritesPostgresSaver
 from persistence.batched_sqlite import BatchedWritesSqliteSaver
+from persistence.batched_writes import WritesNotSavedError
 from persistence.checkpointer import aopen_checkpointer
 
 
@@ -144,13 +145,14 @@ CALLS: list[tuple[str, list[tuple[str, Any]], str]] = [
 
 
 async def test_both_savers_store_the_same_rows(open_store: OpenStore) -> None:
-    stored = []
-    for library in (True, False):
-        async with open_store(library) as store:
-            await asyncio.gather(*(store.put(t, *w, task_path=p) for t, w, p in CALLS))
-            stored.append(store.rows())
+    async with open_store(True) as store:  # the library saver, one call after another
+        for task, writes, path in CALLS:
+            await store.put(task, *writes, task_path=path)
+        library_rows = store.rows()
+    async with open_store(False) as store:  # batched: the calls all at once
+        await asyncio.gather(*(store.put(t, *w, task_path=p) for t, w, p in CALLS))
+        batched_rows = store.rows()
 
-    library_rows, batched_rows = stored
     assert len(library_rows) == 44
     assert batched_rows == library_rows
     assert [row[-1] for row in library_rows if row[2] == "w2"] == [b"\xaesecond failure"]
@@ -161,8 +163,11 @@ async def test_writes_finishing_together_share_one_transaction(open_store: OpenS
     for library in (True, False):
         async with open_store(library) as store:
             await store.put("plan", ("completed_sections", ["plan"]))
-            await asyncio.gather(
-                *(store.put(f"s{i:03}", ("completed_sections", [i])) for i in range(100))
+            await asyncio.gather(  # inserts, and every tenth call an upsert (an error)
+                *(
+                    store.put(f"s{i:03}", ("__error__", i) if i % 10 == 9 else ("sections", i))
+                    for i in range(100)
+                )
             )
             assert len(store.rows()) == 101  # committed before the calls returned
             transactions.append(store.transactions())
@@ -171,19 +176,24 @@ async def test_writes_finishing_together_share_one_transaction(open_store: OpenS
 
 
 async def test_a_bad_write_fails_only_its_own_call(open_store: OpenStore) -> None:
+    # "poison" is refused by the database, "surrogate" by the driver (it cannot encode the
+    # channel's name): each after its call's first row was sent.
     async with open_store(False) as store, refusing_poison(store.saver):
-        tasks = ["s0", "s1", "poison", "s3", "s4"]
+        tasks = ["s0", "s1", "poison", "s3", "surrogate", "s5"]
+        channel = {"surrogate": "\ud800"}
 
         results = await asyncio.gather(
-            *(store.put(t, ("completed_sections", [t]), (t, 1)) for t in tasks),
+            *(store.put(t, ("completed_sections", [t]), (channel.get(t, t), 1)) for t in tasks),
             return_exceptions=True,
         )
 
-        errors = {t: str(r).splitlines()[0] for t, r in zip(tasks, results, strict=True) if r}
-        assert errors == {"poison": "refused by a trigger"}
-        # none of the refused call's rows, not even the one before the refused one
-        assert [row[2] for row in store.rows()] == ["s0", "s0", "s1", "s1", "s3", "s3", "s4", "s4"]
-        await store.put("s5", ("completed_sections", ["later"]))
+        errors = {t: r for t, r in zip(tasks, results, strict=True) if r is not None}
+        assert sorted(errors) == ["poison", "surrogate"], errors
+        assert str(errors["poison"]).splitlines()[0] == "refused by a trigger"
+        assert isinstance(errors["surrogate"], UnicodeEncodeError)
+        # none of a refused call's rows, not even the one before the refused one
+        assert [row[2] for row in store.rows()] == ["s0", "s0", "s1", "s1", "s3", "s3", "s5", "s5"]
+        await store.put("s6", ("completed_sections", ["later"]))
         assert len(store.rows()) == 9
 
 
@@ -234,22 +244,48 @@ async def test_a_write_after_the_connection_closed_raises_as_the_library_saver_d
     assert errors[0] == errors[1]
 
 
-async def test_a_cancelled_flush_cancels_the_calls_waiting_for_it(open_store: OpenStore) -> None:
+async def test_a_cancelled_flush_fails_its_calls_and_commits_none_of_them(
+    open_store: OpenStore,
+) -> None:
     async with open_store(False) as store:
-        calls = [
-            asyncio.create_task(store.put(f"s{i}", ("completed_sections", [i]))) for i in range(5)
-        ]
+        taken = [asyncio.create_task(store.put(f"s{i}", ("sections", i))) for i in range(5)]
         while store.saver.flusher is None or store.saver.queued:  # noqa: ASYNC110 (no event)
             await asyncio.sleep(0)
-        # the flush took the calls' writes and waits for a thread or the database
-
+        # The flush took the first calls and waits for its first step: on SQLite their rows
+        # are on their way to the database. Two more calls queue behind it.
+        queued = [asyncio.create_task(store.put(f"s{i}", ("sections", i))) for i in (5, 6)]
         store.saver.flusher.cancel()
         async with asyncio.timeout(10):
-            results = await asyncio.gather(*calls, return_exceptions=True)
+            results = await asyncio.gather(*taken, *queued, return_exceptions=True)
 
-        assert all(isinstance(r, asyncio.CancelledError) for r in results), results
-        await store.put("s9", ("completed_sections", ["later"]))
-        assert "s9" in [row[2] for row in store.rows()]
+        assert [type(r) for r in results] == [WritesNotSavedError] * 7, results
+        await store.put("s9", ("sections", 9))
+        assert [row[2] for row in store.rows()] == ["s9"]
+
+
+class BrokenSaveSaver(BatchedWritesSqliteSaver):
+    """A saver whose ``save`` raises instead of returning its error (a bug)."""
+
+    async def save(self, batch: list[Any]) -> Exception | None:
+        raise RuntimeError("a bug in save")
+
+
+async def test_an_error_raised_by_save_fails_the_calls_instead_of_cancelling_them(
+    tmp_path: Path,
+) -> None:
+    async with BrokenSaveSaver.from_conn_string(str(tmp_path / "broken.sqlite")) as saver:
+        await _started(saver, "t")
+        config = {"configurable": {"thread_id": "t", "checkpoint_ns": "", "checkpoint_id": "c1"}}
+
+        results = await asyncio.gather(
+            *(saver.aput_writes(config, [("sections", i)], f"s{i}") for i in range(3)),
+            return_exceptions=True,
+        )
+
+        assert [type(r) for r in results] == [WritesNotSavedError] * 3
+        assert [repr(r.__cause__) for r in results] == ["RuntimeError('a bug in save')"] * 3
+        assert saver.flusher is not None and saver.flusher.exception() is None
+        assert saver.queued == []
 
 
 @pytest.mark.parametrize("defer_thread_deletes", [False, True], ids=["cli", "server"])
