@@ -1,6 +1,6 @@
 """Benchmark the article workflow against the bare-SDK floor and what else a user could write.
 
-    python -m benchmarks.run [--sizes 8 100 1000] [--rounds 9 7 3] [--latency 0.1]
+    python -m benchmarks.run [--sizes 8 100 1000] [--rounds 15 15 3] [--latency 0.1]
                              [--contenders floor project ...] [--postgres-url URL | --no-postgres]
                              [--quick] [--out FILE]
 
@@ -59,7 +59,7 @@ LABELS = {
     "pydantic-ai": "Pydantic AI",
 }
 SIZES = [8, 100, 1000]
-ROUNDS = [9, 7, 3]
+ROUNDS = [15, 15, 3]  # N = 100 runs vary by +-20% one to the next: 7 rounds were too few
 QUICK_ROUNDS = [5, 3, 1]
 HEAP_BEFORE_MIB = 61.5  # the project's heap per run at N = 1,000 before issue 12
 # Whose heap is measured at the largest N (a run under tracemalloc takes 2-3 times as long).
