@@ -1,8 +1,8 @@
 """Batched task writes: the library savers' rows, fewer transactions, errors kept apart.
 
-Each test runs on SQLite and on PostgreSQL, with the project's saver and, where it compares,
-the library's; it looks at the database on a connection of its own, so it sees only what is
-committed.
+The tests run on SQLite and on PostgreSQL (one, on the mixin alone, on SQLite only), with the
+project's saver and, where it compares, the library's; each looks at the database on a
+connection of its own, so it sees only what is committed.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from persistence.batched_postgres import BatchedWritesPostgresSaver
 from persistence.batched_sqlite import BatchedWritesSqliteSaver
 from persistence.batched_writes import WritesNotSavedError
-from persistence.checkpointer import aopen_checkpointer
+from persistence.checkpointer import aopen_checkpointer, is_postgres
 
 
 @dataclass
@@ -125,7 +125,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def open_store(database: str) -> OpenStore:
     """Open a store on ``database``."""
-    return _postgres(database) if database.startswith("postgresql://") else _sqlite(database)
+    return _postgres(database) if is_postgres(database) else _sqlite(database)
 
 
 # One checkpoint's writes as LangGraph makes them: regular channels are inserted once, a call
@@ -290,6 +290,6 @@ async def test_an_error_raised_by_save_fails_the_calls_instead_of_cancelling_the
 
 @pytest.mark.parametrize("defer_thread_deletes", [False, True], ids=["cli", "server"])
 async def test_the_projects_savers_batch_writes(database: str, defer_thread_deletes: bool) -> None:
-    batched = BatchedWritesPostgresSaver if "://" in database else BatchedWritesSqliteSaver
+    batched = BatchedWritesPostgresSaver if is_postgres(database) else BatchedWritesSqliteSaver
     async with aopen_checkpointer(database, defer_thread_deletes=defer_thread_deletes) as saver:
         assert isinstance(saver, batched)
