@@ -18,11 +18,8 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
 
 from cli.arguments import (
     COMMANDS,
@@ -36,7 +33,7 @@ from cli.arguments import (
     run_context,
     thread_id,
 )
-from cli.output import print_result, stderr, stdout
+from cli.output import print_result, print_runs, stderr
 from cli.review import (
     EXIT_REJECTED,
     PLAN_KEYS,
@@ -74,8 +71,6 @@ if TYPE_CHECKING:
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 """Signals that end a run like Ctrl-C does (what `timeout`, Docker and systemd send)."""
-PIPE_WIDTH = 240
-MIN_INPUT_WIDTH = 12
 
 
 class Stopped(Exception):
@@ -169,6 +164,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="at most N LLM calls at once (100)",
     )
+    worker.add_argument(
+        "--db",
+        help="database for payloads too large for Temporal, shared with the clients "
+        f"(default: $FANOUT_DB or {DEFAULT_DB})",
+    )
+    worker.add_argument(
+        "--build-id",
+        metavar="ID",
+        help="this worker's code version (default: a digest of the code and its libraries)",
+    )
+    worker.add_argument(
+        "--no-promote",
+        action="store_true",
+        help="do not make a new version current (roll out with `temporal worker deployment`)",
+    )
     return parser
 
 
@@ -225,8 +235,6 @@ async def _until_stopped(args: argparse.Namespace) -> int:
 
 async def _dispatch(args: argparse.Namespace) -> int:
     if args.temporal or args.command == "worker":
-        if getattr(args, "review", False) or getattr(args, "plan", None):
-            raise UsageError("--review and --plan work on runs in this process, not --temporal")
         if not args.temporal:
             raise UsageError("fanout worker needs --temporal HOST:PORT")
         from cli.temporal import dispatch
@@ -408,59 +416,22 @@ async def _status(
 
 
 async def _list(args: argparse.Namespace) -> int:
-    rows: list[tuple[RunRecord, str]] = []
+    rows: list[dict[str, str]] = []
     if exists(args.db):
         async with aopen_checkpointer(args.db) as saver:
             graphs = {name: w.compile(saver) for name, w in WORKFLOWS.items()}
             rows = [
-                (r, (await _status(graphs[r.graph], r.thread_id))[0])
+                {
+                    "thread_id": r.thread_id,
+                    "graph": r.graph,
+                    "status": (await _status(graphs[r.graph], r.thread_id))[0],
+                    "started": r.started,
+                    "input": r.input_head,
+                }
                 for r in await recent_runs(saver, args.limit)
             ]
-    if args.json:
-        print(
-            to_json(
-                [
-                    {
-                        "thread_id": r.thread_id,
-                        "graph": r.graph,
-                        "status": s,
-                        "started": r.started,
-                        "input": r.input_head,
-                    }
-                    for r, s in rows
-                ]
-            )
-        )
-        return EXIT_OK
-    if not rows:
-        stderr.print(f"no runs in {redact(db_url(args.db))}", highlight=False, markup=False)
-        return EXIT_OK
-    _runs_table(rows)
+    print_runs(args, rows, where=redact(db_url(args.db)))
     return EXIT_OK
-
-
-def _runs_table(rows: list[tuple[RunRecord, str]]) -> None:
-    """Print runs as a table whose thread ids stay whole; the input column gives way."""
-    # Piped output is not cut to 80 columns: whole lines, for scripts and grep.
-    out = stdout if stdout.is_terminal else Console(width=PIPE_WIDTH, highlight=False)
-    cells = [
-        tuple(
-            printable(cell, one_line=True)
-            for cell in (r.thread_id, r.graph, s, r.started[:16].replace("T", " "), r.input_head)
-        )
-        for r, s in rows
-    ]
-    headers = ("thread", "graph", "status", "started (UTC)", "input")
-    fixed = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers[:-1])]
-    room = out.width - sum(fixed) - 2 * len(headers)  # each column is padded by one each side
-    table = Table(box=None, header_style="bold")
-    for header in headers[:-1]:
-        table.add_column(header, no_wrap=True)
-    if room >= MIN_INPUT_WIDTH:
-        table.add_column("input", no_wrap=True, overflow="ellipsis", max_width=room)
-    for row in cells:
-        table.add_row(*(Text(cell) for cell in row[: len(table.columns)]))  # not markup
-    out.print(table)
 
 
 async def _show(args: argparse.Namespace) -> int:

@@ -23,15 +23,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.prompt import Prompt
 
-from state.article import decide_sections
 from state.context import Context
-from state.research import MAX_QUESTIONS, MIN_QUESTIONS, decide_questions
-from state.review import InvalidDecisionError, Outcome
+from state.decisions import PLAN_KEYS, check_decision
+from state.research import MAX_QUESTIONS, MIN_QUESTIONS
+from state.review import InvalidDecisionError
 
 EXIT_REJECTED = 3
 """Exit code of a run whose plan was rejected at review: it ended without any worker."""
-PLAN_KEYS = {"article": "sections", "research": "questions"}
-"""The graphs with a plan to review, and the key their plan is under."""
 
 
 class ReviewUsageError(Exception):
@@ -40,17 +38,6 @@ class ReviewUsageError(Exception):
 
 class ReviewStopped(Exception):
     """The review did not end in a decision; the run stays paused at it."""
-
-
-def check_decision(graph: str, context: Context, value: Any, plan: dict[str, Any]) -> Outcome[Any]:
-    """What ``graph``'s review makes of ``value`` as a decision on ``plan``.
-
-    Raises:
-        InvalidDecisionError: the review would refuse ``value``.
-    """
-    if graph == "article":
-        return decide_sections(value, plan.get("sections", []), context.max_sections)
-    return decide_questions(value, plan.get("questions", []))
 
 
 def reviewer_for(

@@ -79,26 +79,31 @@ async def run_graph(
 
 
 async def _answer(reviewer: Reviewer | None, interrupts: tuple[Interrupt, ...]) -> Command:
-    """The reviewer's decision on the first interrupt, as the command that resumes the run.
+    """The reviewer's decision on the first interrupt, as the command that resumes the run."""
+    if reviewer is None:
+        raise ReviewStopped("the run paused for a plan review, which this run cannot answer")
+    return Command(resume=await ask(reviewer, interrupts[0].value))
+
+
+async def ask(reviewer: Reviewer, request: dict[str, Any]) -> dict[str, Any]:
+    """``reviewer``'s decision on a run paused with ``request`` (its plan, maybe an error).
 
     Asked on a daemon thread: the event loop keeps handling signals meanwhile, and a run
     stopped at the prompt does not wait for an answer to exit.
     """
-    if reviewer is None:
-        raise ReviewStopped("the run paused for a plan review, which this run cannot answer")
     loop = asyncio.get_running_loop()
     answer: asyncio.Future[dict[str, Any]] = loop.create_future()
 
-    def ask() -> None:
+    def decide() -> None:
         try:
-            decision = reviewer.decide(interrupts[0].value)
+            decision = reviewer.decide(request)
         except Exception as exc:  # raised in the awaiting task instead
             loop.call_soon_threadsafe(_settle, answer, None, exc)
         else:
             loop.call_soon_threadsafe(_settle, answer, decision, None)
 
-    threading.Thread(target=ask, name="fanout-review", daemon=True).start()
-    return Command(resume=await answer)
+    threading.Thread(target=decide, name="fanout-review", daemon=True).start()
+    return await answer
 
 
 def _settle(

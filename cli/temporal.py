@@ -1,6 +1,9 @@
 """``fanout ... --temporal HOST:PORT``: runs as Temporal workflows, and ``fanout worker``.
 
-Needs the ``[temporal]`` extra; Temporal is imported only when one of these commands runs.
+Every command works on Temporal runs as it does on local ones: start a run (or attach to the
+one its ``--thread`` names), review its plan, ``resume`` (attach, answer a pending review),
+``show`` and ``runs``. Needs the ``[temporal]`` extra; Temporal is imported only when one of
+these commands runs.
 """
 
 from __future__ import annotations
@@ -27,33 +30,30 @@ from cli.arguments import (
     read_value,
     run_context,
 )
-from cli.output import print_result, stderr
+from cli.output import print_result, print_runs, stderr
 from cli.progress import RunProgress, Task
+from cli.review import EXIT_REJECTED, Reviewer, ReviewStopped, ReviewUsageError, reviewer_for
 from cli.runs import WORKFLOWS, RunRecord, Workflow
+from cli.terminal import to_json
 from state.context import Context
 
 if TYPE_CHECKING:
-    from temporalio.client import Client
+    from temporalio.client import Client, WorkflowHandle
 
-    from temporal_runs.progress import ActivityState, ActivityTracker
+    from temporal_runs.client import StartedRun
+    from temporal_runs.progress import ActivityState
+    from temporal_runs.watch import RunWatcher
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=5)
 """On SIGTERM, how long a worker lets running activities finish before handing them back."""
 
 
-def where_to_look(address: str = "HOST:PORT", run_id: str = "THREAD_ID") -> str:
+def where_to_look(address: str, run_id: str) -> str:
     """How to inspect a Temporal run: the web UI or the ``temporal`` command."""
     return (
         f"the Temporal web UI (the dev server serves it on port 8233), or "
         f"`temporal workflow show --workflow-id {run_id} --address {address}`"
     )
-
-
-NOT_FOR_TEMPORAL = (
-    "`fanout {command}` reads the local checkpoint database; runs started with --temporal are "
-    "journaled and resumed by Temporal itself (a live worker finishes them). "
-    "Look at them in {where}"
-)
 
 
 async def dispatch(args: argparse.Namespace) -> int:
@@ -66,28 +66,29 @@ async def dispatch(args: argparse.Namespace) -> int:
         ) from None
     from temporal_runs.client import settle
 
+    if args.command != "worker":  # the CLI says itself when it loses the server
+        logging.getLogger("temporalio").setLevel(logging.ERROR)
     try:
         if args.command == "worker":
             return await serve(args)
         if args.command in COMMANDS:
             return await submit(args, WORKFLOWS[COMMANDS[args.command]])
+        if args.command == "resume":
+            return await resume(args)
+        if args.command == "show":
+            return await show(args)
+        return await list_runs(args)
     finally:
         await settle()  # the process exits next
-    raise UsageError(
-        NOT_FOR_TEMPORAL.format(
-            command=args.command,
-            where=where_to_look(args.temporal, getattr(args, "thread_id", "THREAD_ID")),
-        )
-    )
 
 
-async def _connect(address: str) -> Client:
+async def _connect(args: argparse.Namespace) -> Client:
     from temporal_runs.client import connect
 
     try:
-        return await connect(address)
+        return await connect(args.temporal, db=args.db)
     except RuntimeError as exc:  # the Rust core's connection error
-        raise UsageError(f"cannot connect to Temporal at {address}: {exc}") from None
+        raise UsageError(f"cannot connect to Temporal at {args.temporal}: {exc}") from None
 
 
 # --- worker ----------------------------------------------------------------------------------
@@ -95,32 +96,34 @@ async def _connect(address: str) -> Client:
 
 async def serve(args: argparse.Namespace) -> int:
     """Serve the three workflows and their activities until SIGTERM or Ctrl-C."""
-    from temporal_runs.worker import new_worker
+    from temporal_runs.versioning import build_id
+    from temporal_runs.worker import serving
 
-    if args.max_concurrency is not None and args.max_concurrency < 1:
-        raise UsageError("--max-concurrency must be >= 1")
     log = logging.getLogger("temporal_runs")
     handler = logging.StreamHandler()  # plain lines: cheap, and easy to collect on servers
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
-    client = await _connect(args.temporal)
+    client = await _connect(args)
     identity = f"{os.getpid()}@{socket.gethostname()}"
-    worker = new_worker(
-        client,
-        args.task_queue,
-        max_concurrent_activities=args.max_concurrency,
-        identity=identity,
-        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
-    )
+    build = args.build_id or build_id()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with worker:
+    async with serving(
+        client,
+        args.task_queue,
+        build=build,
+        promote=not args.no_promote,
+        max_concurrent_activities=args.max_concurrency,
+        identity=identity,
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+    ) as (_, promotion):
         stderr.print(
-            f"worker {identity} on {args.temporal}, task queue {args.task_queue!r}: ready",
+            f"worker {identity} on {args.temporal}, task queue {args.task_queue!r}, "
+            f"version {build} ({promotion.note}): ready",
             highlight=False,
             markup=False,
         )
@@ -136,6 +139,8 @@ async def serve(args: argparse.Namespace) -> int:
 class TemporalProgress(RunProgress):
     """The CLI's progress view, fed by a run's activities instead of LangGraph callbacks."""
 
+    _reviews = 0
+
     def update(self, activity: ActivityState) -> None:
         """Show ``activity``'s new state (a scheduled activity shows as running)."""
         now = time.monotonic()
@@ -150,23 +155,48 @@ class TemporalProgress(RunProgress):
         task.error = activity.error
         if new_attempt and status == "running":
             self._log(task, f"attempt {task.attempts}")
+        self._set(task, status)
+
+    def review(self, node: str, status: str) -> None:
+        """Show the plan review (a step inside the workflow): ``paused``, then ``done``."""
+        if status == "paused":
+            self._reviews += 1
+            task = Task(node=node, label="", started=time.monotonic())
+            self.tasks[f"review-{self._reviews}"] = task
+            self._log(task, "started")
+        self._set(self.tasks[f"review-{self._reviews}"], status)
+
+    def notice(self, text: str) -> None:
+        """A line about the run as a whole (waiting for a worker, a lost server)."""
+        self.console.print(f"[bold]note:[/] {escape(text)}", highlight=False)
+
+    def _set(self, task: Task, status: str) -> None:
         if status == task.status:
             return
         task.status = status
-        if status in ("done", "failed", "cancelled"):
-            task.finished = now
+        if status in ("done", "failed", "cancelled", "paused"):
+            task.finished = time.monotonic()
         if status != "running":
             self._log(task, status + (f" ({task.error[:120]})" if task.error else ""))
 
 
-async def submit(args: argparse.Namespace, workflow: Workflow) -> int:
-    """Start the run as a workflow, show its activities, print its output like a local run."""
-    from temporalio.client import WorkflowFailureError
-    from temporalio.exceptions import WorkflowAlreadyStartedError
+def _header(args: argparse.Namespace, workflow: Workflow, run_id: str, model: str) -> None:
+    from nodes.models import is_local
 
-    from nodes.models import is_local, resolve_model
-    from temporal_runs.client import start_run
-    from temporal_runs.progress import ActivityTracker
+    stderr.print(f"thread: {run_id}", highlight=False, markup=False)
+    note = " (embedded, demo-grade: weak content, unreliable judgements)" if is_local(model) else ""
+    stderr.print(
+        f"{workflow.name} on model {model}{note}; Temporal {args.temporal}, "
+        f"task queue {args.task_queue!r}",
+        highlight=False,
+        markup=False,
+    )
+
+
+async def submit(args: argparse.Namespace, workflow: Workflow) -> int:
+    """Start the run as a workflow (or attach to ``--thread``'s), follow it, print its output."""
+    from nodes.models import resolve_model
+    from temporal_runs.client import RunConflictError, start_run
 
     value = read_value(workflow, getattr(args, workflow.input_field))
     if args.max_concurrency is not None:
@@ -178,8 +208,10 @@ async def submit(args: argparse.Namespace, workflow: Workflow) -> int:
     # The run keeps the model it was submitted with, whatever the workers' $FANOUT_MODEL says.
     context = replace(context, model=resolve_model(context.model))
     check_run_models(context)
+    reviewer = _reviewer(args, workflow.name, context)
     record = RunRecord.new(workflow, value, context, args.thread)
-    client = await _connect(args.temporal)
+    client = await _connect(args)
+    known = args.thread is not None and await _exists(client, record.thread_id)
     try:
         handle = await start_run(
             client,
@@ -189,53 +221,160 @@ async def submit(args: argparse.Namespace, workflow: Workflow) -> int:
             run_id=record.thread_id,
             task_queue=args.task_queue,
         )
-    except WorkflowAlreadyStartedError:
-        raise UsageError(
-            f"thread {record.thread_id!r} already holds a running Temporal run; "
-            "pick another --thread"
-        ) from None
-    stderr.print(f"thread: {record.thread_id}", highlight=False, markup=False)
-    model = context.model
-    note = " (embedded, demo-grade: weak content, unreliable judgements)" if is_local(model) else ""
-    stderr.print(
-        f"{workflow.name} on model {model}{note}; Temporal {args.temporal}, "
-        f"task queue {args.task_queue!r}",
-        highlight=False,
-        markup=False,
-    )
-    progress = TemporalProgress(stderr)
-    tracker = ActivityTracker(handle, progress.update)
+    except RunConflictError as exc:
+        raise UsageError(f"thread {record.thread_id!r} holds another run: {exc}") from None
+    _header(args, workflow, record.thread_id, context.model)
+    if known:
+        stderr.print(
+            "attached to the run this thread already holds (no new run started)",
+            highlight=False,
+            markup=False,
+        )
+    return await _follow(args, client, handle, workflow, record, reviewer)
+
+
+async def resume(args: argparse.Namespace) -> int:
+    """Attach to a Temporal run: follow it, answer its plan review, print its output."""
+    client = await _connect(args)
+    handle = client.get_workflow_handle(args.thread_id)
+    started = await _started(client, handle, args)
+    workflow = WORKFLOWS[started.graph]
+    context = Context.of(started.request.context)
+    if args.model or args.max_tokens is not None:
+        raise UsageError("a Temporal run keeps the settings it started with")
+    paused = await _status(client, handle) == "paused"
+    reviewer = _reviewer(args, workflow.name, context, paused=paused)
+    value = next(iter(started.request.input.values()), "")
+    record = RunRecord.new(workflow, str(value), context, args.thread_id)
+    _header(args, workflow, args.thread_id, context.model)
+    return await _follow(args, client, handle, workflow, record, reviewer)
+
+
+async def _started(
+    client: Client, handle: WorkflowHandle[Any, Any], args: argparse.Namespace
+) -> StartedRun:
+    """What the run ``args.thread_id`` was started with (else exit 2: no such run)."""
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from temporal_runs.client import request_of
+
     try:
-        with progress:
-            following = asyncio.create_task(tracker.follow())
-            try:
-                output = await handle.result()
-            finally:
-                following.cancel()
-            await tracker.read_history()
+        return await request_of(client, handle)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise UsageError(
+                f"no Temporal run with thread id {args.thread_id!r} on {args.temporal}"
+            ) from None
+        raise
+
+
+def _reviewer(
+    args: argparse.Namespace, graph: str, context: Context, *, paused: bool = False
+) -> Reviewer | None:
+    try:
+        return reviewer_for(stderr, graph, context, getattr(args, "plan", None), paused=paused)
+    except ReviewUsageError as exc:
+        raise UsageError(str(exc)) from None
+
+
+async def _exists(client: Client, run_id: str) -> bool:
+    from temporalio.service import RPCError, RPCStatusCode
+
+    try:
+        await client.get_workflow_handle(run_id).describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
+
+
+async def _follow(
+    args: argparse.Namespace,
+    client: Client,
+    handle: WorkflowHandle[Any, Any],
+    workflow: Workflow,
+    record: RunRecord,
+    reviewer: Reviewer | None,
+) -> int:
+    """Follow the run to its end, answering its plan review; print it like a local run."""
+    from temporalio.client import WorkflowFailureError
+
+    from temporal_runs.watch import Paused, RunStuckError, RunWatcher, TemporalUnreachableError
+
+    progress = TemporalProgress(stderr)
+    watcher = RunWatcher(
+        client, handle, args.task_queue, listener=progress.update, notice=progress.notice
+    )
+    review_node = f"review_{'sections' if workflow.name == 'article' else 'questions'}"
+    try:
+        while True:
+            with progress:
+                ended = await watcher.until_paused_or_done()
+            if not isinstance(ended, Paused):
+                break
+            progress.review(review_node, "paused")
+            await _review(handle, reviewer, ended.plan)
+            progress.review(review_node, "done")
     except asyncio.CancelledError:  # Ctrl-C: the run itself goes on
         stderr.print(
-            f"stopped watching; the run goes on. See {where_to_look(args.temporal, handle.id)}",
+            f"stopped watching; the run goes on in Temporal: `fanout resume {handle.id} "
+            f"--temporal {args.temporal}` follows it again",
             highlight=False,
             markup=False,
         )
         raise
-    except WorkflowFailureError as exc:
-        await tracker.read_history()
-        _report_failure(args, handle.id, tracker, exc)
+    except ReviewStopped as exc:
+        stderr.print(f"[bold red]paused:[/] {escape(str(exc))}", highlight=False)
+        stderr.print(
+            f"the run waits in Temporal; answer it with `fanout resume {handle.id} "
+            f"--temporal {args.temporal}`",
+            highlight=False,
+            markup=False,
+        )
         return EXIT_FAILED
-    usage = {"llm_calls": tracker.llm_calls()}
-    print_result(args, workflow, record, output, usage)
-    return EXIT_OK
+    except (RunStuckError, TemporalUnreachableError) as exc:
+        stderr.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        return EXIT_FAILED
+    except WorkflowFailureError as exc:
+        _report_failure(args, handle.id, watcher, exc)
+        return EXIT_FAILED
+    usage = await watcher.tracker.usage(client.data_converter)
+    print_result(args, workflow, record, ended, usage)
+    review = ended.get("review") or {}
+    return EXIT_REJECTED if review.get("decision") == "rejected" else EXIT_OK
+
+
+async def _review(
+    handle: WorkflowHandle[Any, Any], reviewer: Reviewer | None, plan: dict[str, Any]
+) -> None:
+    """Ask ``reviewer`` about ``plan`` until the run takes a decision.
+
+    Raises:
+        ReviewStopped: nobody to ask, or no decision.
+    """
+    from temporalio.client import WorkflowUpdateFailedError
+
+    from cli.stream import ask
+    from temporal_runs.client import review_run
+
+    if reviewer is None:
+        raise ReviewStopped("the run paused for a plan review, which this command cannot answer")
+    request = plan
+    while True:
+        decision = await ask(reviewer, request)
+        try:
+            await review_run(handle, decision)
+            return
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            request = {**plan, "error": str(getattr(cause, "message", None) or cause or exc)}
 
 
 def _report_failure(
-    args: argparse.Namespace,
-    run_id: str,
-    tracker: ActivityTracker,
-    exc: Exception,
+    args: argparse.Namespace, run_id: str, watcher: RunWatcher, exc: Exception
 ) -> None:
-    failed = [t for t in tracker.activities.values() if t.status == "failed"]
+    failed = [t for t in watcher.tracker.activities.values() if t.status == "failed"]
     where = ", ".join(t.node + (f" [{t.label}]" if t.label else "") for t in failed)
     cause: Any = exc
     while cause.__cause__ is not None:
@@ -246,3 +385,81 @@ def _report_failure(
         highlight=False,
     )
     stderr.print(f"details: {where_to_look(args.temporal, run_id)}", highlight=False, markup=False)
+
+
+# --- show, runs ------------------------------------------------------------------------------
+
+
+async def _status(client: Client, handle: WorkflowHandle[Any, Any]) -> str:
+    from temporalio.client import WorkflowExecutionStatus
+
+    from temporal_runs.client import STATUSES
+    from temporal_runs.workflows import STATUS
+
+    description = await handle.describe()
+    if description.status == WorkflowExecutionStatus.RUNNING:
+        return str((await description.memo()).get(STATUS, "running"))
+    return STATUSES.get(description.status, "unknown") if description.status else "unknown"
+
+
+async def show(args: argparse.Namespace) -> int:
+    """Print a Temporal run: status, the plan it waits on, its output once done, its usage."""
+    from temporalio.client import WorkflowFailureError
+
+    from temporal_runs.progress import ActivityTracker
+
+    client = await _connect(args)
+    handle = client.get_workflow_handle(args.thread_id)
+    started = await _started(client, handle, args)
+    description = await handle.describe()
+    status = await _status(client, handle)
+    tracker = ActivityTracker()
+    async for event in handle.fetch_history_events():
+        tracker.apply(event)
+    shown: dict[str, Any] = {
+        "thread_id": args.thread_id,
+        "graph": started.graph,
+        "status": status,
+        "started": description.start_time.isoformat(timespec="seconds"),
+        "pending": [
+            {"node": a.node, "label": a.label, "status": a.status, "error": a.error}
+            for a in tracker.activities.values()
+            if a.status not in ("done", "cancelled")
+        ],
+        "review": [],
+        "values": {},
+        "usage": await tracker.usage(client.data_converter),
+    }
+    if status == "paused":
+        shown["review"] = [await handle.query("pending_review")]
+    elif status == "done":
+        shown["values"] = await handle.result()
+    elif status == "failed":
+        try:
+            await handle.result()
+        except WorkflowFailureError as exc:
+            cause: Any = exc
+            while cause.__cause__ is not None:
+                cause = cause.__cause__
+            shown["error"] = str(cause)
+    print(to_json(shown, indent=None if args.json else 2))
+    return EXIT_OK
+
+
+async def list_runs(args: argparse.Namespace) -> int:
+    """List recent Temporal runs of the three graphs, newest first."""
+    from temporal_runs.client import list_runs as recent
+
+    client = await _connect(args)
+    rows = [
+        {
+            "thread_id": r.thread_id,
+            "graph": r.graph,
+            "status": r.status,
+            "started": r.started,
+            "input": r.input,
+        }
+        for r in await recent(client, args.limit)
+    ]
+    print_runs(args, rows, where=f"Temporal at {args.temporal}")
+    return EXIT_OK

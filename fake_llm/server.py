@@ -63,6 +63,8 @@ class Rule:
     whatever order concurrency brings them in.
     ``chunk_delay`` paces a streamed reply: seconds between its events (the request stays
     in flight, and its ``t_end`` is logged, until the last one is sent).
+    ``reply_chars`` makes a plain reply that many characters of prose-like text (words drawn
+    from :data:`WORDS`, seeded by the request): as varied as prose, so it compresses like it.
     """
 
     match: str | None = None
@@ -77,6 +79,7 @@ class Rule:
     response: Any = None
     items: int | None = None
     chunk_delay: float | None = None
+    reply_chars: int | None = None
     used: int = 0
 
     @classmethod
@@ -462,10 +465,41 @@ def _content(req: ChatRequest, rule: Rule | None, fault: str | None, items: int)
     if rule is not None and rule.response is not None and fault != "schema_violation":
         return rule.response if isinstance(rule.response, str) else json.dumps(rule.response)
     if req.schema is None:
-        return "Fake answer to: " + _head(req.last_user, TEXT_HEAD)
+        answer = "Fake answer to: " + _head(req.last_user, TEXT_HEAD)
+        if rule is not None and rule.reply_chars:
+            return _prose(answer, rule.reply_chars)
+        return answer
     generator = ValueGenerator(req.schema, _head(req.last_user, VALUE_HEAD), items)
     value = generator.value(req.schema, req.schema_name or "answer")
     return json.dumps(_violation(value) if fault == "schema_violation" else value)
+
+
+WORDS = (
+    "the of and to in is that for it as with was on be by at this are from or an which have "
+    "not they but had one all were there can been has their more when will would who so no "
+    "heat pump air water energy system cold climate winter cost home building power grid "
+    "storage battery solar wind demand supply price market policy research study data model "
+    "result method test measure change increase reduce improve design install run work load "
+    "temperature pressure flow rate source ground loop unit house office city region country "
+    "year month day hour time long short high low large small new old early late first last "
+    "because although however therefore while where whether often usually rarely always never "
+    "efficient reliable durable simple complex modern careful quick slow strong weak clear open"
+).split()
+"""The vocabulary of ``reply_chars`` prose."""
+
+
+def _prose(head: str, chars: int) -> str:
+    """``head``, then sentences of :data:`WORDS`, ``chars`` characters in all (deterministic)."""
+    seed = int.from_bytes(hashlib.sha256(head.encode()).digest()[:8], "big")
+    parts, size, n = [head], len(head), 0
+    while size < chars:
+        seed = (seed * 6364136223846793005 + 1442695040888963407) % 2**64  # an LCG: portable
+        word = WORDS[(seed >> 33) % len(WORDS)]
+        n += 1
+        word = word + ("." if n % 12 == 0 else "")
+        parts.append(word)
+        size += len(word) + 1
+    return " ".join(parts)[:chars]
 
 
 def _base(req: ChatRequest, kind: str) -> dict[str, Any]:

@@ -9,10 +9,14 @@ backoff from :data:`nodes.retry.LLM_RETRY`. Nodes never import Temporal.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
+from langchain_core.callbacks import UsageMetadataCallbackHandler
+from langchain_core.tracers.context import register_configure_hook
 from temporalio import activity, workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
@@ -37,6 +41,12 @@ HEARTBEAT_TIMEOUT = timedelta(seconds=5)
 """Silence after which the server declares an activity's worker dead and retries it elsewhere."""
 ATTEMPT_SLACK = timedelta(seconds=15)
 """Added to ``Context.timeout`` (one LLM request) to bound one attempt of an LLM activity."""
+USAGE_KEY = "usage"
+"""Key of an LLM activity's result that holds its token usage per model (the run's history
+keeps it; the workflow reads the result's other keys only)."""
+
+_usage: ContextVar[UsageMetadataCallbackHandler | None] = ContextVar("fanout_usage", default=None)
+register_configure_hook(_usage, inheritable=True)  # once: every chat model call reports to it
 
 
 def retry_policy() -> RetryPolicy:
@@ -96,6 +106,8 @@ class _Activity(ActivityInboundInterceptor):
         what = f"{info.activity_type} (run {info.workflow_id}, attempt {info.attempt})"
         logger.info("started %s", what)
         beating = asyncio.create_task(_heartbeat()) if info.heartbeat_timeout else None
+        usage = UsageMetadataCallbackHandler()
+        token = _usage.set(usage)
         try:
             result = await self.next.execute_activity(input)
         except Exception as exc:
@@ -104,10 +116,23 @@ class _Activity(ActivityInboundInterceptor):
                 raise
             raise non_retryable(exc) from exc
         finally:
+            _usage.reset(token)
             if beating is not None:
                 beating.cancel()
         logger.info("done %s", what)
+        return with_usage(result, usage)
+
+
+def with_usage(result: Any, usage: UsageMetadataCallbackHandler) -> Any:
+    """The plugin's activity result (a dataclass) as a JSON object with :data:`USAGE_KEY` added.
+
+    Decoding ignores keys a dataclass does not have, so the workflow reads the result as
+    before; the token usage stays in the history for clients (``temporal_runs.watch``).
+    """
+    if not dataclasses.is_dataclass(result) or isinstance(result, type):
         return result
+    fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
+    return {**fields, USAGE_KEY: usage.usage_metadata}
 
 
 async def _heartbeat() -> None:

@@ -1,24 +1,26 @@
-"""Follow a run's activities from Temporal: scheduled, running, retrying, done or failed.
+"""A run's activities from its Temporal history: scheduled, running, retrying, done or failed.
 
-The workflow history says when each activity was scheduled and how it ended (with the
-attempt that ended it); the workflow's description says which attempt a pending activity is
-on and why the last one failed.
+The history says when each activity was scheduled and how it ended (with the attempt that
+ended it, and the result, which carries the attempt's token usage); the workflow's
+description says which attempt a pending activity is on and why the last one failed.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.client import WorkflowHandle
+from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.converter import DataConverter
 
-POLL_SECONDS = 0.5
-"""How often a pending activity's attempt is read while the run goes on."""
+from state.usage import merge_usage, run_usage
+from temporal_runs.policy import USAGE_KEY
+
+FINISHED = ("done", "failed", "cancelled")
 
 
 @dataclass
@@ -31,6 +33,7 @@ class ActivityState:
     status: str = "scheduled"  # scheduled, running, retrying, done, failed, cancelled
     attempt: int = 1
     error: str = ""
+    result: Payload | None = field(default=None, repr=False)  # encoded, while not read
 
 
 Listener = Callable[[ActivityState], None]
@@ -38,43 +41,48 @@ Listener = Callable[[ActivityState], None]
 
 
 class ActivityTracker:
-    """The activities of one run, kept up to date from its history and description."""
+    """The activities of one run, kept up to date from its history and description.
 
-    def __init__(self, handle: WorkflowHandle[Any, Any], listener: Listener | None = None):
-        self.handle = handle
+    Feeding it the same events again (a history read again after an outage) changes nothing.
+    """
+
+    def __init__(self, listener: Listener | None = None) -> None:
         self.listener = listener or (lambda state: None)
         self.activities: dict[str, ActivityState] = {}
         self._by_event: dict[int, ActivityState] = {}
-
-    async def follow(self) -> None:
-        """Track the run until it closes (cancel the task to stop earlier)."""
-        poller = asyncio.create_task(self._poll_pending())
-        try:
-            async for event in self.handle.fetch_history_events(wait_new_event=True):
-                self._apply(event)
-        finally:
-            poller.cancel()
-
-    async def read_history(self) -> None:
-        """Bring every activity up to date from the whole history (after the run ended)."""
-        async for event in self.handle.fetch_history_events():
-            self._apply(event)
+        self.last_event_id = 0
 
     def llm_calls(self) -> int:
         """Attempts made by finished activities: every LLM node makes one request per attempt."""
         return sum(a.attempt for a in self.activities.values() if a.status in ("done", "failed"))
 
-    # --- history ---------------------------------------------------------------------------
-    def _apply(self, event: HistoryEvent) -> None:
+    async def usage(self, converter: DataConverter) -> dict[str, Any]:
+        """LLM calls and token usage of the finished activities, as ``--json`` shows them.
+
+        Tokens are those of each activity's successful attempt (the attempts that failed
+        leave no result in the history).
+        """
+        by_model: dict[str, Any] = {}
+        for state in self.activities.values():
+            if state.result is not None:
+                (value,) = await converter.decode([state.result])
+                state.result = None
+                if isinstance(value, dict):
+                    merge_usage(by_model, value.get(USAGE_KEY) or {})
+        return run_usage(self.llm_calls(), by_model)
+
+    def apply(self, event: HistoryEvent) -> None:
+        """Take one history event (events at or before the last one taken are skipped)."""
+        if event.event_id <= self.last_event_id:
+            return
+        self.last_event_id = event.event_id
         kind = event.event_type
         if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             attrs = event.activity_task_scheduled_event_attributes
-            if attrs.activity_id in self.activities:
-                return  # seen already (read_history after follow)
             state = ActivityState(
                 key=attrs.activity_id,
                 node=attrs.activity_type.name.rpartition(".")[2],
-                label=self._summary(event),
+                label=_summary(event),
             )
             self.activities[state.key] = self._by_event[event.event_id] = state
             self.listener(state)
@@ -84,51 +92,51 @@ class ActivityTracker:
                 known.attempt = max(known.attempt, started.attempt)
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
             done = event.activity_task_completed_event_attributes
+            if done.result.payloads and (known := self._by_event.get(done.scheduled_event_id)):
+                known.result = done.result.payloads[0]
             self._close(done.scheduled_event_id, "done", "")
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
             failed = event.activity_task_failed_event_attributes
-            self._close(failed.scheduled_event_id, "failed", _cause(failed.failure))
+            self._close(failed.scheduled_event_id, "failed", failure_cause(failed.failure))
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
             timed_out = event.activity_task_timed_out_event_attributes
-            self._close(timed_out.scheduled_event_id, "failed", _cause(timed_out.failure))
+            self._close(timed_out.scheduled_event_id, "failed", failure_cause(timed_out.failure))
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED:
             canceled = event.activity_task_canceled_event_attributes
             self._close(canceled.scheduled_event_id, "cancelled", "")
 
+    def pending(self, infos: list[PendingActivityInfo]) -> None:
+        """Take the pending activities of the run's description: attempts and last failures."""
+        for pending in infos:
+            state = self.activities.get(pending.activity_id)
+            if state is None or state.status in FINISHED:
+                continue
+            if pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED:
+                status = "running"
+            elif pending.attempt > 1:
+                status = "retrying"  # waiting for its next attempt
+            else:
+                status = "scheduled"
+            error = pending.last_failure.message
+            if (status, pending.attempt, error) != (state.status, state.attempt, state.error):
+                state.status, state.attempt, state.error = status, pending.attempt, error
+                self.listener(state)
+
     def _close(self, scheduled_event_id: int, status: str, error: str) -> None:
         state = self._by_event.get(scheduled_event_id)
-        if state is not None and state.status not in ("done", "failed", "cancelled"):
+        if state is not None and state.status not in FINISHED:
             state.status, state.error = status, error
             self.listener(state)
 
-    def _summary(self, event: HistoryEvent) -> str:
-        if not event.HasField("user_metadata") or not event.user_metadata.HasField("summary"):
-            return ""
-        converter = DataConverter.default.payload_converter  # what temporal_runs.client uses
-        return str(converter.from_payload(event.user_metadata.summary, str))
 
-    # --- pending activities ----------------------------------------------------------------
-    async def _poll_pending(self) -> None:
-        while True:
-            description = await self.handle.describe()
-            for pending in description.raw_description.pending_activities:
-                state = self.activities.get(pending.activity_id)
-                if state is None or state.status in ("done", "failed", "cancelled"):
-                    continue
-                if pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED:
-                    status = "running"
-                elif pending.attempt > 1:
-                    status = "retrying"  # waiting for its next attempt
-                else:
-                    status = "scheduled"
-                error = pending.last_failure.message
-                if (status, pending.attempt, error) != (state.status, state.attempt, state.error):
-                    state.status, state.attempt, state.error = status, pending.attempt, error
-                    self.listener(state)
-            await asyncio.sleep(POLL_SECONDS)
+def _summary(event: HistoryEvent) -> str:
+    if not event.HasField("user_metadata") or not event.user_metadata.HasField("summary"):
+        return ""
+    converter = DataConverter.default.payload_converter  # summaries are plain JSON strings
+    return str(converter.from_payload(event.user_metadata.summary, str))
 
 
-def _cause(failure: Any) -> str:
+def failure_cause(failure: Any) -> str:
     """The innermost cause of a failure: the node's own error (after Temporal's wrappers)."""
     while failure.HasField("cause"):
         failure = failure.cause

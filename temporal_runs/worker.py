@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -13,6 +15,7 @@ from temporalio.worker import Worker
 
 from temporal_runs.placement import ActivityPlacement
 from temporal_runs.policy import RunInterceptor
+from temporal_runs.versioning import Promotion, build_id, deployment_config, promote_if_new
 from temporal_runs.workflows import WORKFLOWS
 
 DEFAULT_TASK_QUEUE = "fanout"
@@ -31,13 +34,16 @@ def new_worker(
     client: Client,
     task_queue: str = DEFAULT_TASK_QUEUE,
     *,
+    build: str | None = None,
     max_concurrent_activities: int | None = None,
     **options: Any,
 ) -> Worker:
     """A worker for ``task_queue`` serving the three workflows and every LLM node.
 
-    Activities are not run eagerly on the worker that schedules them, so they spread over
-    every live worker polling the queue. ``options`` go to :class:`temporalio.worker.Worker`.
+    It is a worker of version ``build`` (default: :func:`temporal_runs.versioning.build_id`),
+    to which the runs it starts stay pinned. Activities are not run eagerly on the worker that
+    schedules them, so they spread over every live worker of the version. ``options`` go to
+    :class:`temporalio.worker.Worker`.
     """
     return Worker(
         client,
@@ -45,8 +51,32 @@ def new_worker(
         workflows=list(WORKFLOWS.values()),
         plugins=[LangGraphPlugin(graphs=graph_builders())],
         interceptors=[RunInterceptor()],
+        deployment_config=deployment_config(task_queue, build or build_id()),
         disable_eager_activity_execution=True,
         sticky_queue_schedule_to_start_timeout=STICKY_TIMEOUT,
         max_concurrent_activities=max_concurrent_activities,
         **options,
     )
+
+
+@asynccontextmanager
+async def serving(
+    client: Client,
+    task_queue: str = DEFAULT_TASK_QUEUE,
+    *,
+    build: str | None = None,
+    promote: bool = True,
+    **options: Any,
+) -> AsyncIterator[tuple[Worker, Promotion]]:
+    """Run a :func:`new_worker` for the block, its version made current if it is new.
+
+    Yields the worker and what became of its version (``promote=False``: left as it is).
+    """
+    build = build or build_id()
+    worker = new_worker(client, task_queue, build=build, **options)
+    async with worker:
+        if promote:
+            promotion = await promote_if_new(client, task_queue, build)
+        else:
+            promotion = Promotion(False, "left as it is (--no-promote)")
+        yield worker, promotion

@@ -1,12 +1,21 @@
 """Shared fixtures."""
 
-from collections.abc import Iterator
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from fake_llm import FakeLLM, start_fake_llm
 from pg_cluster import find_bindir, postgres_cluster
 from tests.requirements import unavailable
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
+    from temporalio.testing import WorkflowEnvironment
 
 # --- fake LLM -------------------------------------------------------------------------------
 
@@ -47,3 +56,40 @@ def postgres_url() -> Iterator[str]:
         )
     with postgres_cluster(bindir, fsync=False) as url:
         yield url
+
+
+# --- Temporal -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+async def temporal() -> AsyncIterator[WorkflowEnvironment]:
+    """A Temporal dev server (in memory) for the session."""
+    from temporalio.testing import WorkflowEnvironment
+
+    from tests.temporal_cluster import temporal_binary
+
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(), dev_server_log_level="error", ui=False
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def address(temporal: WorkflowEnvironment) -> str:
+    """The session's Temporal server, as ``HOST:PORT``."""
+    return str(temporal.client.service_client.config.target_host)
+
+
+@pytest.fixture
+def task_queue() -> str:
+    """A queue of the test's own: workers of other tests never take its work."""
+    return f"test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+async def client(address: str, tmp_path: Path) -> Client:
+    """A client with the project's data converter (its payload store in the test's folder)."""
+    from temporal_runs.client import connect
+
+    return await connect(address, db=str(tmp_path / "payloads.sqlite"))

@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -90,3 +91,58 @@ async def wait_for(what: str, check: Callable[[], Any]) -> Any:
             return value
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.1)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class DevServer:
+    """A ``temporal server start-dev`` process keeping its state in a file: kill it, start it
+    again on the same port, and it goes on where it was (an outage, a server restart)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the server and wait until it answers."""
+        command = [
+            temporal_binary(), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
+            "--port", str(self.port), "--db-filename", str(self.folder / "temporal.db"),
+            "--log-level", "error",
+        ]  # fmt: skip
+        with (self.folder / "temporal-server.log").open("ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=log)
+        deadline = time.monotonic() + WAIT_TIMEOUT
+        while not self._serves():
+            assert self.process.poll() is None, (self.folder / "temporal-server.log").read_text()
+            assert time.monotonic() < deadline, "the Temporal dev server did not start"
+            time.sleep(0.1)
+
+    def _serves(self) -> bool:
+        """Whether the server answers a request (not only accepts connections)."""
+        if not _answers(self.port):
+            return False
+        check = [
+            temporal_binary(), "operator", "namespace", "describe", "--namespace", "default",
+            "--address", self.address,
+        ]  # fmt: skip
+        return subprocess.run(check, capture_output=True, timeout=30, check=False).returncode == 0
+
+    def kill(self) -> None:
+        """SIGKILL the server (its state file stays)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def _answers(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0

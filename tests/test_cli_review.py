@@ -379,13 +379,6 @@ def test_sigterm_at_the_prompt_stops_the_run_paused(fake_llm: FakeLLM, tmp_path:
     assert [r["status"] for r in runs] == ["paused"]
 
 
-def test_review_is_refused_with_temporal(fake_llm: FakeLLM, tmp_path: Path) -> None:
-    result = fanout(fake_llm, tmp_path, "article", "Tides", "--review", "--temporal", "x:1")
-
-    assert result.returncode == 2
-    assert "--review and --plan work on runs in this process, not --temporal" in result.stderr
-
-
 def test_an_evaluation_has_no_plan_to_review(fake_llm: FakeLLM, tmp_path: Path) -> None:
     done = fanout(fake_llm, tmp_path, "evaluate", "Tides", "--thread", "e", "--json")
     assert done.returncode == 0, done.stderr

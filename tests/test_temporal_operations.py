@@ -1,0 +1,177 @@
+"""Operating Temporal runs: server outages, a CLI that dies, no worker yet, runs and show.
+
+A real ``temporal server start-dev`` keeping its state in a file (killed with SIGKILL and
+started again on the same port), real ``fanout worker`` and ``fanout`` processes, and the
+fake LLM, whose request log counts every LLM call.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.temporal_cluster import temporal_binary
+
+temporal_binary()  # skips the module (fails under CI) without the [temporal] extra
+
+from fake_llm import FakeLLM  # noqa: E402
+from tests.fanout_cli import FANOUT, fanout, fanout_env, json_result  # noqa: E402
+from tests.temporal_cluster import (  # noqa: E402
+    DevServer,
+    kill,
+    start_worker,
+    wait_until_ready,
+)
+from tests.test_durability import research_calls, wait_for_in_flight  # noqa: E402
+
+pytestmark = pytest.mark.timeout(300)
+
+OUTAGE_SECONDS = 30.0
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[DevServer]:
+    """A dev server of the test's own (it gets killed), its state in the test's folder."""
+    dev = DevServer(tmp_path)
+    dev.start()
+    yield dev
+    dev.kill()
+
+
+def submit(fake: FakeLLM, cwd: Path, *args: str) -> subprocess.Popen[str]:
+    """``fanout *args`` in a subprocess; stdout and stderr in cwd/submit.out|err."""
+    with (cwd / "submit.out").open("w") as out, (cwd / "submit.err").open("w") as err:
+        return subprocess.Popen(
+            [*FANOUT, *args], cwd=cwd, env=fanout_env(fake), stdout=out, stderr=err, text=True
+        )
+
+
+def finished(process: subprocess.Popen[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    code = process.wait(timeout=180)
+    out, err = (cwd / "submit.out").read_text(), (cwd / "submit.err").read_text()
+    return subprocess.CompletedProcess(process.args, code, out, err)
+
+
+def test_cli_rides_out_a_30_second_outage_and_prints_only_the_json(
+    fake_llm: FakeLLM, server: DevServer, tmp_path: Path
+) -> None:
+    fake_llm.add_rules(
+        {"schema": "ResearchPlan", "items": 4}, {"match": "Fake questions", "latency": 4.0}
+    )
+    worker = start_worker(fake_llm, tmp_path, server.address, "ops", "w1")
+    try:
+        wait_until_ready(tmp_path, "w1", worker)
+        run = submit(
+            fake_llm, tmp_path, "research", "tides", "--json",
+            "--temporal", server.address, "--task-queue", "ops",
+        )  # fmt: skip
+        wait_for_in_flight(fake_llm, 4)  # the researchers are running
+        server.kill()
+        down = time.monotonic()
+        time.sleep(OUTAGE_SECONDS)
+        server.start()
+        print(f"\nTemporal down for {time.monotonic() - down:.1f} s")
+        result = finished(run, tmp_path)
+        assert worker.poll() is None, "the worker survived the outage"
+    finally:
+        kill(worker)
+
+    output = json_result(result)  # stdout holds exactly one JSON object
+    assert output["task_count"] == 4
+    lines = [line for line in result.stderr.splitlines() if line.startswith("note:")]
+    assert lines[0].startswith("note: lost Temporal (")
+    assert lines[1].startswith("note: reached Temporal again after ")
+    assert "Traceback" not in result.stderr
+    calls = research_calls(fake_llm.log())
+    print(f"LLM calls with a {OUTAGE_SECONDS:.0f} s outage mid-run: {calls}")
+    # The researchers in flight when the server died may run again (their heartbeats were
+    # due while it was down); nothing else does.
+    assert calls["plan"] == 1 and calls["writer"] == 1
+    assert all(1 <= calls[f"q{n}"] <= 2 for n in (1, 2, 3, 4))
+    assert output["usage"]["llm_calls"] == sum(calls.values())
+
+
+def test_thread_of_an_existing_run_attaches_instead_of_starting_another(
+    fake_llm: FakeLLM, server: DevServer, tmp_path: Path
+) -> None:
+    fake_llm.add_rules({"match": "Fake questions", "latency": 2.0})
+    worker = start_worker(fake_llm, tmp_path, server.address, "ops", "w1")
+    run_id = f"attach-{uuid.uuid4().hex[:8]}"
+    command = (
+        "research", "tides", "--json", "--thread", run_id,
+        "--temporal", server.address, "--task-queue", "ops",
+    )  # fmt: skip
+    try:
+        wait_until_ready(tmp_path, "w1", worker)
+        first = submit(fake_llm, tmp_path, *command)
+        wait_for_in_flight(fake_llm, 3)
+        kill(first)  # the CLI dies; the run goes on in Temporal
+        again = fanout(fake_llm, tmp_path, *command)
+        twice = fanout(fake_llm, tmp_path, *command)  # the run has ended: its result again
+        shown = fanout(fake_llm, tmp_path, "show", run_id, "--json", "--temporal", server.address)
+        listed = fanout(fake_llm, tmp_path, "runs", "--json", "--temporal", server.address)
+        other = fanout(
+            fake_llm, tmp_path, "research", "another topic", "--thread", run_id,
+            "--temporal", server.address, "--task-queue", "ops",
+        )  # fmt: skip
+    finally:
+        kill(worker)
+
+    assert "attached to the run this thread already holds" in again.stderr
+    output = json_result(again)
+    assert json_result(twice) == output
+    assert research_calls(fake_llm.log()) == {"plan": 1, "q1": 1, "q2": 1, "q3": 1, "writer": 1}
+    assert output["usage"]["llm_calls"] == 5
+    show = json_result(shown)
+    assert show["status"] == "done" and show["graph"] == "research"
+    assert show["values"] == {k: v for k, v in output.items() if k not in ("thread_id", "usage")}
+    assert show["usage"] == output["usage"]
+    (row,) = [r for r in json.loads(listed.stdout) if r["thread_id"] == run_id]
+    assert row | {"started": ""} == {
+        "thread_id": run_id, "graph": "research", "status": "done", "started": "",
+        "input": "tides",
+    }  # fmt: skip
+    assert other.returncode == 2
+    assert f"thread {run_id!r} holds another run" in other.stderr
+
+
+def test_cli_says_it_waits_for_a_worker_and_goes_on_when_one_comes(
+    fake_llm: FakeLLM, server: DevServer, tmp_path: Path
+) -> None:
+    run = submit(
+        fake_llm, tmp_path, "evaluate", "A recipe for lemonade.", "--json",
+        "--temporal", server.address, "--task-queue", "lonely",
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while "waiting for a worker" not in (tmp_path / "submit.err").read_text():
+        assert run.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    notice = next(
+        line
+        for line in (tmp_path / "submit.err").read_text().splitlines()
+        if "waiting for a worker" in line
+    )
+    assert "on task queue 'lonely'" in notice and "fanout worker" in notice
+    worker = start_worker(fake_llm, tmp_path, server.address, "lonely", "w1")
+    try:
+        result = finished(run, tmp_path)
+    finally:
+        kill(worker)
+    assert json_result(result)["votes"] >= 0
+    assert "note: a worker took the run's tasks" in result.stderr
+
+
+def test_show_and_resume_of_an_unknown_thread(fake_llm: FakeLLM, address: str, tmp_path: Path):
+    shown = fanout(fake_llm, tmp_path, "show", "no-such-run", "--temporal", address)
+    resumed = fanout(fake_llm, tmp_path, "resume", "no-such-run", "--temporal", address)
+
+    for result in (shown, resumed):
+        assert result.returncode == 2
+        assert "no Temporal run with thread id 'no-such-run'" in result.stderr
+        assert "Traceback" not in result.stderr

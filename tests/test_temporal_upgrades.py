@@ -1,0 +1,240 @@
+"""Upgrading workers while runs are in flight: every run finishes on the code that started it.
+
+The second release is a copy of the project's packages with one change, served by a real
+``fanout worker`` process started from that copy: a changed step inside the workflow, or an
+LLM node added before the planner. Worker Versioning pins each run to the version (a digest
+of the code) that started it; a new version becomes current as its first worker starts.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.temporal_cluster import temporal_binary
+
+temporal_binary()  # skips the module (fails under CI) without the [temporal] extra
+
+from temporalio.api.enums.v1 import EventType  # noqa: E402
+from temporalio.client import Client  # noqa: E402
+
+from fake_llm import FakeLLM  # noqa: E402
+from graphs import article  # noqa: E402
+from state.context import Context  # noqa: E402
+from temporal_runs.client import run_graph  # noqa: E402
+from temporal_runs.watch import RunStuckError  # noqa: E402
+from tests.fanout_cli import FANOUT, fanout_env, json_result  # noqa: E402
+from tests.temporal_cluster import kill, wait_until_ready  # noqa: E402
+from tests.test_durability import wait_for_in_flight  # noqa: E402
+
+pytestmark = pytest.mark.timeout(240)
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGES = ("cli", "graphs", "nodes", "state", "temporal_runs", "persistence")
+CONTEXT = Context(model="openai:fake-model", max_sections=3)
+SLOW_WRITERS = {"match": "Article topic: tides", "latency": 4.0}
+
+CHANGED_STEP = {
+    "nodes/article.py": [
+        ("parts = [f\"# {state['topic']}\"]", "parts = [f\"# {state['topic']} (release 2)\"]")
+    ]
+}
+"""Release 2 titles the article differently: a step that runs inside the workflow."""
+
+ADDED_LLM_NODE = {
+    "nodes/article.py": [
+        (
+            "async def plan_sections(",
+            "async def brief_topic(state: ArticleState, runtime: Runtime[Context]) -> dict:\n"
+            '    """Release 2: one more LLM call before the plan."""\n'
+            "    context = Context.of(runtime.context)\n"
+            '    await call_model(context, "planner", messages("Brief", "Brief: " + '
+            'state["topic"]))\n'
+            "    return {}\n\n\n"
+            "async def plan_sections(",
+        )
+    ],
+    "graphs/article.py": [
+        ("from nodes.article import (", "from nodes.article import (\n    brief_topic,"),
+        (
+            '    builder.add_edge(START, "plan_sections")',
+            "    placement.add_llm_node(builder, brief_topic)\n"
+            '    builder.add_edge(START, "brief_topic")\n'
+            '    builder.add_edge("brief_topic", "plan_sections")',
+        ),
+    ],
+}
+"""Release 2 asks the model once more, before planning: an activity the history of a run
+started by release 1 does not have."""
+
+
+def release(folder: Path, patches: dict[str, list[tuple[str, str]]]) -> Path:
+    """A copy of the project's packages with ``patches`` (file -> [(old, new)]) applied."""
+    for package in PACKAGES:
+        shutil.copytree(
+            REPO / package, folder / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    for name, changes in patches.items():
+        path = folder / name
+        text = path.read_text()
+        for old, new in changes:
+            assert text.count(old) == 1, f"{old!r} is not in {name} once: update the test"
+            text = text.replace(old, new)
+        path.write_text(text)
+    return folder
+
+
+def start_worker(
+    fake: FakeLLM, cwd: Path, address: str, task_queue: str, name: str, *extra: str,
+    code: Path = REPO,
+) -> subprocess.Popen[str]:  # fmt: skip
+    """``fanout worker`` of the code in ``code``; its stderr in ``cwd/<name>.err``."""
+    with (cwd / f"{name}.err").open("w") as err:
+        return subprocess.Popen(
+            [*FANOUT, "worker", "--temporal", address, "--task-queue", task_queue, *extra],
+            cwd=code,
+            env=fanout_env(fake),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            text=True,
+        )
+
+
+async def identities(client: Client, run_id: str) -> set[str]:
+    """Every worker that ran a workflow task or an activity of the run."""
+    handle = client.get_workflow_handle(run_id)
+    found = set()
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+            found.add(event.workflow_task_started_event_attributes.identity)
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            found.add(event.activity_task_started_event_attributes.identity)
+    return found
+
+
+def ready_line(cwd: Path, name: str) -> str:
+    return next(line for line in (cwd / f"{name}.err").read_text().splitlines() if "ready" in line)
+
+
+def submit(fake: FakeLLM, cwd: Path, address: str, task_queue: str, run_id: str):
+    command = [
+        *FANOUT, "article", "tides", "--max-sections", "3", "--json", "--thread", run_id,
+        "--temporal", address, "--task-queue", task_queue,
+    ]  # fmt: skip
+    with (cwd / f"{run_id}.out").open("w") as out, (cwd / f"{run_id}.err").open("w") as err:
+        return subprocess.Popen(command, cwd=cwd, env=fanout_env(fake), stdout=out, stderr=err)
+
+
+def finished(process: subprocess.Popen[Any], cwd: Path, run_id: str) -> dict[str, Any]:
+    code = process.wait(timeout=120)
+    out, err = (cwd / f"{run_id}.out").read_text(), (cwd / f"{run_id}.err").read_text()
+    return json_result(subprocess.CompletedProcess(process.args, code, out, err))
+
+
+@pytest.mark.parametrize(
+    ("patches", "release_2_calls", "title"),
+    [(CHANGED_STEP, 4, "# tides (release 2)\n"), (ADDED_LLM_NODE, 5, "# tides\n")],
+    ids=["changed-step-in-the-workflow", "added-llm-node"],
+)
+async def test_in_flight_run_finishes_on_its_version_while_new_runs_use_the_new_one(
+    fake_llm: FakeLLM,
+    client: Client,
+    address: str,
+    task_queue: str,
+    tmp_path: Path,
+    patches: dict[str, list[tuple[str, str]]],
+    release_2_calls: int,
+    title: str,
+) -> None:
+    expected = await article.graph.ainvoke({"topic": "tides"}, context=CONTEXT)
+    fake_llm.reset()
+    fake_llm.add_rules(SLOW_WRITERS)
+    code_2 = release(tmp_path / "release-2", patches)
+    old = start_worker(fake_llm, tmp_path, address, task_queue, "v1")
+    new = None
+    try:
+        wait_until_ready(tmp_path, "v1", old)
+        r1, r2 = f"r1-{task_queue}", f"r2-{task_queue}"  # run ids are unique per server
+        in_flight = submit(fake_llm, tmp_path, address, task_queue, r1)
+        wait_for_in_flight(fake_llm, 3)  # release 1's writers are running
+        new = start_worker(fake_llm, tmp_path, address, task_queue, "v2", code=code_2)
+        wait_until_ready(tmp_path, "v2", new)
+        fake_llm.reset()  # count release 2's calls only
+        after = submit(fake_llm, tmp_path, address, task_queue, r2)
+        first, second = finished(in_flight, tmp_path, r1), finished(after, tmp_path, r2)
+        release_2_log = fake_llm.log()
+    finally:
+        for worker in (old, *([new] if new else [])):
+            kill(worker)
+
+    v1, v2 = ready_line(tmp_path, "v1"), ready_line(tmp_path, "v2")
+    assert "made current" in v1 and "made current" in v2
+    assert v1.split("version ")[1][:12] != v2.split("version ")[1][:12]  # another digest
+    # The run in flight: release 1's output, every task on release 1's worker.
+    assert {k: v for k, v in first.items() if k not in ("thread_id", "usage")} == expected
+    assert first["usage"]["llm_calls"] == 4
+    assert await identities(client, r1) == {f"{old.pid}@{socket.gethostname()}"}
+    # The run started after release 2 came: release 2's code, on release 2's worker.
+    assert await identities(client, r2) == {f"{new.pid}@{socket.gethostname()}"}
+    assert second["article"].startswith(title)
+    assert second["usage"]["llm_calls"] == len(release_2_log) == release_2_calls
+
+
+async def test_nondeterminism_is_reported_within_seconds_not_a_hang(
+    fake_llm: FakeLLM, client: Client, address: str, task_queue: str, tmp_path: Path
+) -> None:
+    """Two releases forced onto one version (``--build-id``): what versioning prevents."""
+    fake_llm.add_rules(SLOW_WRITERS)
+    code_2 = release(tmp_path / "release-2", ADDED_LLM_NODE)
+    old = start_worker(fake_llm, tmp_path, address, task_queue, "v1", "--build-id", "same")
+    new = None
+    run_id = f"nde-{uuid.uuid4().hex[:8]}"
+    try:
+        wait_until_ready(tmp_path, "v1", old)
+        cli = submit(fake_llm, tmp_path, address, task_queue, run_id)
+        wait_for_in_flight(fake_llm, 3)
+        kill(old)  # release 1 is gone; release 2 under the same version takes the run
+        new = start_worker(
+            fake_llm, tmp_path, address, task_queue, "v2", "--build-id", "same", code=code_2
+        )
+        wait_until_ready(tmp_path, "v2", new)
+        started = time.monotonic()
+        code = cli.wait(timeout=60)
+        waited = time.monotonic() - started
+        with pytest.raises(RunStuckError) as stuck:
+            await run_graph(client, "article", {"topic": "tides"}, CONTEXT, run_id=run_id)
+    finally:
+        for worker in (old, *([new] if new else [])):
+            kill(worker)
+
+    err = (tmp_path / f"{run_id}.err").read_text()
+    print(f"\nthe CLI reported the stuck run {waited:.1f} s after release 2's worker started")
+    assert code == 1
+    assert (tmp_path / f"{run_id}.out").read_text() == ""
+    (line,) = [line for line in err.splitlines() if line.startswith("error:")]
+    assert f"run {run_id} is stuck" in line and "NON_DETERMINISTIC_ERROR" in line
+    assert "TMPRL1100" in line
+    assert stuck.value.cause == "NON_DETERMINISTIC_ERROR" and stuck.value.run_id == run_id
+    assert waited < 30
+
+
+def test_worker_versions_are_digests_of_the_code(tmp_path: Path) -> None:
+    code_2 = release(tmp_path / "release-2", CHANGED_STEP)
+    script = "from temporal_runs.versioning import build_id; print(build_id())"
+    ids = [
+        subprocess.run(
+            [sys.executable, "-c", script], cwd=code, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for code in (REPO, REPO, code_2)
+    ]
+    assert ids[0] == ids[1] != ids[2]
+    assert len(ids[0]) == 12
