@@ -1,14 +1,17 @@
 """In-process vs. Temporal with 1 and 3 workers: the article graph at N sections, L per call.
 
-    python -m benchmarks.temporal [--sizes 8 100] [--reps 5] [--latency 0.1] [--out FILE]
+    python -m benchmarks.temporal [--sizes 8 100 1000] [--reps 5] [--latency 0.1]
+                                  [--reply-chars 0] [--out FILE]
 
 One run starts the fake OpenAI-compatible server (its own process), a Temporal dev server
-(``temporal server start-dev``, in memory) and four ``fanout worker`` processes: one serving
-task queue ``bench-1``, three serving ``bench-3``. Variants alternate run by run (order
-reversed every other round) after one warm-up each; medians. CPU is this process plus the
-Temporal server and the workers of the variant (the fake LLM's own CPU is left out);
-overhead per activity = (Temporal - in-process) / (N + 1) activities. Prints Markdown and
-writes ``benchmarks/results/temporal.json``. About 2 minutes on 2 cores with the defaults.
+(``temporal server start-dev``, in memory, default settings) and four ``fanout worker``
+processes: one serving task queue ``bench-1``, three serving ``bench-3``. Variants alternate
+run by run (order reversed every other round) after one warm-up each; medians (N = 1,000
+gets at most 3 rounds). Every run's output must equal the in-process output. CPU is split
+between this process (the client, and the in-process run), the Temporal server and the
+variant's workers (the fake LLM's own CPU is left out), per LLM call (N + 1 calls);
+"in flight" is the most LLM requests the fake served at once. Prints Markdown and writes
+``benchmarks/results/temporal.json``. About 4 minutes on 2 cores with the defaults.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -65,20 +70,49 @@ def temporal_binary() -> str:
 class Variant:
     """One way to run the article graph, with the processes whose CPU it spends."""
 
-    def __init__(self, name: str, run: Callable[[int], Awaitable[dict[str, Any]]], pids: list[int]):
+    def __init__(
+        self,
+        name: str,
+        run: Callable[[int], Awaitable[dict[str, Any]]],
+        server: int | None = None,
+        workers: list[int] | None = None,
+    ):
         self.name = name
         self.run = run
-        self.pids = pids
+        self.server = server
+        self.workers = workers or []
 
-    async def measure(self, n: int) -> tuple[float, float]:
-        """Wall and CPU seconds of one run with ``n`` sections."""
-        before = own_cpu() + sum(cpu_seconds(p) for p in self.pids)
+    def _cpu(self) -> tuple[float, float, float]:
+        server = cpu_seconds(self.server) if self.server else 0.0
+        return own_cpu(), server, sum(cpu_seconds(p) for p in self.workers)
+
+    async def measure(
+        self, n: int, fake: Any, rules: list[dict[str, Any]], expected: dict[str, Any] | None
+    ) -> Sample:
+        """One run with ``n`` sections (its output checked against ``expected``)."""
+        fake.reset()
+        fake.configure(default_items=n)
+        fake.add_rules(*rules)
+        before = self._cpu()
         start = time.perf_counter()
         output = await self.run(n)
         wall = time.perf_counter() - start
-        cpu = own_cpu() + sum(cpu_seconds(p) for p in self.pids) - before
+        client, server, workers = (a - b for a, b in zip(self._cpu(), before, strict=True))
         assert len(output["completed_sections"]) == n, self.name
-        return wall, cpu
+        assert expected is None or output == expected, f"{self.name}: another output"
+        return Sample(wall, client, server, workers, fake.stats()["peak_in_flight"], output)
+
+
+@dataclass
+class Sample:
+    """One measured run."""
+
+    wall: float
+    client_cpu: float
+    server_cpu: float
+    workers_cpu: float
+    in_flight: int
+    output: dict[str, Any]
 
 
 async def bench(
@@ -92,7 +126,10 @@ async def bench(
     from state.context import Context
     from temporal_runs.client import connect, run_graph
 
-    client = await connect(address)
+    client = await connect(address, db=str(args.payloads))
+    rules = (
+        [{"match": "Article topic", "reply_chars": args.reply_chars}] if args.reply_chars else []
+    )
 
     def in_process() -> Callable[[int], Awaitable[dict[str, Any]]]:
         async def run(n: int) -> dict[str, Any]:
@@ -110,61 +147,90 @@ async def bench(
         return run
 
     variants = [
-        Variant("in-process", in_process(), []),
-        Variant("Temporal, 1 worker", on_temporal("bench-1"), [server_pid, *workers["bench-1"]]),
-        Variant("Temporal, 3 workers", on_temporal("bench-3"), [server_pid, *workers["bench-3"]]),
+        Variant("in-process", in_process()),
+        Variant("Temporal, 1 worker", on_temporal("bench-1"), server_pid, workers["bench-1"]),
+        Variant("Temporal, 3 workers", on_temporal("bench-3"), server_pid, workers["bench-3"]),
     ]
     rows = []
     for n in args.sizes:
-        fake.configure(default_items=n)
-        samples: dict[str, list[tuple[float, float]]] = {v.name: [] for v in variants}
+        reps = min(args.reps, 3) if n >= 1000 else args.reps
+        samples: dict[str, list[Sample]] = {v.name: [] for v in variants}
+        # Warm-up runs: connections, caches; the first gives the output every run must equal.
+        expected = (await variants[0].measure(n, fake, rules, None)).output
+        for variant in variants[1:]:
+            await variant.measure(n, fake, rules, expected)
+        for rep in range(reps):
+            for variant in variants if rep % 2 == 0 else variants[::-1]:
+                samples[variant.name].append(await variant.measure(n, fake, rules, expected))
+        base = statistics.median(s.wall for s in samples["in-process"])
         for variant in variants:
-            await variant.measure(n)  # warm-up: connections, model clients, workflow caches
-        for rep in range(args.reps):
-            order = variants if rep % 2 == 0 else variants[::-1]
-            for variant in order:
-                samples[variant.name].append(await variant.measure(n))
-        base_wall = statistics.median(w for w, _ in samples["in-process"])
-        base_cpu = statistics.median(c for _, c in samples["in-process"])
-        for variant in variants:
-            wall = statistics.median(w for w, _ in samples[variant.name])
-            cpu = statistics.median(c for _, c in samples[variant.name])
-            rows.append(
-                {
-                    "n": n,
-                    "variant": variant.name,
-                    "runs": args.reps,
-                    "wall_s": wall,
-                    "cpu_s": cpu,
-                    "wall_per_activity_ms": (wall - base_wall) / (n + 1) * 1000,
-                    "cpu_per_activity_ms": (cpu - base_cpu) / (n + 1) * 1000,
-                }
-            )
-            print(f"  N={n} {variant.name}: {wall:.3f} s wall, {cpu:.2f} s CPU", file=sys.stderr)
+            runs = samples[variant.name]
+            row = {
+                "n": n,
+                "variant": variant.name,
+                "runs": reps,
+                "wall_s": statistics.median(s.wall for s in runs),
+                "client_cpu_ms_per_call": statistics.median(s.client_cpu for s in runs)
+                / (n + 1)
+                * 1000,
+                "server_cpu_ms_per_call": statistics.median(s.server_cpu for s in runs)
+                / (n + 1)
+                * 1000,
+                "workers_cpu_ms_per_call": statistics.median(s.workers_cpu for s in runs)
+                / (n + 1)
+                * 1000,
+                "in_flight": statistics.median(s.in_flight for s in runs),
+            }
+            row["vs_in_process"] = row["wall_s"] / base
+            rows.append(row)
+            print(f"  N={n} {variant.name}: {row['wall_s']:.3f} s wall", file=sys.stderr)
     return rows
 
 
 def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
+    replies = results["reply_chars"]
     lines = [
         f"Measured {m['date']} on {m['cpu']}, {m['cores']} cores, Python {m['python']}, "
         f"temporalio {m['temporalio']}, temporalio-langgraph {m['temporalio_langgraph']}; "
-        f"fake LLM at L = {results['latency'] * 1000:.0f} ms; load average "
-        f"{m['loadavg_start'][0]:.2f} at start, {m['loadavg_end'][0]:.2f} at end (medians).",
+        f"fake LLM at L = {results['latency'] * 1000:.0f} ms"
+        + (f", {replies:,}-character sections" if replies else "")
+        + f"; load average {m['loadavg_start'][0]:.2f} at start, "
+        f"{m['loadavg_end'][0]:.2f} at end (medians; CPU in ms per LLM call).",
         "",
-        "| N | variant | runs | wall | CPU (all processes) | + wall / activity | "
-        "+ CPU / activity |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        "| N | variant | runs | wall | vs in-process | client CPU | server CPU | workers CPU | "
+        "in flight |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results["rows"]:
-        extra = r["variant"] != "in-process"
+        temporal = r["variant"] != "in-process"
         lines.append(
-            f"| {r['n']} | {r['variant']} | {r['runs']} | {r['wall_s']:.3f} s | "
-            f"{r['cpu_s']:.2f} s | "
-            + (f"{r['wall_per_activity_ms']:.1f} ms | " if extra else "— | ")
-            + (f"{r['cpu_per_activity_ms']:.1f} ms |" if extra else "— |")
+            f"| {r['n']:,} | {r['variant']} | {r['runs']} | {r['wall_s']:.3f} s | "
+            f"{r['vs_in_process']:.2f} | {r['client_cpu_ms_per_call']:.1f} | "
+            + (f"{r['server_cpu_ms_per_call']:.1f} | " if temporal else "— | ")
+            + (f"{r['workers_cpu_ms_per_call']:.1f} | " if temporal else "— | ")
+            + f"{r['in_flight']:.0f} |"
         )
     return "\n".join(lines)
+
+
+def wait_for_server(address: str) -> None:
+    """Wait until the Temporal server at ``address`` answers."""
+    check = [temporal_binary(), "operator", "namespace", "describe", "--namespace", "default",
+             "--address", address]  # fmt: skip
+    deadline = time.monotonic() + 60
+    while subprocess.run(check, capture_output=True, check=False).returncode != 0:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the Temporal dev server at {address} did not start")
+        time.sleep(0.2)
+
+
+def wait_for_line(log: Path, text: str, process: subprocess.Popen[bytes]) -> None:
+    """Wait until ``process`` writes ``text`` to ``log``."""
+    while text not in log.read_text():
+        if process.poll() is not None:
+            raise SystemExit(f"a worker exited:\n{log.read_text()}")
+        time.sleep(0.05)
 
 
 def machine() -> dict[str, Any]:
@@ -188,15 +254,20 @@ def machine() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[8, 100])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[8, 100, 1000])
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--latency", type=float, default=0.1)
+    parser.add_argument("--reply-chars", type=int, default=0, help="section length (0: short)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
     from fake_llm import start_fake_llm
 
-    results: dict[str, Any] = {"machine": machine(), "latency": args.latency}
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "latency": args.latency,
+        "reply_chars": args.reply_chars,
+    }
     port = free_port()
     address = f"127.0.0.1:{port}"
     server = subprocess.Popen(
@@ -206,20 +277,23 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        with start_fake_llm(latency=args.latency) as fake:
+        with start_fake_llm(latency=args.latency) as fake, tempfile.TemporaryDirectory() as tmp:
+            args.payloads = Path(tmp, "payloads.sqlite")
             env = dict(os.environ, OPENAI_BASE_URL=fake.base_url, OPENAI_API_KEY="bench-key")
             os.environ.update(OPENAI_BASE_URL=fake.base_url, OPENAI_API_KEY="bench-key")
-            time.sleep(1.5)  # the dev server starts in about a second; workers retry anyway
+            wait_for_server(address)
             workers: dict[str, list[int]] = {"bench-1": [], "bench-3": []}
             for queue, count in (("bench-1", 1), ("bench-3", 3)):
-                for _ in range(count):
+                for i in range(count):
+                    log = Path(tmp, f"{queue}-{i}.err")
                     process = subprocess.Popen(
                         [sys.executable, "-m", "cli", "worker", "--temporal", address,
-                         "--task-queue", queue],
-                        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         "--task-queue", queue, "--db", str(args.payloads)],
+                        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"),
                     )  # fmt: skip
                     processes.append(process)
                     workers[queue].append(process.pid)
+                    wait_for_line(log, "ready", process)
             results["rows"] = asyncio.run(bench(args, fake, address, workers, server.pid))
     finally:
         for process in [*processes, server]:

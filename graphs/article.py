@@ -31,7 +31,7 @@ def build(placement: Placement = IN_PROCESS) -> StateGraph[Any, Context, Any, An
     )
     placement.add_llm_node(builder, plan_sections)
     placement.add_step(builder, review_sections)
-    placement.add_llm_node(builder, write_section)
+    placement.add_worker_node(builder, write_section)
     placement.add_step(builder, synthesize_article)
     builder.add_edge(START, "plan_sections")
     builder.add_conditional_edges(

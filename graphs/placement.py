@@ -31,6 +31,9 @@ class Placement(Protocol):
     def add_llm_node(self, builder: StateGraph[Any, Any, Any, Any], node: AsyncFunction) -> None:
         """Add ``node``, which makes one LLM call, under its function's name."""
 
+    def add_worker_node(self, builder: StateGraph[Any, Any, Any, Any], node: AsyncFunction) -> None:
+        """Add ``node``, a fan-out worker (one ``Send`` each) that makes one LLM call."""
+
     def add_step(self, builder: StateGraph[Any, Any, Any, Any], step: AsyncFunction) -> None:
         """Add ``step``, which makes no LLM call, under its function's name."""
 
@@ -44,6 +47,9 @@ class InProcess:
     def add_llm_node(self, builder: StateGraph[Any, Any, Any, Any], node: AsyncFunction) -> None:
         """Add ``node`` with :data:`nodes.retry.LLM_RETRY`."""
         builder.add_node(node.__name__, SyncOrAsync(node), retry_policy=LLM_RETRY)
+
+    add_worker_node = add_llm_node
+    """A worker is an LLM node like any other here: one task per ``Send``."""
 
     def add_step(self, builder: StateGraph[Any, Any, Any, Any], step: AsyncFunction) -> None:
         """Add ``step`` (never retried: it cannot fail for a transient reason)."""

@@ -31,7 +31,7 @@ def build(placement: Placement = IN_PROCESS) -> StateGraph[Any, Context, Any, An
     )
     placement.add_llm_node(builder, plan_research)
     placement.add_step(builder, review_questions)
-    placement.add_llm_node(builder, research_question)
+    placement.add_worker_node(builder, research_question)
     placement.add_llm_node(builder, write_report)
     builder.add_edge(START, "plan_research")
     builder.add_conditional_edges(

@@ -44,9 +44,39 @@ ATTEMPT_SLACK = timedelta(seconds=15)
 USAGE_KEY = "usage"
 """Key of an LLM activity's result that holds its token usage per model (the run's history
 keeps it; the workflow reads the result's other keys only)."""
+CALLS_KEY = "llm_calls"
+"""Key of an LLM activity's result that holds how many LLM requests it made."""
 
-_usage: ContextVar[UsageMetadataCallbackHandler | None] = ContextVar("fanout_usage", default=None)
+
+class _Usage(UsageMetadataCallbackHandler):
+    """Token usage per model, and the number of LLM calls, of one activity attempt."""
+
+    run_inline = True  # cheap bookkeeping: no thread hop per event
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
+        """Count one LLM call."""
+        self.calls += 1
+
+
+_usage: ContextVar[_Usage | None] = ContextVar("fanout_usage", default=None)
 register_configure_hook(_usage, inheritable=True)  # once: every chat model call reports to it
+_details: ContextVar[list[Any] | None] = ContextVar("fanout_heartbeat_details", default=None)
+
+
+def checkpoint(*details: Any) -> None:
+    """Record ``details`` as the running activity's progress (sent with each heartbeat).
+
+    Temporal keeps the last details it got for the activity's next attempt
+    (``activity.info().heartbeat_details``).
+    """
+    kept = _details.get()
+    if kept is not None:
+        kept[:] = details
+    activity.heartbeat(*details)
 
 
 def retry_policy() -> RetryPolicy:
@@ -105,8 +135,10 @@ class _Activity(ActivityInboundInterceptor):
         info = activity.info()
         what = f"{info.activity_type} (run {info.workflow_id}, attempt {info.attempt})"
         logger.info("started %s", what)
-        beating = asyncio.create_task(_heartbeat()) if info.heartbeat_timeout else None
-        usage = UsageMetadataCallbackHandler()
+        details: list[Any] = []
+        details_token = _details.set(details)
+        beating = asyncio.create_task(_heartbeat(details)) if info.heartbeat_timeout else None
+        usage = _Usage()
         token = _usage.set(usage)
         try:
             result = await self.next.execute_activity(input)
@@ -117,14 +149,17 @@ class _Activity(ActivityInboundInterceptor):
             raise non_retryable(exc) from exc
         finally:
             _usage.reset(token)
+            _details.reset(details_token)
             if beating is not None:
                 beating.cancel()
         logger.info("done %s", what)
         return with_usage(result, usage)
 
 
-def with_usage(result: Any, usage: UsageMetadataCallbackHandler) -> Any:
-    """The plugin's activity result (a dataclass) as a JSON object with :data:`USAGE_KEY` added.
+def with_usage(result: Any, usage: _Usage) -> Any:
+    """The plugin's activity result (a dataclass) as a JSON object, with usage added.
+
+    The attempt's LLM calls and token usage go under :data:`CALLS_KEY` and :data:`USAGE_KEY`.
 
     Decoding ignores keys a dataclass does not have, so the workflow reads the result as
     before; the token usage stays in the history for clients (``temporal_runs.watch``).
@@ -132,13 +167,13 @@ def with_usage(result: Any, usage: UsageMetadataCallbackHandler) -> Any:
     if not dataclasses.is_dataclass(result) or isinstance(result, type):
         return result
     fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
-    return {**fields, USAGE_KEY: usage.usage_metadata}
+    return {**fields, USAGE_KEY: usage.usage_metadata, CALLS_KEY: usage.calls}
 
 
-async def _heartbeat() -> None:
+async def _heartbeat(details: list[Any]) -> None:
     while True:  # a call shorter than the interval sends none: the server has enough to do
         await asyncio.sleep(HEARTBEAT_INTERVAL.total_seconds())
-        activity.heartbeat()
+        activity.heartbeat(*details)  # the latest progress (checkpoint), or none
 
 
 class _WorkflowInbound(WorkflowInboundInterceptor):

@@ -18,7 +18,7 @@ from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.converter import DataConverter
 
 from state.usage import merge_usage, run_usage
-from temporal_runs.policy import USAGE_KEY
+from temporal_runs.policy import CALLS_KEY, USAGE_KEY
 
 FINISHED = ("done", "failed", "cancelled")
 
@@ -34,6 +34,7 @@ class ActivityState:
     attempt: int = 1
     error: str = ""
     result: Payload | None = field(default=None, repr=False)  # encoded, while not read
+    calls: int = 0  # LLM calls its successful attempt made (known once its result is read)
 
 
 Listener = Callable[[ActivityState], None]
@@ -52,24 +53,27 @@ class ActivityTracker:
         self._by_event: dict[int, ActivityState] = {}
         self.last_event_id = 0
 
-    def llm_calls(self) -> int:
-        """Attempts made by finished activities: every LLM node makes one request per attempt."""
-        return sum(a.attempt for a in self.activities.values() if a.status in ("done", "failed"))
-
     async def usage(self, converter: DataConverter) -> dict[str, Any]:
         """LLM calls and token usage of the finished activities, as ``--json`` shows them.
 
-        Tokens are those of each activity's successful attempt (the attempts that failed
-        leave no result in the history).
+        Calls and tokens are those each activity's successful attempt reported; an attempt
+        that failed leaves no result in the history, and counts as one call without tokens.
         """
         by_model: dict[str, Any] = {}
+        calls = 0
         for state in self.activities.values():
+            if state.status not in ("done", "failed"):
+                continue
+            failed_attempts = state.attempt - (state.status == "done")
+            calls += failed_attempts
             if state.result is not None:
                 (value,) = await converter.decode([state.result])
                 state.result = None
+                state.calls = value.get(CALLS_KEY, 1) if isinstance(value, dict) else 1
                 if isinstance(value, dict):
                     merge_usage(by_model, value.get(USAGE_KEY) or {})
-        return run_usage(self.llm_calls(), by_model)
+            calls += state.calls
+        return run_usage(calls, by_model)
 
     def apply(self, event: HistoryEvent) -> None:
         """Take one history event (events at or before the last one taken are skipped)."""

@@ -1,0 +1,111 @@
+"""Wide fan-outs on Temporal: workers batched into at most 50 activities, nothing run twice.
+
+A batch records each finished task in its heartbeat details; a retried batch (a task that
+failed, a worker that died) runs only the tasks it has no result for.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.temporal_cluster import temporal_binary
+
+temporal_binary()  # skips the module (fails under CI) without the [temporal] extra
+
+from temporalio.api.enums.v1 import EventType  # noqa: E402
+from temporalio.client import Client  # noqa: E402
+
+from fake_llm import FakeLLM  # noqa: E402
+from graphs import article  # noqa: E402
+from state.context import Context  # noqa: E402
+from temporal_runs.batches import MAX_WORKER_ACTIVITIES  # noqa: E402
+from temporal_runs.client import run_graph, start_run  # noqa: E402
+from temporal_runs.worker import serving  # noqa: E402
+from tests.temporal_cluster import kill, start_worker, wait_for, wait_until_ready  # noqa: E402
+from tests.test_durability import wait_for_in_flight  # noqa: E402
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def section_calls(log: list[dict[str, Any]]) -> Counter[int]:
+    """Requests per section number, from the section writers' prompts."""
+    found = (re.search(r"Section: Fake name (\d+) for", r["last_user"]) for r in log)
+    return Counter(int(m[1]) for m in found if m)
+
+
+async def writer_activities(client: Client, run_id: str) -> list[str]:
+    """The summaries of the run's write_section activities, in the order scheduled."""
+    handle = client.get_workflow_handle(run_id)
+    found = []
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            attrs = event.activity_task_scheduled_event_attributes
+            if attrs.activity_type.name == "article.write_section":
+                found.append(event.user_metadata.summary.data.decode())
+    return found
+
+
+async def test_a_wide_fan_out_is_batched_with_the_output_of_an_in_process_run(
+    fake_llm: FakeLLM, client: Client, task_queue: str
+) -> None:
+    context = Context(model="openai:fake-model", max_sections=120)
+    fake_llm.add_rules({"schema": "Sections", "items": 120})
+    expected = await article.graph.ainvoke({"topic": "tides"}, context=context)
+    fake_llm.reset()
+    fake_llm.add_rules({"schema": "Sections", "items": 120})
+    run_id = f"wide-{uuid.uuid4().hex[:8]}"
+
+    async with serving(client, task_queue):
+        output = await run_graph(
+            client, "article", {"topic": "tides"}, context, run_id=run_id, task_queue=task_queue
+        )
+
+    assert output == expected
+    batches = await writer_activities(client, run_id)
+    assert len(batches) == 40 <= MAX_WORKER_ACTIVITIES  # 120 sections, 3 per activity
+    assert batches[0] == '"Fake name 1 for: Topic: tides (+2 more)"'
+    assert section_calls(fake_llm.log()) == Counter(range(1, 121))  # each section once
+
+
+async def test_a_failed_task_reruns_alone_and_a_killed_worker_loses_no_finished_task(
+    fake_llm: FakeLLM, address: str, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    fake_llm.add_rules(
+        {"schema": "Sections", "items": 60},  # 30 activities of 2 sections
+        {"match": "Section: Fake name 5 for", "fault": "empty", "times": 1},  # retryable
+        {"match": "Section: Fake name 2 for", "fault": "hang", "times": 1},  # until killed
+    )
+    context = Context(model="openai:fake-model", max_sections=60)
+    worker = start_worker(fake_llm, tmp_path, address, task_queue, "w1")
+    fresh = None
+    try:
+        wait_until_ready(tmp_path, "w1", worker)
+        handle = await start_run(
+            client, "article", {"topic": "tides"}, context, task_queue=task_queue
+        )
+        await wait_for(
+            "every section but the hung one",
+            lambda: sum(section_calls(fake_llm.log()).values()) >= 61,
+        )
+        wait_for_in_flight(fake_llm, 1)
+        kill(worker)  # its batch (sections 1 and 2) had section 1 done and 2 in flight
+        fresh = start_worker(fake_llm, tmp_path, address, task_queue, "w2")
+        output = await handle.result()
+    finally:
+        for process in (worker, *([fresh] if fresh else [])):
+            kill(process)
+
+    calls = section_calls(fake_llm.log())
+    print(f"\nsections called twice: {sorted(n for n, c in calls.items() if c > 1)}")
+    assert calls == Counter(range(1, 61)) + Counter([2, 5])  # only the failed and the lost
+    assert len(output["completed_sections"]) == 60
+    assert [s["name"] for s in output["completed_sections"]] == [
+        f"Fake name {n} for: Topic: tides" for n in range(1, 61)
+    ]
+    assert "started article.write_section" in (tmp_path / "w2.err").read_text()

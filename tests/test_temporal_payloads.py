@@ -1,0 +1,134 @@
+"""Big fan-outs on Temporal: payloads compressed, and the large ones kept in the database.
+
+An article of 1,000 sections of 2,000 characters returns over 4 MB, twice Temporal's 2 MiB
+cap on one payload: it must complete on Temporal with the same output as in-process.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.temporal_cluster import temporal_binary
+
+temporal_binary()  # skips the module (fails under CI) without the [temporal] extra
+
+from temporalio.api.common.v1 import Payload  # noqa: E402
+from temporalio.api.enums.v1 import EventType  # noqa: E402
+from temporalio.client import Client  # noqa: E402
+from temporalio.converter import (  # noqa: E402
+    StorageDriverClaim,
+    StorageDriverRetrieveContext,
+    StorageDriverStoreContext,
+)
+
+from fake_llm import FakeLLM  # noqa: E402
+from graphs import article  # noqa: E402
+from state.context import Context  # noqa: E402
+from temporal_runs.client import connect, run_graph  # noqa: E402
+from temporal_runs.payloads import (  # noqa: E402
+    COMPRESS_FROM,
+    STORE_FROM,
+    ZLIB_ENCODING,
+    DatabaseDriver,
+    PayloadMissingError,
+    ZlibCodec,
+)
+from temporal_runs.worker import serving  # noqa: E402
+
+pytestmark = pytest.mark.timeout(300)
+
+TEMPORAL_PAYLOAD_LIMIT = 2 * 1024 * 1024
+
+
+def payload(data: bytes) -> Payload:
+    return Payload(metadata={"encoding": b"json/plain"}, data=data)
+
+
+async def test_codec_compresses_what_shrinks_and_restores_it_exactly() -> None:
+    codec = ZlibCodec()
+    prose = payload(b'"' + b"the heat pump moves heat from the cold air. " * 200 + b'"')
+    small = payload(b'"tides"')
+    noise = payload(os.urandom(4 * COMPRESS_FROM))
+
+    encoded = await codec.encode([prose, small, noise])
+
+    assert encoded[0].metadata["encoding"] == ZLIB_ENCODING
+    assert encoded[0].ByteSize() < prose.ByteSize() / 10
+    assert encoded[1] == small and encoded[2] == noise  # too small; does not shrink
+    assert await codec.decode(encoded) == [prose, small, noise]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "payloads.sqlite")
+    return str(request.getfixturevalue("postgres_url"))
+
+
+async def test_database_driver_keeps_payloads_by_content(database: str, tmp_path: Path) -> None:
+    driver = DatabaseDriver(database)
+    big = [payload(os.urandom(STORE_FROM)), payload(os.urandom(STORE_FROM))]
+
+    claims = await driver.store(StorageDriverStoreContext(), big)
+    again = await driver.store(StorageDriverStoreContext(), big[:1])  # a retried attempt
+    read = await driver.retrieve(StorageDriverRetrieveContext(), list(reversed(claims)))
+
+    assert again == claims[:1]
+    assert read == list(reversed(big))
+    other = DatabaseDriver(str(tmp_path / "another.sqlite"))  # a worker with another --db
+    with pytest.raises(PayloadMissingError, match="must use the same --db / \\$FANOUT_DB"):
+        await other.retrieve(StorageDriverRetrieveContext(), claims)
+    missing = StorageDriverClaim(claim_data={"sha256": "0" * 64})
+    with pytest.raises(PayloadMissingError, match="is not in"):
+        await driver.retrieve(StorageDriverRetrieveContext(), [missing])
+
+
+async def test_an_article_of_1000_sections_of_2000_characters_completes_on_temporal(
+    fake_llm: FakeLLM, client: Client, task_queue: str
+) -> None:
+    fake_llm.configure(latency=0.05)
+    fake_llm.add_rules(
+        {"schema": "Sections", "items": 1000}, {"match": "Article topic", "reply_chars": 2000}
+    )
+    context = Context(model="openai:fake-model", max_sections=1000)
+    expected = await article.graph.ainvoke({"topic": "tides"}, context=context)
+    run_id = f"big-{uuid.uuid4().hex[:8]}"
+
+    async with serving(client, task_queue):
+        output = await run_graph(
+            client, "article", {"topic": "tides"}, context, run_id=run_id, task_queue=task_queue
+        )
+
+    assert output == expected
+    assert len(output["completed_sections"]) == 1000
+    size = len(client.data_converter.payload_converter.to_payload(output).data)
+    assert size > 2 * TEMPORAL_PAYLOAD_LIMIT  # what Temporal alone would have refused
+    history = await client.get_workflow_handle(run_id).fetch_history()
+    (completed,) = [
+        e
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
+    ]
+    result = completed.workflow_execution_completed_event_attributes.result.payloads[0]
+    assert result.ByteSize() < 1024  # a reference; the output itself is in the database
+    largest = max(e.ByteSize() for e in history.events)
+    assert largest < STORE_FROM + 4096
+
+
+async def test_a_client_on_another_database_than_the_workers_is_told_what_to_change(
+    fake_llm: FakeLLM, address: str, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    fake_llm.add_rules({"match": "Article topic", "reply_chars": 400_000})
+    workers = await connect(address, db=str(tmp_path / "elsewhere.sqlite"))
+    context = Context(model="openai:fake-model", max_sections=3)
+
+    async with serving(workers, task_queue):
+        with pytest.raises(PayloadMissingError) as missing:
+            await run_graph(client, "article", {"topic": "tides"}, context, task_queue=task_queue)
+
+    assert "is not in" in str(missing.value) and "payloads.sqlite" in str(missing.value)
+    assert "must use the same --db / $FANOUT_DB" in str(missing.value)
