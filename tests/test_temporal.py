@@ -489,6 +489,7 @@ def test_workflows_are_the_graphs() -> None:
 # --- the README ------------------------------------------------------------------------------
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+DOC = (Path(__file__).resolve().parent.parent / "docs" / "temporal.md").read_text()
 README_ADDRESS = "127.0.0.1:7233"
 
 
@@ -498,11 +499,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_readme_scaling_out_commands_run(fake_llm: FakeLLM, tmp_path: Path) -> None:
-    """Every command of the README's "Scaling out" section, on ports of the test's own."""
+def test_scaling_out_commands_run(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    """Every command of docs/temporal.md's first block (the README's are among them) and its
+    first Python example, on ports of the test's own."""
+    (commands, *_) = re.findall(r"```bash\n(.*?)```", DOC, re.S)
+    (snippet, *_) = re.findall(r"```python\n(.*?)```", DOC, re.S)
     section = README.split("## Scaling out", 1)[1].split("\n## ", 1)[0]
-    (commands,) = re.findall(r"```bash\n(.*?)```", section, re.S)
-    (snippet,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    (readme_commands,) = re.findall(r"```bash\n(.*?)```", section, re.S)
+    assert set(readme_commands.splitlines()) <= set(commands.splitlines())
     port, ui_port = free_port(), free_port()
     address = f"127.0.0.1:{port}"
 
@@ -511,7 +515,7 @@ def test_readme_scaling_out_commands_run(fake_llm: FakeLLM, tmp_path: Path) -> N
         return text.replace("--db-filename temporal.db", f"--db-filename temporal.db --port {port}")
 
     lines = [localize(line.split("  #")[0].strip()) for line in commands.splitlines()]
-    server_line, worker_line, run_line, show_line = lines
+    server_line, worker_line, run_line, runs_line, show_line, history_line = lines
     background = []
     try:
         for line in (server_line, worker_line):
@@ -526,20 +530,28 @@ def test_readme_scaling_out_commands_run(fake_llm: FakeLLM, tmp_path: Path) -> N
         wait_until_ready(tmp_path, "fanout", background[1])
         run = fanout(fake_llm, tmp_path, *shlex.split(run_line)[1:])
         thread_id = json_result(run)["thread_id"]
-        show = subprocess.run(
-            [TEMPORAL, *shlex.split(show_line.replace("THREAD_ID", thread_id))[1:]],
+        runs = fanout(fake_llm, tmp_path, *shlex.split(runs_line)[1:])
+        shown = fanout(
+            fake_llm, tmp_path, *shlex.split(show_line.replace("THREAD_ID", thread_id))[1:]
+        )
+        history = subprocess.run(
+            [TEMPORAL, *shlex.split(history_line.replace("THREAD_ID", thread_id))[1:]],
             cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
-        assert show.returncode == 0, show.stderr
-        assert show.stdout.count("ActivityTaskCompleted") == 5  # the journal: plan, 3, report
         python = subprocess.run(
             [sys.executable, "-c", localize(snippet)],
             cwd=tmp_path, env=fanout_env(fake_llm), capture_output=True, text=True,
             timeout=120, check=False,
         )  # fmt: skip
-        assert python.returncode == 0, python.stderr
-        assert python.stdout.startswith("3 Fake answer to: Topic: Heat pumps")
     finally:
         for process in reversed(background):
             stop(process)
+    assert runs.returncode == 0 and thread_id in runs.stdout and " done " in runs.stdout
+    assert shown.returncode == 0 and json.loads(shown.stdout)["status"] == "done"
+    assert history.returncode == 0, history.stderr
+    assert history.stdout.count("ActivityTaskCompleted") == 5  # the journal: plan, 3, report
+    assert python.returncode == 0, python.stderr
+    first, second = python.stdout.splitlines()[:2]
+    assert first.startswith("3 Fake answer to: Topic: Heat pumps")
+    assert second == "{'decision': 'approved', 'reason': ''} 3"
     assert (tmp_path / "temporal.db").exists()
