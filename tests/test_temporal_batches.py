@@ -7,7 +7,6 @@ failed, a worker that died) runs only the tasks it has no result for.
 from __future__ import annotations
 
 import re
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -22,11 +21,10 @@ from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 
 from fake_llm import FakeLLM  # noqa: E402
-from graphs import article  # noqa: E402
 from state.context import Context  # noqa: E402
 from temporal_runs.batches import MAX_WORKER_ACTIVITIES  # noqa: E402
-from temporal_runs.client import run_graph, start_run  # noqa: E402
-from temporal_runs.worker import serving  # noqa: E402
+from temporal_runs.client import start_run  # noqa: E402
+from tests.fanout_cli import fanout, json_result  # noqa: E402
 from tests.temporal_cluster import kill, start_worker, wait_for, wait_until_ready  # noqa: E402
 from tests.test_durability import wait_for_in_flight  # noqa: E402
 
@@ -52,22 +50,26 @@ async def writer_activities(client: Client, run_id: str) -> list[str]:
 
 
 async def test_a_wide_fan_out_is_batched_with_the_output_of_an_in_process_run(
-    fake_llm: FakeLLM, client: Client, task_queue: str
+    fake_llm: FakeLLM, address: str, client: Client, task_queue: str, tmp_path: Path
 ) -> None:
-    context = Context(model="openai:fake-model", max_sections=120)
+    command = ("article", "tides", "--max-sections", "120", "--json")
     fake_llm.add_rules({"schema": "Sections", "items": 120})
-    expected = await article.graph.ainvoke({"topic": "tides"}, context=context)
+    local = json_result(fanout(fake_llm, tmp_path, *command))
     fake_llm.reset()
     fake_llm.add_rules({"schema": "Sections", "items": 120})
-    run_id = f"wide-{uuid.uuid4().hex[:8]}"
-
-    async with serving(client, task_queue):
-        output = await run_graph(
-            client, "article", {"topic": "tides"}, context, run_id=run_id, task_queue=task_queue
+    worker = start_worker(fake_llm, tmp_path, address, task_queue, "w1")
+    try:
+        wait_until_ready(tmp_path, "w1", worker)
+        remote = json_result(
+            fanout(fake_llm, tmp_path, *command, "--temporal", address, "--task-queue", task_queue)
         )
+    finally:
+        kill(worker)
 
-    assert output == expected
-    batches = await writer_activities(client, run_id)
+    assert {k: v for k, v in remote.items() if k != "thread_id"} == {
+        k: v for k, v in local.items() if k != "thread_id"
+    }
+    batches = await writer_activities(client, remote["thread_id"])
     assert len(batches) == 40 <= MAX_WORKER_ACTIVITIES  # 120 sections, 3 per activity
     assert batches[0] == '"Fake name 1 for: Topic: tides (+2 more)"'
     assert section_calls(fake_llm.log()) == Counter(range(1, 121))  # each section once

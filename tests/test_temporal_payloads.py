@@ -7,7 +7,6 @@ cap on one payload: it must complete on Temporal with the same output as in-proc
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,6 @@ from temporalio.converter import (  # noqa: E402
 )
 
 from fake_llm import FakeLLM  # noqa: E402
-from graphs import article  # noqa: E402
 from state.context import Context  # noqa: E402
 from temporal_runs.client import connect, run_graph  # noqa: E402
 from temporal_runs.payloads import (  # noqa: E402
@@ -38,6 +36,8 @@ from temporal_runs.payloads import (  # noqa: E402
     ZlibCodec,
 )
 from temporal_runs.worker import serving  # noqa: E402
+from tests.fanout_cli import fanout, json_result  # noqa: E402
+from tests.temporal_cluster import kill, start_worker, wait_until_ready  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -88,26 +88,37 @@ async def test_database_driver_keeps_payloads_by_content(database: str, tmp_path
 
 
 async def test_an_article_of_1000_sections_of_2000_characters_completes_on_temporal(
-    fake_llm: FakeLLM, client: Client, task_queue: str
+    fake_llm: FakeLLM, address: str, client: Client, task_queue: str, tmp_path: Path
 ) -> None:
+    """Both runs in ``fanout`` processes: a run of 1,000 keeps ~1,000 connections open."""
     fake_llm.configure(latency=0.05)
-    fake_llm.add_rules(
-        {"schema": "Sections", "items": 1000}, {"match": "Article topic", "reply_chars": 2000}
-    )
-    context = Context(model="openai:fake-model", max_sections=1000)
-    expected = await article.graph.ainvoke({"topic": "tides"}, context=context)
-    run_id = f"big-{uuid.uuid4().hex[:8]}"
+    rules = ({"schema": "Sections", "items": 1000}, {"match": "Article topic", "reply_chars": 2000})
+    fake_llm.add_rules(*rules)
+    command = ("article", "tides", "--max-sections", "1000", "--json")
+    local = json_result(fanout(fake_llm, tmp_path, *command, timeout=120))
+    fake_llm.reset()
+    fake_llm.configure(latency=0.05)
+    fake_llm.add_rules(*rules)
+    worker = start_worker(fake_llm, tmp_path, address, task_queue, "w1")
+    try:
+        wait_until_ready(tmp_path, "w1", worker)
+        remote = json_result(
+            fanout(
+                fake_llm, tmp_path, *command, "--temporal", address, "--task-queue", task_queue,
+                timeout=120,
+            )
+        )  # fmt: skip
+    finally:
+        kill(worker)
 
-    async with serving(client, task_queue):
-        output = await run_graph(
-            client, "article", {"topic": "tides"}, context, run_id=run_id, task_queue=task_queue
-        )
-
-    assert output == expected
-    assert len(output["completed_sections"]) == 1000
+    assert {k: v for k, v in remote.items() if k != "thread_id"} == {
+        k: v for k, v in local.items() if k != "thread_id"
+    }  # the output, and the LLM calls and tokens
+    assert len(remote["completed_sections"]) == 1000 and remote["usage"]["llm_calls"] == 1001
+    output = {k: v for k, v in remote.items() if k not in ("thread_id", "usage")}
     size = len(client.data_converter.payload_converter.to_payload(output).data)
     assert size > 2 * TEMPORAL_PAYLOAD_LIMIT  # what Temporal alone would have refused
-    history = await client.get_workflow_handle(run_id).fetch_history()
+    history = await client.get_workflow_handle(remote["thread_id"]).fetch_history()
     (completed,) = [
         e
         for e in history.events
@@ -115,8 +126,7 @@ async def test_an_article_of_1000_sections_of_2000_characters_completes_on_tempo
     ]
     result = completed.workflow_execution_completed_event_attributes.result.payloads[0]
     assert result.ByteSize() < 1024  # a reference; the output itself is in the database
-    largest = max(e.ByteSize() for e in history.events)
-    assert largest < STORE_FROM + 4096
+    assert max(e.ByteSize() for e in history.events) < STORE_FROM + 4096
 
 
 async def test_a_client_on_another_database_than_the_workers_is_told_what_to_change(
