@@ -36,13 +36,18 @@ def fanout_env(fake: FakeLLM) -> dict[str, str]:
 
 
 def fanout(
-    fake: FakeLLM, cwd: Path, *args: str, stdin: str = "", timeout: float = RUN_TIMEOUT
+    fake: FakeLLM,
+    cwd: Path,
+    *args: str,
+    stdin: str = "",
+    timeout: float = RUN_TIMEOUT,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``fanout *args`` to completion in ``cwd``."""
+    """Run ``fanout *args`` to completion in ``cwd`` (``env``: variables to add)."""
     return subprocess.run(
         [*FANOUT, *args],
         cwd=cwd,
-        env=fanout_env(fake),
+        env=fanout_env(fake) | (env or {}),
         input=stdin,
         capture_output=True,
         text=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import signal
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 from cli.runs import WORKFLOWS, RunRecord
 from fake_llm import FakeLLM
-from persistence.checkpointer import open_checkpointer, redact
+from persistence.checkpointer import DatabaseError, db_url, open_checkpointer, redact, scrub
 from state.context import Context
 from tests.fanout_cli import fanout, json_result, start_fanout, wait_for_results
 from tests.test_durability import hang_once, new_thread, research_calls
@@ -106,6 +107,83 @@ def _garbage(folder: Path) -> Path:
 )
 def test_every_form_of_password_is_hidden(url: str, hidden: str) -> None:
     assert redact(url) == hidden
+
+
+MALFORMED = [
+    "postgresql://u:SECRET@[::1/db",  # the three forms of issue 19
+    "postgresql://u:SECRET[x@127.0.0.1:5432/db",
+    "mysql://u:SECRET[x@h/d",
+    "postgresql://u:SECRET@db.example:54x2/runs",  # a port that is no number
+    "postgres://u:SECRET/runs",  # no host: the password reads as a port
+]
+DB_COMMANDS = [
+    ["research", "tides"],
+    ["article", "tides"],
+    ["evaluate", "A text."],
+    ["resume", "t1"],
+    ["runs"],
+    ["show", "t1"],
+]
+
+
+@pytest.mark.parametrize(
+    ("url", "where"), [(url, ("--db", "FANOUT_DB")[n % 2]) for n, url in enumerate(MALFORMED)]
+)
+@pytest.mark.parametrize("command", DB_COMMANDS, ids=lambda c: c[0])
+def test_a_database_url_that_does_not_parse_is_one_clean_line(
+    fake_llm: FakeLLM, tmp_path: Path, url: str, command: list[str], where: str
+) -> None:
+    if where == "--db":
+        result = fanout(fake_llm, tmp_path, *command, "--db", url)
+    else:
+        result = fanout(fake_llm, tmp_path, *command, env={"FANOUT_DB": url})
+
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr  # one line
+    scheme = url.partition("://")[0]
+    where_shown = "--db" if where == "--db" else "$FANOUT_DB"
+    assert result.stderr.startswith(
+        f"error: the database URL in {where_shown} ({scheme}://***, not shown: it may hold a "
+        "password) does not parse: its "
+    ), result.stderr
+    assert "SECRET" not in result.stderr and "Traceback" not in result.stderr
+    assert fake_llm.log() == [] and not (tmp_path / ".fanout").exists()
+
+
+# Characters that keep a URL's structure (no "/", "?" or "#", which end the user info and make
+# another, valid, URL): brackets, "@", ":" and "%" are where parsing goes wrong.
+URL_CHARS = "ab01-._~!$&'()*+,;=[]@:% "
+
+
+def _generated_url(rng: random.Random) -> tuple[str, str]:
+    """A PostgreSQL URL with a password, often malformed; the URL and its password."""
+
+    def part(low: int, high: int) -> str:
+        return "".join(rng.choice(URL_CHARS) for _ in range(rng.randint(low, high)))
+
+    password = "Pw" + part(2, 8)  # "Pw" appears nowhere else
+    host = rng.choice(["db", "127.0.0.1", "[::1]", "[::1", "::1]", "db]x", part(1, 6)])
+    port = rng.choice(["", ":5432", ":", ":70000", ":x1", f":{part(1, 3)}"])
+    query = rng.choice(["", "?sslmode=disable", f"?password={password}"])
+    return f"postgresql://fanout:{password}@{host}{port}/runs{query}", password
+
+
+def test_generated_database_urls_parse_or_are_refused_without_their_password() -> None:
+    rng = random.Random(19)
+    refused = 0
+    for _ in range(2_000):
+        url, password = _generated_url(rng)
+        assert password not in redact(url), url
+        try:
+            db_url(url)
+        except DatabaseError as exc:
+            refused += 1
+            message = str(exc)
+            assert "does not parse" in message and "\n" not in message, url
+            assert password not in message, url
+        else:
+            assert password not in scrub(f'invalid connection option in "{url}"', url), url
+    assert 200 < refused < 1_800  # both kinds were generated
 
 
 @pytest.mark.postgres

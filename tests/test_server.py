@@ -122,13 +122,18 @@ class Server:
         self.log.close()
 
 
-def start_server(workdir: Path, env: dict[str, str]) -> Server:
-    """Start ``langgraph dev`` in ``workdir`` and wait until ``/ok`` answers."""
-    port = free_port()
+def dev_command(workdir: Path, port: int) -> list[str]:
+    """The ``langgraph dev`` command line of a server in ``workdir`` on ``port``."""
     config = server_config(workdir)
     command = [sys.executable, "-m", "langgraph_cli", "dev", "--config", str(config)]
     command += ["--host", "127.0.0.1", "--port", str(port), "--no-browser", "--no-reload"]
-    command += ["--n-jobs-per-worker", "10"]
+    return [*command, "--n-jobs-per-worker", "10"]
+
+
+def start_server(workdir: Path, env: dict[str, str]) -> Server:
+    """Start ``langgraph dev`` in ``workdir`` and wait until ``/ok`` answers."""
+    port = free_port()
+    command = dev_command(workdir, port)
     log = (workdir / f"server-{port}.log").open("w+b")
     process = subprocess.Popen(
         command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -564,6 +569,30 @@ def test_a_thread_deleted_and_created_again_keeps_only_the_new_run(
         inputs = [h for h in history if h["metadata"].get("source") == "input"]
         assert len(inputs) == 1, [h["values"].get("topic") for h in history]
         assert all(h["values"].get("topic") in (None, "New topic") for h in history)
+
+
+def test_a_database_url_that_does_not_parse_stops_the_server_with_a_clear_error(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    env = server_env(fake_llm, tmp_path / "unused.sqlite")
+    env["FANOUT_DB"] = "postgresql://fanout:SECRET@[::1/runs"
+
+    done = subprocess.run(
+        dev_command(tmp_path, free_port()),
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT,
+    )
+
+    log = done.stdout + done.stderr
+    assert done.returncode != 0, log
+    assert (
+        "DatabaseError: the database URL in $FANOUT_DB (postgresql://***, not shown: it may "
+        "hold a password) does not parse: its host part has an unmatched" in log
+    ), log
+    assert "SECRET" not in log
 
 
 def test_dotenv_overrides_the_environment(fake_llm: FakeLLM, tmp_path: Path) -> None:
