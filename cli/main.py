@@ -387,6 +387,7 @@ def _report_failure(
     failed = progress.failed()
     where = ", ".join(f"{t.node}" + (f" [{t.label}]" if t.label else "") for t in failed)
     cause = failed[0].error if failed else f"{type(exc).__name__}: {exc}"
+    where, cause = printable(where, one_line=True), printable(cause, one_line=True)
     stderr.print(
         f"[bold red]run failed[/] in {escape(where or 'the graph')}: {escape(cause)}",
         highlight=False,

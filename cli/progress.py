@@ -65,7 +65,7 @@ class Task:
         """The reply in ``width`` characters: the end of its last line, or a chunk count."""
         if self.structured:
             return f"JSON reply, {self.chars:,} characters"[:width]
-        line = self.tail.rstrip().rpartition("\n")[2]
+        line = printable(self.tail.rstrip().rpartition("\n")[2], one_line=True)
         return line if len(line) <= width else "…" + line[len(line) - width + 1 :]
 
 
@@ -204,6 +204,7 @@ class RunProgress(UsageMetadataCallbackHandler):
         if self._live is None:
             stamp = time.monotonic() - self._start
             label = f" [{printable(task.label[:LABEL_CHARS], one_line=True)}]" if task.label else ""
+            event = printable(event, one_line=True)  # an error may quote a model's reply
             self.console.file.write(f"{stamp:7.2f}s {task.node}{label}: {event}\n")
 
     def _table(self) -> Table:

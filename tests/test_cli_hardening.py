@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import StateGraph
 
 from cli.runs import WORKFLOWS, RunRecord
 from fake_llm import FakeLLM
 from persistence.checkpointer import DatabaseError, db_url, open_checkpointer, redact, scrub
 from state.context import Context
+from state.inputs import BIDI_CONTROLS, BIDI_MARKS, LINE_SEPARATORS
 from tests.fanout_cli import fanout, json_result, start_fanout, wait_for_results
 from tests.test_durability import hang_once, new_thread, research_calls
 
@@ -205,12 +207,15 @@ def test_a_failed_run_with_a_password_url_points_at_fanout_db(
 
 
 def _record_run(db: str, thread: str, topic: str) -> None:
-    """A run started as fanout would (with its metadata), here failing on its input."""
+    """A run started as fanout would (with its metadata), failing on its input in its first node:
+    what versions before the input check (graphs/checked.py) saved, and what a graph compiled
+    by the library's own ``compile`` still saves."""
     workflow = WORKFLOWS["research"]
     record = RunRecord.new(workflow, topic, Context(), thread)
     with open_checkpointer(db) as saver:
+        unchecked = StateGraph.compile(workflow.builder, checkpointer=saver)
         with pytest.raises(ValueError):
-            workflow.compile(saver).invoke({"topic": topic}, record.config([], None))
+            unchecked.invoke({"topic": topic}, record.config([], None))
 
 
 def test_runs_and_show_never_print_a_raw_escape_sequence(fake_llm: FakeLLM, tmp_path: Path) -> None:
@@ -225,6 +230,38 @@ def test_runs_and_show_never_print_a_raw_escape_sequence(fake_llm: FakeLLM, tmp_
             assert raw not in result.stdout + result.stderr, command
     listed = json.loads(fanout(fake_llm, tmp_path, "runs", "--json", "--db", db).stdout)
     assert listed[0]["input"].startswith("tides \x1b]0;owned")  # the JSON value is intact
+
+
+INVISIBLE = sorted(BIDI_CONTROLS | BIDI_MARKS | LINE_SEPARATORS)
+
+
+def test_bidirectional_controls_are_refused_and_marks_never_printed_raw(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    db = str(tmp_path / "runs.sqlite")
+    refused = fanout(fake_llm, tmp_path, "research", "tides \u202eslow", "--db", db)
+    assert refused.returncode == 2
+    assert "bidirectional control characters (U+202E at position 6)" in refused.stderr
+    thread = fanout(fake_llm, tmp_path, "research", "tides", "--thread", "a\u200fb", "--db", db)
+    assert thread.returncode == 2
+    assert "invisible marks or line separators (U+200F at position 1)" in thread.stderr
+    assert fake_llm.log() == [] and not Path(db).exists()
+
+    # Accepted: a right-to-left mark and a line separator; the model answers with every kind.
+    topic = "tides \u200fשלום\u2028and more"
+    fake_llm.add_rules({"match": "Research findings", "response": "Report " + "".join(INVISIBLE)})
+    shown = [fanout(fake_llm, tmp_path, "research", topic, "--thread", "rtl", "--db", db)]
+    for command in (["runs"], ["runs", "--json"], ["show", "rtl"], ["show", "rtl", "--json"]):
+        shown.append(fanout(fake_llm, tmp_path, *command, "--db", db))
+    shown.append(fanout(fake_llm, tmp_path, "resume", "rtl", "--db", db, "--json"))
+
+    for result in shown:
+        assert result.returncode == 0, result.stderr
+        for char in INVISIBLE:
+            assert char not in result.stdout + result.stderr, (result.args, hex(ord(char)))
+    assert "Report " + "".join(f"\\u{ord(c):04x}" for c in INVISIBLE) in shown[0].stdout
+    assert json.loads(shown[-1].stdout)["report"] == "Report " + "".join(INVISIBLE)
+    assert json.loads(shown[2].stdout)[0]["input"] == topic.replace("\u2028", " ")  # head
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from cli.progress import RunProgress
 from graphs.evaluation import graph as evaluation
 from nodes.prompts import CRITERIA
 from nodes.retry import LLM_ATTEMPTS, MalformedOutputError
-from state.inputs import InvalidInputError
+from state.context import ConfigurationError, Context
 
 SAFETY = CRITERIA["safety"]
 
@@ -53,8 +53,12 @@ async def test_the_last_attempt_shows_failed_not_retrying(fake_llm) -> None:
 async def test_an_error_the_policy_does_not_retry_shows_failed_at_once(fake_llm) -> None:
     progress = _progress()
 
-    with pytest.raises(InvalidInputError):
-        await evaluation.ainvoke({"text": " "}, {"callbacks": [progress]})
+    with pytest.raises(ConfigurationError):  # found inside each branch: never retried
+        await evaluation.ainvoke(
+            {"text": "Lemonade."},
+            {"callbacks": [progress]},
+            context=Context(evaluator_model="nonexistentprovider:foo"),
+        )
 
     for branch in ("evaluate_safety", "evaluate_tone", "evaluate_audience_fit"):
         events = _events(progress, branch)

@@ -34,6 +34,7 @@ from langgraph_sdk.errors import NotFoundError
 from fake_llm import FakeLLM
 from nodes.evaluation import BRANCHES
 from state.context import Context
+from tests.fanout_cli import saved_rows
 
 pytestmark = pytest.mark.server
 
@@ -439,6 +440,51 @@ def test_bad_input_is_a_run_error_with_a_clear_message(
     error = response.json()["__error__"]
     assert message in error["message"], error
     assert fake_llm.log() == []  # refused before any LLM call
+
+
+REFUSED = [
+    ("research", {"input": {"topic": "a \x1b]0;owned\x07 b"}}, "control characters (U+001B"),
+    ("evaluation", {"input": {"text": "x\x00y"}}, "control characters (U+0000"),
+    ("article", {"input": {"topic": 42}}, "topic: Input should be a valid string"),
+    ("article", {"input": {"topic": "tides \u202e"}}, "bidirectional control characters (U+202E"),
+    ("research", {"command": {"update": {"topic": "\x1b"}}}, "control characters (U+001B"),
+]
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_refused_input_over_the_api_leaves_no_state(
+    fake_llm: FakeLLM, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    db = str(tmp_path / "runs.sqlite")
+    if backend == "postgres":
+        db = str(request.getfixturevalue("postgres_url"))
+    server = start_server(tmp_path, server_env(fake_llm, db))  # type: ignore[arg-type]
+    try:
+        client = server.sync_client()
+        for graph, body, message in REFUSED:
+            thread = client.threads.create()["thread_id"]
+            response = httpx.post(
+                f"{server.url}/threads/{thread}/runs/wait",
+                json={"assistant_id": graph, **body},
+                timeout=60,
+                trust_env=False,
+            )
+            error = response.json()["__error__"]
+            assert error["error"] == "InvalidInputError" and message in error["message"], error
+            assert set(saved_rows(db, thread).values()) == {0}, (graph, body)
+            assert client.threads.get_state(thread)["values"] == {}
+        assert fake_llm.log() == []
+
+        # Accepted: a right-to-left mark and a line separator (never printed raw by fanout).
+        thread = client.threads.create()["thread_id"]
+        topic = "tides \u200fשלום\u2028and more"
+        output = client.runs.wait(thread, "research", input={"topic": topic})
+        assert isinstance(output, dict) and output["task_count"] == 3
+        assert client.threads.get_state(thread)["values"]["topic"] == topic
+    finally:
+        server.kill()
 
 
 @pytest.mark.parametrize(
