@@ -71,6 +71,7 @@ if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
 
     from cli.progress import RunProgress
+    from persistence.batched_writes import BatchedWrites
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 """Signals that end a run like Ctrl-C does (what `timeout`, Docker and systemd send)."""
@@ -297,7 +298,7 @@ async def _check_thread_free(
 @asynccontextmanager
 async def _existing_run(
     args: argparse.Namespace,
-) -> AsyncIterator[tuple[BaseCheckpointSaver, RunRecord]]:
+) -> AsyncIterator[tuple[BatchedWrites, RunRecord]]:
     """The open database and the record of the run ``args.thread_id`` (else exit 2)."""
     if not exists(args.db):
         raise _no_run(args, args.thread_id)
@@ -335,7 +336,7 @@ async def _resume(args: argparse.Namespace) -> int:
 
 async def _execute(
     args: argparse.Namespace,
-    saver: BaseCheckpointSaver,
+    saver: BatchedWrites,
     workflow: Workflow,
     record: RunRecord,
     payload: dict[str, Any] | None,
@@ -351,7 +352,8 @@ async def _execute(
     model = resolve_model(record.context.model)
     note = " (embedded, demo-grade: weak content, unreliable judgements)" if is_local(model) else ""
     stderr.print(f"{workflow.name} on model {model}{note}", highlight=False, markup=False)
-    progress = RunProgress(stderr)
+    progress = RunProgress(stderr, durable=True)
+    saver.saved_listeners.append(progress.saved)  # "done" once a task's result is committed
     graph = workflow.compile(saver)
     config = record.config([progress], args.max_concurrency)
     try:

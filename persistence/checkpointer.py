@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 if TYPE_CHECKING:
@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
     from langgraph.checkpoint.sqlite import SqliteSaver
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    from persistence.batched_writes import BatchedWrites
 
 SQLITE_SYNC = "PRAGMA synchronous=NORMAL"
 """With the saver's WAL journal: every commit survives a killed process (not a power cut)."""
@@ -197,7 +199,7 @@ def open_checkpointer(url: str | None = None) -> Iterator[BaseCheckpointSaver]:
 @asynccontextmanager
 async def aopen_checkpointer(
     url: str | None = None, *, defer_thread_deletes: bool = False
-) -> AsyncIterator[BaseCheckpointSaver]:
+) -> AsyncIterator[BatchedWrites]:
     """The asynchronous form of :func:`open_checkpointer`.
 
     The writes of tasks that finish together are saved in one transaction
@@ -234,4 +236,4 @@ async def aopen_checkpointer(
                 await saver.conn.execute(SQLITE_SYNC)
         except Exception as exc:
             raise DatabaseError(f"cannot open {redact(url)}: {scrub(str(exc), url)}") from None
-        yield saver
+        yield cast("BatchedWrites", saver)  # from_conn_string is typed as the library's class
