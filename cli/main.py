@@ -73,8 +73,8 @@ if TYPE_CHECKING:
     from cli.progress import RunProgress
     from persistence.batched_writes import BatchedWrites
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
-"""Signals that end a run like Ctrl-C does (what `timeout`, Docker and systemd send)."""
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""Signals that stop a run: Ctrl-C, and what `timeout`, Docker and systemd send."""
 PIPE_WIDTH = 240
 MIN_INPUT_WIDTH = 12
 
@@ -197,21 +197,28 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 async def _until_stopped(args: argparse.Namespace) -> int:
-    """Run the command; SIGTERM or SIGHUP cancel it as Ctrl-C does.
+    """Run the command; the first stop signal cancels it, the ones after it are ignored.
+
+    The event loop takes the signals, so none interrupts the code that saves and says how to
+    resume: with Python's own Ctrl-C handling, a second Ctrl-C raised KeyboardInterrupt
+    wherever the code was, the hint unprinted. A signal the process was started ignoring
+    (``nohup``, a background job) stays ignored.
 
     Raises:
-        Stopped: one of those signals arrived.
+        Stopped: a stop signal arrived.
     """
     main_task = asyncio.current_task()
     assert main_task is not None
     received: list[int] = []
 
     def stop(signum: int) -> None:
+        if not received:
+            main_task.cancel()
         received.append(signum)
-        main_task.cancel()
 
     loop = asyncio.get_running_loop()
-    for signum in STOP_SIGNALS:
+    handled = [s for s in STOP_SIGNALS if signal.getsignal(s) is not signal.SIG_IGN]
+    for signum in handled:
         loop.add_signal_handler(signum, stop, signum)
     try:
         return await _dispatch(args)
@@ -220,8 +227,10 @@ async def _until_stopped(args: argparse.Namespace) -> int:
             raise Stopped(received[0]) from None
         raise
     finally:
-        for signum in STOP_SIGNALS:
+        for signum in handled:
             loop.remove_signal_handler(signum)
+            if received:  # stopping: more Ctrl-C must not cut the exit short either
+                signal.signal(signum, signal.SIG_IGN)
 
 
 async def _dispatch(args: argparse.Namespace) -> int:

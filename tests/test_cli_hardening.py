@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,8 @@ from persistence.checkpointer import DatabaseError, db_url, open_checkpointer, r
 from state.context import Context
 from state.inputs import BIDI_CONTROLS, BIDI_MARKS, LINE_SEPARATORS
 from tests.fanout_cli import fanout, json_result, start_fanout, wait_for_results
-from tests.test_durability import hang_once, new_thread, research_calls
+from tests.test_cli_review import finish, screen, spawn
+from tests.test_durability import hang_once, new_thread, research_calls, wait_for_in_flight
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -51,6 +54,32 @@ def test_a_stop_signal_ends_the_run_like_ctrl_c(
     resumed = json_result(fanout(fake_llm, tmp_path, "resume", thread, "--db", db, "--json"))
     assert resumed["task_count"] == 4
     assert research_calls(fake_llm.log()) == {"q4": 1, "writer": 1}
+
+
+CTRL_C_ROUNDS = 6
+
+
+@pytest.mark.parametrize(("presses", "gap"), [(3, 0.0), (10, 0.005)], ids=["3-no-gap", "10-5ms"])
+def test_ctrl_c_pressed_again_and_again_still_prints_the_resume_hint(
+    fake_llm: FakeLLM, tmp_path: Path, presses: int, gap: float
+) -> None:
+    for round_ in range(CTRL_C_ROUNDS):
+        fake_llm.reset()
+        fake_llm.add_rules(
+            {"schema": "ResearchPlan", "items": 4}, {"match": "Research question", "fault": "hang"}
+        )
+        folder = tmp_path / str(round_)
+        folder.mkdir()
+        child = spawn(fake_llm, folder, "research", "tides", "--thread", "t", "--db", "r.sqlite")
+        wait_for_in_flight(fake_llm, 4)  # the four researchers wait on the fake LLM
+        for _ in range(presses):
+            os.kill(child.pid, signal.SIGINT)  # what the terminal sends on each Ctrl-C
+            time.sleep(gap)
+
+        assert finish(child) == 128 + signal.SIGINT, screen(folder)
+        shown = screen(folder)
+        assert "interrupted; finished work is saved; resume with: fanout resume t" in shown
+        assert "Traceback" not in shown and "KeyboardInterrupt" not in shown
 
 
 # --- databases and secrets ------------------------------------------------------------------
