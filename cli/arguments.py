@@ -11,7 +11,14 @@ from pydantic import ValidationError
 
 from cli.runs import Workflow
 from state.context import ConfigurationError, Context
-from state.inputs import InvalidInputError, explain, parse_input, usable_text
+from state.inputs import (
+    BIDI_MARKS,
+    LINE_SEPARATORS,
+    InvalidInputError,
+    explain,
+    parse_input,
+    usable_text,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 COMMANDS = {"evaluate": "evaluation", "article": "article", "research": "research"}
@@ -35,11 +42,20 @@ def positive_int(text: str) -> int:
 
 
 def thread_id(text: str) -> str:
-    """An argparse type: a thread id (visible, no control characters, at most 200 chars)."""
+    """An argparse type: a thread id (visible, no control characters, at most 200 chars).
+
+    No bidirectional mark or line separator either: two ids that look the same must be the
+    same id.
+    """
     try:
         value = usable_text(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    if found := [c for c in value if c in BIDI_MARKS | LINE_SEPARATORS]:
+        raise argparse.ArgumentTypeError(
+            f"must not contain invisible marks or line separators (U+{ord(found[0]):04X} at "
+            f"position {value.index(found[0])})"
+        )
     if len(value) > MAX_THREAD_ID_CHARS:
         raise argparse.ArgumentTypeError(f"longer than {MAX_THREAD_ID_CHARS} characters")
     return value

@@ -68,9 +68,10 @@ if TYPE_CHECKING:
     from langgraph.graph.state import CompiledStateGraph
 
     from cli.progress import RunProgress
+    from persistence.batched_writes import BatchedWrites
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
-"""Signals that end a run like Ctrl-C does (what `timeout`, Docker and systemd send)."""
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""Signals that stop a run: Ctrl-C, and what `timeout`, Docker and systemd send."""
 
 
 class Stopped(Exception):
@@ -206,21 +207,28 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 async def _until_stopped(args: argparse.Namespace) -> int:
-    """Run the command; SIGTERM or SIGHUP cancel it as Ctrl-C does.
+    """Run the command; the first stop signal cancels it, the ones after it are ignored.
+
+    The event loop takes the signals, so none interrupts the code that saves and says how to
+    resume: with Python's own Ctrl-C handling, a second Ctrl-C raised KeyboardInterrupt
+    wherever the code was, the hint unprinted. A signal the process was started ignoring
+    (``nohup``, a background job) stays ignored.
 
     Raises:
-        Stopped: one of those signals arrived.
+        Stopped: a stop signal arrived.
     """
     main_task = asyncio.current_task()
     assert main_task is not None
     received: list[int] = []
 
     def stop(signum: int) -> None:
+        if not received:
+            main_task.cancel()
         received.append(signum)
-        main_task.cancel()
 
     loop = asyncio.get_running_loop()
-    for signum in STOP_SIGNALS:
+    handled = [s for s in STOP_SIGNALS if signal.getsignal(s) is not signal.SIG_IGN]
+    for signum in handled:
         loop.add_signal_handler(signum, stop, signum)
     try:
         return await _dispatch(args)
@@ -229,8 +237,10 @@ async def _until_stopped(args: argparse.Namespace) -> int:
             raise Stopped(received[0]) from None
         raise
     finally:
-        for signum in STOP_SIGNALS:
+        for signum in handled:
             loop.remove_signal_handler(signum)
+            if received:  # stopping: more Ctrl-C must not cut the exit short either
+                signal.signal(signum, signal.SIG_IGN)
 
 
 async def _dispatch(args: argparse.Namespace) -> int:
@@ -305,7 +315,7 @@ async def _check_thread_free(
 @asynccontextmanager
 async def _existing_run(
     args: argparse.Namespace,
-) -> AsyncIterator[tuple[BaseCheckpointSaver, RunRecord]]:
+) -> AsyncIterator[tuple[BatchedWrites, RunRecord]]:
     """The open database and the record of the run ``args.thread_id`` (else exit 2)."""
     if not exists(args.db):
         raise _no_run(args, args.thread_id)
@@ -343,7 +353,7 @@ async def _resume(args: argparse.Namespace) -> int:
 
 async def _execute(
     args: argparse.Namespace,
-    saver: BaseCheckpointSaver,
+    saver: BatchedWrites,
     workflow: Workflow,
     record: RunRecord,
     payload: dict[str, Any] | None,
@@ -359,7 +369,8 @@ async def _execute(
     model = resolve_model(record.context.model)
     note = " (embedded, demo-grade: weak content, unreliable judgements)" if is_local(model) else ""
     stderr.print(f"{workflow.name} on model {model}{note}", highlight=False, markup=False)
-    progress = RunProgress(stderr)
+    progress = RunProgress(stderr, durable=True)
+    saver.saved_listeners.append(progress.saved)  # "done" once a task's result is committed
     graph = workflow.compile(saver)
     config = record.config([progress], args.max_concurrency)
     try:
@@ -395,6 +406,7 @@ def _report_failure(
     failed = progress.failed()
     where = ", ".join(f"{t.node}" + (f" [{t.label}]" if t.label else "") for t in failed)
     cause = failed[0].error if failed else f"{type(exc).__name__}: {exc}"
+    where, cause = printable(where, one_line=True), printable(cause, one_line=True)
     stderr.print(
         f"[bold red]run failed[/] in {escape(where or 'the graph')}: {escape(cause)}",
         highlight=False,

@@ -1,5 +1,8 @@
 """Live progress of a run on stderr: which branches and workers run, finish, retry or fail.
 
+With a checkpointer a task is shown "done" only once its result is committed (until then,
+"saving"), so whatever the view says is done is not run again by a resume after a crash.
+
 On a terminal the live table also shows what each LLM call is writing: the last line of a
 worker's text as its tokens stream in (``stream_mode="messages"``, fed to
 :meth:`RunProgress.on_message`), or the size of a structured reply (a plan, a verdict),
@@ -32,6 +35,7 @@ MIN_WRITING = 12
 MAX_ROWS = 20
 STYLES = {
     "running": "yellow",
+    "saving": "blue",
     "paused": "cyan",
     "done": "green",
     "retrying": "magenta",
@@ -56,6 +60,8 @@ class Task:
     chunks: int = 0
     chars: int = 0
     structured: bool = False
+    key: str = ""
+    """The task's checkpoint namespace, ``node:task id``."""
 
     def elapsed(self, now: float) -> float:
         """Seconds since the first attempt started, until it finished (or now)."""
@@ -65,7 +71,7 @@ class Task:
         """The reply in ``width`` characters: the end of its last line, or a chunk count."""
         if self.structured:
             return f"JSON reply, {self.chars:,} characters"[:width]
-        line = self.tail.rstrip().rpartition("\n")[2]
+        line = printable(self.tail.rstrip().rpartition("\n")[2], one_line=True)
         return line if len(line) <= width else "…" + line[len(line) - width + 1 :]
 
 
@@ -85,13 +91,18 @@ class RunProgress(UsageMetadataCallbackHandler):
 
     run_inline = True  # cheap bookkeeping: no thread hop per event
 
-    def __init__(self, console: Console, retry: RetryPolicy = LLM_RETRY) -> None:
+    def __init__(
+        self, console: Console, retry: RetryPolicy = LLM_RETRY, *, durable: bool = False
+    ) -> None:
+        """``durable``: a task is done once :meth:`saved` says its result is committed."""
         super().__init__()
         self.console = console
         self.retry = retry
+        self.durable = durable
         self.tasks: dict[str, Task] = {}
         self.llm_calls = 0
         self._runs: dict[UUID, str] = {}
+        self._saving: dict[str, Task] = {}
         self._start = time.monotonic()
         self._live: Live | None = None
 
@@ -114,7 +125,7 @@ class RunProgress(UsageMetadataCallbackHandler):
         self._runs[run_id] = key
         now = time.monotonic()
         if (task := self.tasks.get(key)) is None:
-            self.tasks[key] = task = Task(node=node, label=_label(inputs), started=now)
+            self.tasks[key] = task = Task(node=node, label=_label(inputs), started=now, key=key)
             self._log(task, "started")
         elif task.status == "paused":  # resumed after its interrupt, not a new attempt
             task.status, task.finished = "running", None
@@ -125,10 +136,24 @@ class RunProgress(UsageMetadataCallbackHandler):
             self._log(task, f"attempt {task.attempts}")
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        """Mark a node task done."""
-        if (task := self._task(run_id)) is not None:
-            task.status, task.finished = "done", time.monotonic()
-            self._log(task, "done")
+        """Mark a node task done, or saving until its result is committed (``durable``)."""
+        if (task := self._task(run_id)) is None:
+            return
+        task.finished = time.monotonic()
+        if self.durable:
+            task.status = "saving"
+            self._saving[task.key.rpartition(":")[2]] = task  # "node:task id"
+        else:
+            self._done(task)
+
+    def saved(self, task_id: str) -> None:
+        """Mark the task ``task_id`` done: its result is committed (a saver's listener)."""
+        if (task := self._saving.pop(task_id, None)) is not None:
+            self._done(task)
+
+    def _done(self, task: Task) -> None:
+        task.status = "done"
+        self._log(task, "done")
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         """Mark a node task paused, retrying, failed or cancelled.
@@ -194,7 +219,10 @@ class RunProgress(UsageMetadataCallbackHandler):
             self._live.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, error: type[BaseException] | None, *exc: object) -> None:
+        if error is None:  # the run's writes are all committed: LangGraph waited for them
+            for task_id in list(self._saving):
+                self.saved(task_id)
         if self._live is not None:
             self._live.refresh()
             self._live.__exit__(None, None, None)
@@ -204,6 +232,7 @@ class RunProgress(UsageMetadataCallbackHandler):
         if self._live is None:
             stamp = time.monotonic() - self._start
             label = f" [{printable(task.label[:LABEL_CHARS], one_line=True)}]" if task.label else ""
+            event = printable(event, one_line=True)  # an error may quote a model's reply
             self.console.file.write(f"{stamp:7.2f}s {task.node}{label}: {event}\n")
 
     def _table(self) -> Table:

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.prompt import Prompt
 
+from cli.terminal import printable
 from state.context import Context
 from state.decisions import PLAN_KEYS, check_decision
 from state.research import MAX_QUESTIONS, MIN_QUESTIONS
@@ -149,14 +150,14 @@ class Reviewer:
             sections = plan["sections"]
             out.print(f"\n[bold]Plan:[/] {len(sections)} sections (at most {self.bound})")
             for i, section in enumerate(sections, 1):
-                out.print(f"{i:>3}. [bold]{escape(section['name'])}[/]", highlight=False)
+                out.print(f"{i:>3}. [bold]{escape(printable(section['name']))}[/]", highlight=False)
                 if section["description"]:
-                    out.print(f"     {escape(section['description'])}", highlight=False)
+                    out.print(f"     {escape(printable(section['description']))}", highlight=False)
         else:
             questions = plan["questions"]
             out.print(f"\n[bold]Plan:[/] {len(questions)} research questions ({self.bound})")
             for i, question in enumerate(questions, 1):
-                out.print(f"{i:>3}. {escape(question)}", highlight=False)
+                out.print(f"{i:>3}. {escape(printable(question))}", highlight=False)
 
     @property
     def bound(self) -> str:

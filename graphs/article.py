@@ -1,9 +1,8 @@
 """Orchestrator-workers: plan sections, write them in parallel with ``Send``, join in order."""
 
-from typing import Any
+from langgraph.graph import END, START
 
-from langgraph.graph import END, START, StateGraph
-
+from graphs.checked import CheckedStateGraph
 from graphs.placement import IN_PROCESS, Placement
 from nodes.article import (
     assign_sections,
@@ -17,13 +16,13 @@ from state.article import ArticleInput, ArticleOutput, ArticleState
 from state.context import Context
 
 
-def build(placement: Placement = IN_PROCESS) -> StateGraph[Any, Context, Any, Any]:
+def build(placement: Placement = IN_PROCESS) -> CheckedStateGraph:
     """START -> plan_sections -> one write_section per section (Send) -> synthesize -> END.
 
     With ``Context.review_plan``, review_sections comes between the plan and the writers, and
     may end the run (a rejected plan).
     """
-    builder = StateGraph(
+    builder = CheckedStateGraph(
         ArticleState,
         context_schema=Context,
         input_schema=ArticleInput,

@@ -1,18 +1,17 @@
 """Parallelization: three evaluators judge one text at once; an aggregator makes the call."""
 
-from typing import Any
+from langgraph.graph import END, START
 
-from langgraph.graph import END, START, StateGraph
-
+from graphs.checked import CheckedStateGraph
 from graphs.placement import IN_PROCESS, Placement
 from nodes.evaluation import aggregate, evaluate_audience_fit, evaluate_safety, evaluate_tone
 from state.context import Context
 from state.evaluation import EvaluationInput, EvaluationOutput, EvaluationState
 
 
-def build(placement: Placement = IN_PROCESS) -> StateGraph[Any, Context, Any, Any]:
+def build(placement: Placement = IN_PROCESS) -> CheckedStateGraph:
     """START -> three evaluation branches at once -> aggregate -> END."""
-    builder = StateGraph(
+    builder = CheckedStateGraph(
         EvaluationState,
         context_schema=Context,
         input_schema=EvaluationInput,

@@ -1,9 +1,8 @@
 """Durable research report: plan questions, research them in parallel, write the report."""
 
-from typing import Any
+from langgraph.graph import END, START
 
-from langgraph.graph import END, START, StateGraph
-
+from graphs.checked import CheckedStateGraph
 from graphs.placement import IN_PROCESS, Placement
 from nodes.research import (
     assign_questions,
@@ -17,13 +16,13 @@ from state.context import Context
 from state.research import ResearchInput, ResearchOutput, ResearchState
 
 
-def build(placement: Placement = IN_PROCESS) -> StateGraph[Any, Context, Any, Any]:
+def build(placement: Placement = IN_PROCESS) -> CheckedStateGraph:
     """START -> plan_research -> one research_question per question (Send) -> write_report.
 
     With ``Context.review_plan``, review_questions comes between the plan and the
     researchers, and may end the run (a rejected plan).
     """
-    builder = StateGraph(
+    builder = CheckedStateGraph(
         ResearchState,
         context_schema=Context,
         input_schema=ResearchInput,

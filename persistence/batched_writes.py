@@ -10,13 +10,14 @@ everything queued and saves it in one transaction (``persistence/batched_sqlite.
 ``persistence/batched_postgres.py``), so calls that arrive while a flush runs share the next
 one. A call still returns only once its writes are committed; if a shared transaction fails,
 it is rolled back and each call's writes are saved in a transaction of their own, so a bad
-write fails its own call only.
+write fails its own call only. Functions in ``saved_listeners`` hear of each task whose writes
+are committed (the CLI's progress view says "done" only then).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
@@ -70,6 +71,8 @@ class BatchedWrites(BaseCheckpointSaver[Any]):
         super().__init__(*args, **kwargs)
         self.queued: list[QueuedWrites] = []
         self.flusher: asyncio.Task[None] | None = None
+        # Each is called with a task's id once that task's writes are committed.
+        self.saved_listeners: list[Callable[[str], None]] = []
 
     async def aput_writes(
         self,
@@ -85,6 +88,8 @@ class BatchedWrites(BaseCheckpointSaver[Any]):
         if self.flusher is None or self.flusher.done():
             self.flusher = loop.create_task(self.flush())
         await queued.saved
+        for listener in self.saved_listeners:
+            listener(task_id)
 
     async def flush(self) -> None:
         """Save what is queued, one transaction a batch, until nothing is."""

@@ -8,8 +8,8 @@ import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from typing import TYPE_CHECKING, cast
+from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
     from langgraph.checkpoint.sqlite import SqliteSaver
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    from persistence.batched_writes import BatchedWrites
 
 SQLITE_SYNC = "PRAGMA synchronous=NORMAL"
 """With the saver's WAL journal: every commit survives a killed process (not a power cut)."""
@@ -38,16 +40,53 @@ def db_url(url: str | None = None) -> str:
     """The database to use: ``url``, else $FANOUT_DB, else the default SQLite file.
 
     Raises:
-        DatabaseError: a URL whose scheme is neither PostgreSQL nor SQLite.
+        DatabaseError: a URL that does not parse, or whose scheme is neither PostgreSQL nor
+            SQLite.
     """
     chosen = url or os.environ.get("FANOUT_DB") or DEFAULT_DB
-    scheme = SCHEME.match(chosen)
-    if scheme and scheme[1].lower() not in POSTGRES_SCHEMES | {"sqlite"}:
+    try:
+        parts = _url_parts(chosen)
+    except ValueError as exc:
+        source = "--db" if url else "$FANOUT_DB"
+        raise DatabaseError(
+            f"the database URL in {source} ({redact(chosen)}, not shown: it may hold a password) "
+            f"does not parse: {_why_malformed(exc)}"
+        ) from None
+    if parts is not None and parts.scheme.lower() not in POSTGRES_SCHEMES:
         raise DatabaseError(
             f"unsupported database {redact(chosen)}: use a SQLite file path (or sqlite:///path) "
             "or a postgresql:// URL"
         )
     return chosen
+
+
+def _url_parts(url: str) -> SplitResult | None:
+    """``url`` split into its parts, each checked to parse; None for a SQLite file.
+
+    Raises:
+        ValueError: a part does not parse (an unmatched ``[``, a port that is no number...).
+    """
+    scheme = SCHEME.match(url)
+    if scheme is None or scheme[1].lower() == "sqlite":
+        return None
+    parts = urlsplit(url)
+    _ = parts.port, parts.hostname, parts.password  # each raises if its part is malformed
+    return parts
+
+
+def _why_malformed(exc: ValueError) -> str:
+    """What is wrong with a URL, said without repeating any of it (it may hold a password)."""
+    if "IPv6" in str(exc):
+        return (
+            'its host part has an unmatched "[" or "]"; in a user name or password, write '
+            '"[" as %5B and "]" as %5D'
+        )
+    if "Port" in str(exc):
+        return (
+            "its port is not a whole number from 0 to 65535; in a user name or password, "
+            'write ":" as %3A, "@" as %40 and "/" as %2F'
+        )
+    return "it is not a valid URL"
 
 
 def is_postgres(url: str) -> bool:
@@ -57,10 +96,16 @@ def is_postgres(url: str) -> bool:
 
 
 def redact(url: str) -> str:
-    """``url`` fit to print: every password in it (``user:pw@``, ``?password=``) is ``***``."""
-    if not SCHEME.match(url):
+    """``url`` fit to print: every password in it (``user:pw@``, ``?password=``) is ``***``.
+
+    Of a URL that does not parse, only the scheme is shown (``postgresql://***``).
+    """
+    try:
+        parts = _url_parts(url)
+    except ValueError:
+        return f"{url.partition('://')[0]}://***"
+    if parts is None:
         return url  # a file path
-    parts = urlsplit(url)
     netloc = parts.netloc
     if parts.password is not None:
         userinfo, _, host = netloc.rpartition("@")
@@ -76,9 +121,12 @@ def redact(url: str) -> str:
 
 def secrets_of(url: str) -> list[str]:
     """The passwords ``url`` carries (in its user info and query)."""
-    if not SCHEME.match(url):
+    try:
+        parts = _url_parts(url)
+    except ValueError:
+        return []  # never opened: db_url refuses it
+    if parts is None:
         return []
-    parts = urlsplit(url)
     found = [v for k, v in parse_qsl(parts.query) if k.lower() in SECRET_PARAMETERS]
     if parts.password:
         found += [parts.password, unquote(parts.password)]
@@ -151,7 +199,7 @@ def open_checkpointer(url: str | None = None) -> Iterator[BaseCheckpointSaver]:
 @asynccontextmanager
 async def aopen_checkpointer(
     url: str | None = None, *, defer_thread_deletes: bool = False
-) -> AsyncIterator[BaseCheckpointSaver]:
+) -> AsyncIterator[BatchedWrites]:
     """The asynchronous form of :func:`open_checkpointer`.
 
     The writes of tasks that finish together are saved in one transaction
@@ -188,4 +236,4 @@ async def aopen_checkpointer(
                 await saver.conn.execute(SQLITE_SYNC)
         except Exception as exc:
             raise DatabaseError(f"cannot open {redact(url)}: {scrub(str(exc), url)}") from None
-        yield saver
+        yield cast("BatchedWrites", saver)  # from_conn_string is typed as the library's class

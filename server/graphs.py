@@ -1,23 +1,26 @@
-"""The three graphs as the ``langgraph dev`` server serves them (named in ``langgraph.json``).
+"""The three graphs as the LangGraph API server serves them (named in ``langgraph.json``).
 
 Each is a factory the server calls with a run's config, so a run setting that LangGraph would
 only trip over deep inside (a ``max_concurrency`` below 1 ends in "Semaphore initial value
-must be >= 0", or runs unbounded when 0) is refused first, with a message that names it.
+must be >= 0", or runs unbounded when 0) is refused first, with a message that names it. The
+graphs refuse bad input before anything is saved (``graphs/checked.py``), and a run holds its
+thread's lock, the one ``fanout`` takes, while it runs (``server/one_writer.py``).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from langchain_core.runnables import RunnableConfig
-from langgraph.graph.state import CompiledStateGraph
 
 from graphs import article as article_graph
 from graphs import evaluation as evaluation_graph
 from graphs import research as research_graph
-from state.context import ConfigurationError, Context
+from server.one_writer import OneWriterGraph
+from state.context import ConfigurationError
 
-Graph = CompiledStateGraph[Any, Context, Any, Any]
+SERVED = {
+    module.graph.name: OneWriterGraph.of(module.graph)
+    for module in (evaluation_graph, article_graph, research_graph)
+}
 
 
 def check_run_config(config: RunnableConfig) -> None:
@@ -33,19 +36,19 @@ def check_run_config(config: RunnableConfig) -> None:
         )
 
 
-def evaluation(config: RunnableConfig) -> Graph:
+def evaluation(config: RunnableConfig) -> OneWriterGraph:
     """The evaluation graph, for a run with ``config``."""
     check_run_config(config)
-    return evaluation_graph.graph
+    return SERVED["evaluation"]
 
 
-def article(config: RunnableConfig) -> Graph:
+def article(config: RunnableConfig) -> OneWriterGraph:
     """The article graph, for a run with ``config``."""
     check_run_config(config)
-    return article_graph.graph
+    return SERVED["article"]
 
 
-def research(config: RunnableConfig) -> Graph:
+def research(config: RunnableConfig) -> OneWriterGraph:
     """The research graph, for a run with ``config``."""
     check_run_config(config)
-    return research_graph.graph
+    return SERVED["research"]

@@ -19,6 +19,15 @@ class InvalidInputError(ValueError):
 
 ALLOWED_CONTROLS = frozenset("\t\n\r")
 """The only control characters an input may hold."""
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+"""Bidirectional embeddings, overrides and isolates: they reorder how the text after them is
+shown (text that reads one way and is another, "Trojan Source"). Refused in every input."""
+BIDI_MARKS = frozenset("\u200e\u200f\u061c")
+"""Left-to-right, right-to-left and Arabic letter marks: invisible, but right-to-left writing
+uses them. Accepted in a topic or text (not in a thread id); never printed raw."""
+LINE_SEPARATORS = frozenset("\u2028\u2029")
+"""Unicode's line and paragraph separators: line breaks, accepted where a newline is; never
+printed raw."""
 INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp", "Mn", "Me"})
 """Unicode categories that show nothing on their own: controls, zero-width format
 characters, spaces and separators, combining marks."""
@@ -28,14 +37,20 @@ def usable_text(value: str) -> str:
     """``value`` stripped; refused with control characters or no visible character.
 
     Control characters other than tab and newline are refused, not removed: they are never
-    meant in a topic or a text, and a NUL breaks PostgreSQL. The same rule holds for every
-    door (Python, CLI, server).
+    meant in a topic or a text, and a NUL breaks PostgreSQL. So are the bidirectional controls
+    that reorder text (:data:`BIDI_CONTROLS`). The same rule holds for every door (Python,
+    CLI, server).
     """
     for position, char in enumerate(value):
         category = unicodedata.category(char)
         if (category == "Cc" and char not in ALLOWED_CONTROLS) or category == "Cs":
             raise ValueError(
                 f"must not contain control characters (U+{ord(char):04X} at position {position})"
+            )
+        if char in BIDI_CONTROLS:
+            raise ValueError(
+                f"must not contain bidirectional control characters (U+{ord(char):04X} at "
+                f"position {position}): they change the order in which text is shown"
             )
     stripped = value.strip()
     if not any(unicodedata.category(char) not in INVISIBLE for char in stripped):

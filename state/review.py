@@ -26,8 +26,9 @@ from state.inputs import explain, usable_text
 MAX_REASON_CHARS = 500
 """Longest reason a rejection may give."""
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # Unicode Cc, and surrogates
-_LINE_BREAKS = re.compile(r"[\t\r\n]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
+"""Unicode Cc, surrogates, and the bidirectional controls ``usable_text`` refuses."""
+_LINE_BREAKS = re.compile(r"[\t\r\n\u2028\u2029]+")
 
 Decision = Literal["pending", "approved", "edited", "rejected"]
 
@@ -58,7 +59,8 @@ class InvalidDecisionError(ValueError):
 def clean_text(text: str, limit: int) -> str:
     """A model's text made fit for a plan, so a person can send it back unchanged.
 
-    Control characters and runs of spaces become one space; cut to ``limit`` characters.
+    Control characters (bidirectional controls too), line breaks and runs of spaces become
+    one space; cut to ``limit`` characters.
     """
     return " ".join(_CONTROL.sub(" ", text).split())[:limit].strip()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ from langchain_core.runnables import RunnableConfig
 
 from cli.runs import WORKFLOWS
 from fake_llm import FakeLLM
-from persistence.checkpointer import open_checkpointer
+from persistence.checkpointer import is_postgres, open_checkpointer, sqlite_file
 
 FANOUT = [sys.executable, "-m", "cli"]
 RUN_TIMEOUT = 60.0
@@ -36,13 +37,18 @@ def fanout_env(fake: FakeLLM) -> dict[str, str]:
 
 
 def fanout(
-    fake: FakeLLM, cwd: Path, *args: str, stdin: str = "", timeout: float = RUN_TIMEOUT
+    fake: FakeLLM,
+    cwd: Path,
+    *args: str,
+    stdin: str = "",
+    timeout: float = RUN_TIMEOUT,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``fanout *args`` to completion in ``cwd``."""
+    """Run ``fanout *args`` to completion in ``cwd`` (``env``: variables to add)."""
     return subprocess.run(
         [*FANOUT, *args],
         cwd=cwd,
-        env=fanout_env(fake),
+        env=fanout_env(fake) | (env or {}),
         input=stdin,
         capture_output=True,
         text=True,
@@ -99,3 +105,24 @@ def thread_exists(db: str, thread_id: str) -> bool:
     with open_checkpointer(db) as saver:
         config = RunnableConfig(configurable={"thread_id": thread_id})
         return saver.get_tuple(config) is not None
+
+
+def saved_rows(db: str, thread_id: str) -> dict[str, int]:
+    """How many rows of each checkpoint table ``db`` holds for ``thread_id``."""
+    tables = ("checkpoints", "checkpoint_blobs", "checkpoint_writes")
+    with open_checkpointer(db) as saver:  # makes the tables if need be
+        if is_postgres(db):
+            with saver.conn.cursor() as cursor:  # type: ignore[attr-defined]
+                return {
+                    table: cursor.execute(
+                        f"select count(*) as n from {table} where thread_id = %s", (thread_id,)
+                    ).fetchone()["n"]
+                    for table in tables
+                }
+    with sqlite3.connect(sqlite_file(db)) as connection:
+        return {
+            table: connection.execute(
+                f"select count(*) from {table} where thread_id = ?", (thread_id,)
+            ).fetchone()[0]
+            for table in ("checkpoints", "writes")
+        }

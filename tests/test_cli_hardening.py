@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
+import random
 import signal
+import time
 from pathlib import Path
 
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import StateGraph
 
 from cli.runs import WORKFLOWS, RunRecord
 from fake_llm import FakeLLM
-from persistence.checkpointer import open_checkpointer, redact
+from persistence.checkpointer import DatabaseError, db_url, open_checkpointer, redact, scrub
 from state.context import Context
+from state.inputs import BIDI_CONTROLS, BIDI_MARKS, LINE_SEPARATORS
 from tests.fanout_cli import fanout, json_result, start_fanout, wait_for_results
-from tests.test_durability import hang_once, new_thread, research_calls
+from tests.test_cli_review import finish, screen, spawn
+from tests.test_durability import hang_once, new_thread, research_calls, wait_for_in_flight
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -48,6 +54,32 @@ def test_a_stop_signal_ends_the_run_like_ctrl_c(
     resumed = json_result(fanout(fake_llm, tmp_path, "resume", thread, "--db", db, "--json"))
     assert resumed["task_count"] == 4
     assert research_calls(fake_llm.log()) == {"q4": 1, "writer": 1}
+
+
+CTRL_C_ROUNDS = 6
+
+
+@pytest.mark.parametrize(("presses", "gap"), [(3, 0.0), (10, 0.005)], ids=["3-no-gap", "10-5ms"])
+def test_ctrl_c_pressed_again_and_again_still_prints_the_resume_hint(
+    fake_llm: FakeLLM, tmp_path: Path, presses: int, gap: float
+) -> None:
+    for round_ in range(CTRL_C_ROUNDS):
+        fake_llm.reset()
+        fake_llm.add_rules(
+            {"schema": "ResearchPlan", "items": 4}, {"match": "Research question", "fault": "hang"}
+        )
+        folder = tmp_path / str(round_)
+        folder.mkdir()
+        child = spawn(fake_llm, folder, "research", "tides", "--thread", "t", "--db", "r.sqlite")
+        wait_for_in_flight(fake_llm, 4)  # the four researchers wait on the fake LLM
+        for _ in range(presses):
+            os.kill(child.pid, signal.SIGINT)  # what the terminal sends on each Ctrl-C
+            time.sleep(gap)
+
+        assert finish(child) == 128 + signal.SIGINT, screen(folder)
+        shown = screen(folder)
+        assert "interrupted; finished work is saved; resume with: fanout resume t" in shown
+        assert "Traceback" not in shown and "KeyboardInterrupt" not in shown
 
 
 # --- databases and secrets ------------------------------------------------------------------
@@ -108,6 +140,83 @@ def test_every_form_of_password_is_hidden(url: str, hidden: str) -> None:
     assert redact(url) == hidden
 
 
+MALFORMED = [
+    "postgresql://u:SECRET@[::1/db",  # the three forms of issue 19
+    "postgresql://u:SECRET[x@127.0.0.1:5432/db",
+    "mysql://u:SECRET[x@h/d",
+    "postgresql://u:SECRET@db.example:54x2/runs",  # a port that is no number
+    "postgres://u:SECRET/runs",  # no host: the password reads as a port
+]
+DB_COMMANDS = [
+    ["research", "tides"],
+    ["article", "tides"],
+    ["evaluate", "A text."],
+    ["resume", "t1"],
+    ["runs"],
+    ["show", "t1"],
+]
+
+
+@pytest.mark.parametrize(
+    ("url", "where"), [(url, ("--db", "FANOUT_DB")[n % 2]) for n, url in enumerate(MALFORMED)]
+)
+@pytest.mark.parametrize("command", DB_COMMANDS, ids=lambda c: c[0])
+def test_a_database_url_that_does_not_parse_is_one_clean_line(
+    fake_llm: FakeLLM, tmp_path: Path, url: str, command: list[str], where: str
+) -> None:
+    if where == "--db":
+        result = fanout(fake_llm, tmp_path, *command, "--db", url)
+    else:
+        result = fanout(fake_llm, tmp_path, *command, env={"FANOUT_DB": url})
+
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr  # one line
+    scheme = url.partition("://")[0]
+    where_shown = "--db" if where == "--db" else "$FANOUT_DB"
+    assert result.stderr.startswith(
+        f"error: the database URL in {where_shown} ({scheme}://***, not shown: it may hold a "
+        "password) does not parse: its "
+    ), result.stderr
+    assert "SECRET" not in result.stderr and "Traceback" not in result.stderr
+    assert fake_llm.log() == [] and not (tmp_path / ".fanout").exists()
+
+
+# Characters that keep a URL's structure (no "/", "?" or "#", which end the user info and make
+# another, valid, URL): brackets, "@", ":" and "%" are where parsing goes wrong.
+URL_CHARS = "ab01-._~!$&'()*+,;=[]@:% "
+
+
+def _generated_url(rng: random.Random) -> tuple[str, str]:
+    """A PostgreSQL URL with a password, often malformed; the URL and its password."""
+
+    def part(low: int, high: int) -> str:
+        return "".join(rng.choice(URL_CHARS) for _ in range(rng.randint(low, high)))
+
+    password = "Pw" + part(2, 8)  # "Pw" appears nowhere else
+    host = rng.choice(["db", "127.0.0.1", "[::1]", "[::1", "::1]", "db]x", part(1, 6)])
+    port = rng.choice(["", ":5432", ":", ":70000", ":x1", f":{part(1, 3)}"])
+    query = rng.choice(["", "?sslmode=disable", f"?password={password}"])
+    return f"postgresql://fanout:{password}@{host}{port}/runs{query}", password
+
+
+def test_generated_database_urls_parse_or_are_refused_without_their_password() -> None:
+    rng = random.Random(19)
+    refused = 0
+    for _ in range(2_000):
+        url, password = _generated_url(rng)
+        assert password not in redact(url), url
+        try:
+            db_url(url)
+        except DatabaseError as exc:
+            refused += 1
+            message = str(exc)
+            assert "does not parse" in message and "\n" not in message, url
+            assert password not in message, url
+        else:
+            assert password not in scrub(f'invalid connection option in "{url}"', url), url
+    assert 200 < refused < 1_800  # both kinds were generated
+
+
 @pytest.mark.postgres
 def test_a_failed_run_with_a_password_url_points_at_fanout_db(
     fake_llm: FakeLLM, tmp_path: Path, postgres_url: str
@@ -127,12 +236,15 @@ def test_a_failed_run_with_a_password_url_points_at_fanout_db(
 
 
 def _record_run(db: str, thread: str, topic: str) -> None:
-    """A run started as fanout would (with its metadata), here failing on its input."""
+    """A run started as fanout would (with its metadata), failing on its input in its first node:
+    what versions before the input check (graphs/checked.py) saved, and what a graph compiled
+    by the library's own ``compile`` still saves."""
     workflow = WORKFLOWS["research"]
     record = RunRecord.new(workflow, topic, Context(), thread)
     with open_checkpointer(db) as saver:
+        unchecked = StateGraph.compile(workflow.builder, checkpointer=saver)
         with pytest.raises(ValueError):
-            workflow.compile(saver).invoke({"topic": topic}, record.config([], None))
+            unchecked.invoke({"topic": topic}, record.config([], None))
 
 
 def test_runs_and_show_never_print_a_raw_escape_sequence(fake_llm: FakeLLM, tmp_path: Path) -> None:
@@ -147,6 +259,38 @@ def test_runs_and_show_never_print_a_raw_escape_sequence(fake_llm: FakeLLM, tmp_
             assert raw not in result.stdout + result.stderr, command
     listed = json.loads(fanout(fake_llm, tmp_path, "runs", "--json", "--db", db).stdout)
     assert listed[0]["input"].startswith("tides \x1b]0;owned")  # the JSON value is intact
+
+
+INVISIBLE = sorted(BIDI_CONTROLS | BIDI_MARKS | LINE_SEPARATORS)
+
+
+def test_bidirectional_controls_are_refused_and_marks_never_printed_raw(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    db = str(tmp_path / "runs.sqlite")
+    refused = fanout(fake_llm, tmp_path, "research", "tides \u202eslow", "--db", db)
+    assert refused.returncode == 2
+    assert "bidirectional control characters (U+202E at position 6)" in refused.stderr
+    thread = fanout(fake_llm, tmp_path, "research", "tides", "--thread", "a\u200fb", "--db", db)
+    assert thread.returncode == 2
+    assert "invisible marks or line separators (U+200F at position 1)" in thread.stderr
+    assert fake_llm.log() == [] and not Path(db).exists()
+
+    # Accepted: a right-to-left mark and a line separator; the model answers with every kind.
+    topic = "tides \u200fשלום\u2028and more"
+    fake_llm.add_rules({"match": "Research findings", "response": "Report " + "".join(INVISIBLE)})
+    shown = [fanout(fake_llm, tmp_path, "research", topic, "--thread", "rtl", "--db", db)]
+    for command in (["runs"], ["runs", "--json"], ["show", "rtl"], ["show", "rtl", "--json"]):
+        shown.append(fanout(fake_llm, tmp_path, *command, "--db", db))
+    shown.append(fanout(fake_llm, tmp_path, "resume", "rtl", "--db", db, "--json"))
+
+    for result in shown:
+        assert result.returncode == 0, result.stderr
+        for char in INVISIBLE:
+            assert char not in result.stdout + result.stderr, (result.args, hex(ord(char)))
+    assert "Report " + "".join(f"\\u{ord(c):04x}" for c in INVISIBLE) in shown[0].stdout
+    assert json.loads(shown[-1].stdout)["report"] == "Report " + "".join(INVISIBLE)
+    assert json.loads(shown[2].stdout)[0]["input"] == topic.replace("\u2028", " ")  # head
 
 
 @pytest.mark.parametrize(

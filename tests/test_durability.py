@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import subprocess
 import time
 import uuid
 from collections import Counter
@@ -20,7 +21,15 @@ import pytest
 from fake_llm import FakeLLM
 from nodes.retry import CLIENT_RETRIES, LLM_ATTEMPTS
 from persistence.checkpointer import open_checkpointer
-from tests.fanout_cli import fanout, json_result, start_fanout, wait_for_results
+from tests.fanout_cli import (
+    FANOUT,
+    RUN_TIMEOUT,
+    fanout,
+    fanout_env,
+    json_result,
+    start_fanout,
+    wait_for_results,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -206,3 +215,46 @@ def test_worker_failing_every_attempt_exits_1_and_resume_finishes(
     assert [f["question"] for f in output["findings"]] == [
         f"Fake questions {n} for: Topic: tides" for n in (1, 2, 3, 4)
     ]
+
+
+KILL_ROUNDS = 3
+
+
+def test_a_worker_shown_done_is_never_run_again_after_a_kill(
+    fake_llm: FakeLLM, tmp_path: Path, db: str
+) -> None:
+    """SIGKILL the instant the progress log says a researcher is done: the resume skips it."""
+    with open_checkpointer(db):
+        pass
+    for round_ in range(KILL_ROUNDS):
+        fake_llm.reset()
+        fake_llm.add_rules(
+            {"schema": "ResearchPlan", "items": 4},
+            *hang_once("Fake questions 3 for", "Fake questions 4 for"),
+            {"match": "Fake questions 2 for", "latency": 0.3, "times": 1},
+        )
+        thread = new_thread(f"shown-done-{round_}")
+        argv = ["research", "tides", "--thread", thread, "--db", db]
+        process = subprocess.Popen(
+            [*FANOUT, *argv],
+            cwd=tmp_path,
+            env=fanout_env(fake_llm),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        done = None
+        assert process.stderr is not None
+        for line in process.stderr:
+            if found := re.search(r"research_question \[Fake questions (\d) for.*\]: done", line):
+                process.send_signal(signal.SIGKILL)
+                done = f"q{found[1]}"
+                break
+        process.wait(timeout=RUN_TIMEOUT)
+        assert done is not None and process.returncode == -signal.SIGKILL
+        fake_llm.reset()
+
+        json_result(fanout(fake_llm, tmp_path, "resume", thread, "--db", db, "--json"))
+
+        assert done not in research_calls(fake_llm.log()), (round_, done)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import StateGraph
 
 from graphs import article, evaluation, research
 from graphs.placement import SyncOrAsync
@@ -115,13 +116,18 @@ def test_invoke_and_ainvoke_give_the_same_output(fake_llm) -> None:
     ],
     ids=["evaluation", "article", "research"],
 )
-async def test_invalid_input_is_attempted_once_never_retried(
+async def test_invalid_input_is_refused_before_any_node_and_never_retried(
     fake_llm, name: str, payload: dict[str, Any], first_node: str
 ) -> None:
     starts = NodeAttempts()
     with pytest.raises(InvalidInputError):
         await GRAPHS[name].graph.ainvoke(payload, {"callbacks": [starts]})
+    assert starts.counts == {}  # graphs/checked.py: refused before the run starts
 
+    # Compiled without that check, the first node refuses it, in one attempt.
+    unchecked = StateGraph.compile(GRAPHS[name].builder)
+    with pytest.raises(InvalidInputError):
+        await unchecked.ainvoke(payload, {"callbacks": [starts]})
     assert starts.counts[first_node] == 1
     assert fake_llm.log() == []
 

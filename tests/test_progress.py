@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import uuid
 
 import pytest
 from rich.console import Console
@@ -12,7 +13,7 @@ from cli.progress import RunProgress
 from graphs.evaluation import graph as evaluation
 from nodes.prompts import CRITERIA
 from nodes.retry import LLM_ATTEMPTS, MalformedOutputError
-from state.inputs import InvalidInputError
+from state.context import ConfigurationError, Context
 
 SAFETY = CRITERIA["safety"]
 
@@ -53,11 +54,35 @@ async def test_the_last_attempt_shows_failed_not_retrying(fake_llm) -> None:
 async def test_an_error_the_policy_does_not_retry_shows_failed_at_once(fake_llm) -> None:
     progress = _progress()
 
-    with pytest.raises(InvalidInputError):
-        await evaluation.ainvoke({"text": " "}, {"callbacks": [progress]})
+    with pytest.raises(ConfigurationError):  # found inside each branch: never retried
+        await evaluation.ainvoke(
+            {"text": "Lemonade."},
+            {"callbacks": [progress]},
+            context=Context(evaluator_model="nonexistentprovider:foo"),
+        )
 
     for branch in ("evaluate_safety", "evaluate_tone", "evaluate_audience_fit"):
         events = _events(progress, branch)
         assert "retrying" not in events
         assert events[0] == "started" and events[-1] in ("failed", "cancelled"), events
     assert progress.failed()
+
+
+def _start_and_end(progress: RunProgress, task_id: str) -> None:
+    run_id = uuid.uuid4()
+    metadata = {"langgraph_node": "research_question", "langgraph_checkpoint_ns": f"rq:{task_id}"}
+    progress.on_chain_start(None, {}, run_id=run_id, metadata=metadata, name="research_question")
+    progress.on_chain_end({}, run_id=run_id)
+
+
+def test_with_a_checkpointer_a_task_is_done_once_its_result_is_committed() -> None:
+    progress = RunProgress(Console(file=io.StringIO(), force_terminal=False), durable=True)
+    with progress:
+        _start_and_end(progress, "a")
+        _start_and_end(progress, "b")
+        assert [t.status for t in progress.tasks.values()] == ["saving", "saving"]
+        progress.saved("b")  # what the saver says once b's writes are committed
+        assert [t.status for t in progress.tasks.values()] == ["saving", "done"]
+        assert _events(progress, "research_question") == ["started", "started", "done"]
+    # The run ended normally: LangGraph waited for every write (a has none to save).
+    assert [t.status for t in progress.tasks.values()] == ["done", "done"]

@@ -34,6 +34,7 @@ from langgraph_sdk.errors import NotFoundError
 from fake_llm import FakeLLM
 from nodes.evaluation import BRANCHES
 from state.context import Context
+from tests.fanout_cli import saved_rows
 
 pytestmark = pytest.mark.server
 
@@ -122,13 +123,18 @@ class Server:
         self.log.close()
 
 
-def start_server(workdir: Path, env: dict[str, str]) -> Server:
-    """Start ``langgraph dev`` in ``workdir`` and wait until ``/ok`` answers."""
-    port = free_port()
+def dev_command(workdir: Path, port: int) -> list[str]:
+    """The ``langgraph dev`` command line of a server in ``workdir`` on ``port``."""
     config = server_config(workdir)
     command = [sys.executable, "-m", "langgraph_cli", "dev", "--config", str(config)]
     command += ["--host", "127.0.0.1", "--port", str(port), "--no-browser", "--no-reload"]
-    command += ["--n-jobs-per-worker", "10"]
+    return [*command, "--n-jobs-per-worker", "10"]
+
+
+def start_server(workdir: Path, env: dict[str, str]) -> Server:
+    """Start ``langgraph dev`` in ``workdir`` and wait until ``/ok`` answers."""
+    port = free_port()
+    command = dev_command(workdir, port)
     log = (workdir / f"server-{port}.log").open("w+b")
     process = subprocess.Popen(
         command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -436,6 +442,51 @@ def test_bad_input_is_a_run_error_with_a_clear_message(
     assert fake_llm.log() == []  # refused before any LLM call
 
 
+REFUSED = [
+    ("research", {"input": {"topic": "a \x1b]0;owned\x07 b"}}, "control characters (U+001B"),
+    ("evaluation", {"input": {"text": "x\x00y"}}, "control characters (U+0000"),
+    ("article", {"input": {"topic": 42}}, "topic: Input should be a valid string"),
+    ("article", {"input": {"topic": "tides \u202e"}}, "bidirectional control characters (U+202E"),
+    ("research", {"command": {"update": {"topic": "\x1b"}}}, "control characters (U+001B"),
+]
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_refused_input_over_the_api_leaves_no_state(
+    fake_llm: FakeLLM, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    db = str(tmp_path / "runs.sqlite")
+    if backend == "postgres":
+        db = str(request.getfixturevalue("postgres_url"))
+    server = start_server(tmp_path, server_env(fake_llm, db))  # type: ignore[arg-type]
+    try:
+        client = server.sync_client()
+        for graph, body, message in REFUSED:
+            thread = client.threads.create()["thread_id"]
+            response = httpx.post(
+                f"{server.url}/threads/{thread}/runs/wait",
+                json={"assistant_id": graph, **body},
+                timeout=60,
+                trust_env=False,
+            )
+            error = response.json()["__error__"]
+            assert error["error"] == "InvalidInputError" and message in error["message"], error
+            assert set(saved_rows(db, thread).values()) == {0}, (graph, body)
+            assert client.threads.get_state(thread)["values"] == {}
+        assert fake_llm.log() == []
+
+        # Accepted: a right-to-left mark and a line separator (never printed raw by fanout).
+        thread = client.threads.create()["thread_id"]
+        topic = "tides \u200fשלום\u2028and more"
+        output = client.runs.wait(thread, "research", input={"topic": topic})
+        assert isinstance(output, dict) and output["task_count"] == 3
+        assert client.threads.get_state(thread)["values"]["topic"] == topic
+    finally:
+        server.kill()
+
+
 @pytest.mark.parametrize(
     ("body", "status"),
     [
@@ -564,6 +615,30 @@ def test_a_thread_deleted_and_created_again_keeps_only_the_new_run(
         inputs = [h for h in history if h["metadata"].get("source") == "input"]
         assert len(inputs) == 1, [h["values"].get("topic") for h in history]
         assert all(h["values"].get("topic") in (None, "New topic") for h in history)
+
+
+def test_a_database_url_that_does_not_parse_stops_the_server_with_a_clear_error(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    env = server_env(fake_llm, tmp_path / "unused.sqlite")
+    env["FANOUT_DB"] = "postgresql://fanout:SECRET@[::1/runs"
+
+    done = subprocess.run(
+        dev_command(tmp_path, free_port()),
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT,
+    )
+
+    log = done.stdout + done.stderr
+    assert done.returncode != 0, log
+    assert (
+        "DatabaseError: the database URL in $FANOUT_DB (postgresql://***, not shown: it may "
+        "hold a password) does not parse: its host part has an unmatched" in log
+    ), log
+    assert "SECRET" not in log
 
 
 def test_dotenv_overrides_the_environment(fake_llm: FakeLLM, tmp_path: Path) -> None:

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
+import time
+import uuid
 from collections import Counter
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
 from fake_llm import FakeLLM
-from persistence.checkpointer import open_checkpointer
+from persistence.checkpointer import aopen_checkpointer, open_checkpointer
 from persistence.thread_lock import ThreadBusyError, thread_lock
+from server.graphs import SERVED
+from state.context import ConfigurationError
+from state.inputs import InvalidInputError
 from tests.fanout_cli import RUN_TIMEOUT, start_fanout, wait_for_results
 from tests.test_durability import (
     article_calls,
@@ -20,6 +29,7 @@ from tests.test_durability import (
     research_calls,
     run_and_kill,
 )
+from tests.test_server import Server, server_env, start_server
 
 pytestmark = pytest.mark.timeout(180)
 HOLD = 3.0
@@ -143,3 +153,166 @@ async def test_the_lock_is_taken_once_and_free_again_after(db: str) -> None:
             pass
     async with thread_lock(db, "t"):
         pass
+
+
+# --- the server's runs take the same lock -------------------------------------------------------
+
+
+@pytest.fixture
+def crashed(fake_llm: FakeLLM, tmp_path: Path, db: str) -> str:
+    """A research thread that ``fanout`` ran, killed -9 with questions 1-2 answered: its id."""
+    fake_llm.add_rules(
+        {"schema": "ResearchPlan", "items": 4},
+        *hang_once("Fake questions 3 for", "Fake questions 4 for"),
+    )
+    thread = str(uuid.uuid4())  # the server takes only UUIDs
+    argv = ["research", "tides", "--thread", thread]
+    run_and_kill(fake_llm, tmp_path, db, argv, "research", "research_question", done=2)
+    fake_llm.reset()
+    return thread
+
+
+@pytest.fixture
+def server(fake_llm: FakeLLM, tmp_path: Path, db: str) -> Iterator[Server]:
+    """``langgraph dev`` on the test's database (FANOUT_DB), in a folder of its own."""
+    workdir = tmp_path / "server"
+    workdir.mkdir()
+    running = start_server(workdir, server_env(fake_llm, db))  # type: ignore[arg-type]
+    try:
+        yield running
+    finally:
+        running.kill()
+
+
+def wait_for_request(fake: FakeLLM, match: str, timeout: float = 30.0) -> None:
+    """Wait until a request holding ``match`` reached the fake LLM."""
+    deadline = time.monotonic() + timeout
+    while not any(match in r["last_user"] for r in fake.log()):
+        assert time.monotonic() < deadline, f"no request with {match!r} within {timeout:g}s"
+        time.sleep(0.05)
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("first", ["fanout", "server", "both at once"])
+def test_a_server_run_and_fanout_resume_on_one_thread_run_it_once(
+    fake_llm: FakeLLM, tmp_path: Path, db: str, crashed: str, server: Server, first: str
+) -> None:
+    # The thread as the README says: registered with the server, then continued there.
+    client = server.sync_client()
+    client.threads.create(
+        thread_id=crashed, if_exists="do_nothing", metadata={"graph_id": "research"}
+    )
+    fake_llm.add_rules({"match": "Fake questions 3 for", "latency": HOLD, "times": 1})
+    resume = ["resume", crashed, "--db", db]
+
+    if first == "fanout":
+        cli = start_fanout(fake_llm, tmp_path, *resume)
+        wait_for_request(fake_llm, "Fake questions 3 for")
+        run = client.runs.create(crashed, "research", input=None)  # waits for the thread
+    else:
+        run = client.runs.create(crashed, "research", input=None)
+        if first == "server":
+            wait_for_request(fake_llm, "Fake questions 3 for")
+        cli = start_fanout(fake_llm, tmp_path, *resume)
+    try:
+        code = cli.wait(timeout=RUN_TIMEOUT)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+    output = client.runs.join(crashed, run["run_id"])
+    stderr = (tmp_path / "fanout.err").read_text()
+
+    assert research_calls(fake_llm.log()) == {"q3": 1, "q4": 1, "writer": 1}, stderr
+    assert isinstance(output, dict) and output.get("task_count") == 4, (
+        output,
+        server.output()[-3000:],
+    )
+    assert client.runs.get(crashed, run["run_id"])["status"] == "success"
+    if first == "fanout":
+        assert code == 0, stderr
+    elif first == "server":
+        assert code == 2 and f"thread {crashed!r} {BUSY}" in stderr, stderr
+    else:  # whichever took the lock first ran it; the other waited, or was refused
+        assert code in (0, 2), stderr
+    assert "Traceback" not in stderr
+    assert branches(db, crashed) == 0
+
+
+RUN_STYLES = {
+    "ainvoke": lambda graph, config: graph.ainvoke(None, config),
+    "astream": lambda graph, config: _drain(graph.astream(None, config)),
+    "astream_events": lambda graph, config: _drain(graph.astream_events(None, config)),
+}
+
+
+async def _drain(parts: AsyncIterator[Any]) -> None:
+    async for _ in parts:
+        pass
+
+
+@pytest.mark.parametrize("style", RUN_STYLES)
+async def test_a_served_run_waits_for_its_thread_then_gives_up_clearly(
+    fake_llm: FakeLLM, db: str, monkeypatch: pytest.MonkeyPatch, style: str
+) -> None:
+    monkeypatch.setenv("FANOUT_DB", db)
+    monkeypatch.setenv("FANOUT_LOCK_WAIT", "0.6")
+    thread = new_thread("served")
+    config = RunnableConfig(configurable={"thread_id": thread})
+    async with aopen_checkpointer(db) as saver:
+        served = SERVED["evaluation"].copy(update={"checkpointer": saver})
+        await served.ainvoke({"text": "Tea."}, config)  # a finished run: resuming it is quick
+        fake_llm.reset()
+
+        async with thread_lock(db, thread):  # fanout runs the thread
+            started = time.monotonic()
+            with pytest.raises(ThreadBusyError, match=f"'{thread}' {BUSY}.*after 0.6 s"):
+                await RUN_STYLES[style](served, config)
+            assert 0.6 <= time.monotonic() - started < 5
+
+        async def release_soon() -> None:
+            async with thread_lock(db, thread):
+                await asyncio.sleep(0.5)
+
+        holder = asyncio.create_task(release_soon())
+        await asyncio.sleep(0.1)
+        monkeypatch.setenv("FANOUT_LOCK_WAIT", "30")
+        started = time.monotonic()
+        await RUN_STYLES[style](served, config)  # waits for the holder, then runs
+        assert 0.3 < time.monotonic() - started < 10
+        await holder
+    assert fake_llm.log() == []  # nothing was left to run
+
+
+async def test_a_served_run_checks_its_input_before_waiting_for_the_thread(
+    fake_llm: FakeLLM, db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FANOUT_DB", db)
+    config = RunnableConfig(configurable={"thread_id": "busy"})
+    async with aopen_checkpointer(db) as saver, thread_lock(db, "busy"):
+        served = SERVED["research"].copy(update={"checkpointer": saver})
+        with pytest.raises(InvalidInputError, match="topic: must not be empty"):
+            await served.ainvoke({"topic": " "}, config)  # at once: FANOUT_LOCK_WAIT is 60
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "nan", "inf"])
+async def test_a_bad_lock_wait_is_a_configuration_error(
+    db: str, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("FANOUT_DB", db)
+    monkeypatch.setenv("FANOUT_LOCK_WAIT", value)
+    async with aopen_checkpointer(db) as saver:
+        served = SERVED["evaluation"].copy(update={"checkpointer": saver})
+        with pytest.raises(ConfigurationError, match=f"FANOUT_LOCK_WAIT must be .* got '{value}'"):
+            await served.ainvoke({"text": "Tea."}, {"configurable": {"thread_id": "t"}})
+
+
+@pytest.mark.postgres
+async def test_a_postgresql_server_with_a_sqlite_fanout_db_is_refused(
+    fake_llm: FakeLLM, postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FANOUT_DB", str(tmp_path / "local.sqlite"))  # each replica its own
+    async with AsyncPostgresSaver.from_conn_string(postgres_url) as saver:  # as Aegra has
+        served = SERVED["evaluation"].copy(update={"checkpointer": saver})
+        with pytest.raises(ConfigurationError, match="keeps its threads in PostgreSQL"):
+            await served.ainvoke({"text": "Tea."}, {"configurable": {"thread_id": "t"}})
+    assert fake_llm.log() == []

@@ -1,0 +1,79 @@
+"""Graphs that refuse bad input before anything of the run is saved.
+
+LangGraph saves a run's input in the thread's first checkpoint before any node runs, so an
+input that the first node refuses stays behind in the database (on SQLite a NUL and all; on
+PostgreSQL, where a NUL cannot be stored, the run breaks off half-saved). A graph built by
+:class:`CheckedStateGraph` checks its input against its ``input_schema`` first. Every way of
+running a compiled graph goes through ``stream`` or ``astream`` (``invoke``, ``ainvoke``,
+``batch``, ``astream_events``, and what the LangGraph API servers call), so those two check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import aclosing
+from typing import Any, Self, cast
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph import StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Command
+from pydantic import BaseModel
+
+from state.context import Context
+from state.inputs import parse_input
+
+
+class CheckedGraph(CompiledStateGraph[Any, Context, Any, Any]):
+    """A compiled graph that validates a run's input before LangGraph saves it."""
+
+    @classmethod
+    def of(cls, graph: CompiledStateGraph[Any, Context, Any, Any]) -> Self:
+        """``graph`` as this class: its attributes, as ``Pregel.copy`` passes them on."""
+        return cls(**{k: v for k, v in vars(graph).items() if k != "__orig_class__"})
+
+    def check_input(self, input: Any) -> None:
+        """Refuse an input the graph's ``input_schema`` refuses.
+
+        A dict is a new run's input. A ``Command`` resumes a paused run (its answer is checked
+        by the node it answers); an ``update`` in it that sets an input field is held to the
+        same rules as an input. None resumes a thread.
+
+        Raises:
+            InvalidInputError: the input is invalid; nothing has been saved.
+        """
+        schema = self.builder.input_schema
+        if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
+            return
+        if isinstance(input, Command) and isinstance(input.update, dict):
+            fields = {k: v for k, v in input.update.items() if k in schema.model_fields}
+            if fields:
+                parse_input(schema, fields)
+        elif isinstance(input, dict):
+            parse_input(schema, input)
+
+    def stream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Any]:
+        """``Pregel.stream``, once the input passed :meth:`check_input`."""
+        self.check_input(input)
+        return super().stream(input, config, **kwargs)
+
+    async def astream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        """``Pregel.astream``, once the input passed :meth:`check_input`."""
+        self.check_input(input)
+        # Closed with this generator, so LangGraph's cleanup runs when a caller stops early.
+        parts = cast(AsyncGenerator[Any, None], super().astream(input, config, **kwargs))
+        async with aclosing(parts):
+            async for part in parts:
+                yield part
+
+
+class CheckedStateGraph(StateGraph[Any, Context, Any, Any]):
+    """A ``StateGraph`` whose ``compile`` makes a :class:`CheckedGraph`."""
+
+    def compile(self, *args: Any, **kwargs: Any) -> CheckedGraph:
+        """``StateGraph.compile``, as a :class:`CheckedGraph`."""
+        return CheckedGraph.of(super().compile(*args, **kwargs))
