@@ -6,6 +6,8 @@ import pytest
 
 from fake_llm import FakeLLM, start_fake_llm
 from pg_cluster import find_bindir, postgres_cluster
+from production.redis_server import find_redis_server, redis_server
+from tests.aegra_cluster import AegraCluster, require_aegra, start_cluster
 from tests.requirements import unavailable
 
 # --- fake LLM -------------------------------------------------------------------------------
@@ -47,3 +49,46 @@ def postgres_url() -> Iterator[str]:
         )
     with postgres_cluster(bindir, fsync=False) as url:
         yield url
+
+
+# --- Redis and Aegra ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A throwaway Redis on 127.0.0.1 for the session (skips without redis-server; CI fails)."""
+    binary = find_redis_server()
+    if binary is None:
+        unavailable("redis-server is not installed", install="apt-get install redis-server")
+    assert binary is not None
+    with redis_server(binary) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def aegra_cluster(
+    fake_llm_server: FakeLLM,
+    postgres_url: str,
+    redis_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[AegraCluster]:
+    """Two Aegra replicas on one database and one Redis, shared by the session's tests.
+
+    A test that kills a replica leaves it dead; ``aegra`` starts a new one for the next test
+    that needs two.
+    """
+    require_aegra()
+    cluster = start_cluster(
+        fake_llm_server, postgres_url, redis_url, tmp_path_factory.mktemp("aegra"), replicas=2
+    )
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def aegra(aegra_cluster: AegraCluster, fake_llm: FakeLLM) -> AegraCluster:
+    """The session's Aegra replicas, two of them alive, the fake LLM reset."""
+    aegra_cluster.replace_dead()
+    return aegra_cluster

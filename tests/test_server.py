@@ -586,12 +586,13 @@ def _blocks(language: str) -> list[str]:
     return re.findall(rf"^```{language}\n(.*?)^```", section, flags=re.M | re.S)
 
 
-def test_docs_curl_examples_run(server: Server, fake_llm: FakeLLM) -> None:
+def run_readme_curl_examples(url: str) -> None:
+    """Run the "Server and Studio" curl blocks against the server at ``url``."""
     blocks = _blocks("bash")
     assert len(blocks) >= 3
     for block in blocks:
         assert DOCUMENTED_URL in block
-        script = block.replace(DOCUMENTED_URL, server.url)
+        script = block.replace(DOCUMENTED_URL, url)
         done = subprocess.run(
             ["bash", "-euo", "pipefail", "-c", script],
             capture_output=True,
@@ -602,17 +603,26 @@ def test_docs_curl_examples_run(server: Server, fake_llm: FakeLLM) -> None:
         assert '"report"' in done.stdout and '"task_count"' in done.stdout, done.stdout
 
 
-def test_docs_python_example_runs(server: Server, fake_llm: FakeLLM) -> None:
+def run_readme_sdk_example(url: str) -> None:
+    """Run the "Server and Studio" Python SDK block against the server at ``url``."""
     (block,) = _blocks("python")
     assert DOCUMENTED_URL in block
     done = subprocess.run(
-        [sys.executable, "-c", block.replace(DOCUMENTED_URL, server.url)],
+        [sys.executable, "-c", block.replace(DOCUMENTED_URL, url)],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
     assert "task_count" in done.stdout
+
+
+def test_docs_curl_examples_run(server: Server, fake_llm: FakeLLM) -> None:
+    run_readme_curl_examples(server.url)
+
+
+def test_docs_python_example_runs(server: Server, fake_llm: FakeLLM) -> None:
+    run_readme_sdk_example(server.url)
 
 
 # --- persistence across a hard kill ------------------------------------------------------------
