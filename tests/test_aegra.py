@@ -12,10 +12,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import re
+import shutil
 import signal
+import socket
+import subprocess
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +29,18 @@ import pytest
 from langgraph_sdk import get_client, get_sync_client
 
 from fake_llm import FakeLLM
+from pg_cluster import free_port
 from production.replicas import CONFIG, Replica
-from tests.aegra_cluster import AegraCluster
+from tests.aegra_cluster import AegraCluster, offline_env, resume_thread
 from tests.test_durability import research_calls, research_role, wait_for_in_flight
 from tests.test_server import run_readme_curl_examples, run_readme_sdk_example
 
 pytestmark = [pytest.mark.aegra, pytest.mark.timeout(240)]
 
-LANGGRAPH_JSON = Path(__file__).resolve().parent.parent / "langgraph.json"
+ROOT = Path(__file__).resolve().parent.parent
+LANGGRAPH_JSON = ROOT / "langgraph.json"
+DOCS = ROOT / "docs" / "production.md"
+README = ROOT / "README.md"
 ONE_RUN = {"plan": 1, "q1": 1, "q2": 1, "q3": 1, "writer": 1}
 """The LLM calls of one research run (the fake plans three questions)."""
 
@@ -101,6 +110,117 @@ def test_readme_curl_examples_run_on_aegra(aegra: AegraCluster, fake_llm: FakeLL
 
 def test_readme_sdk_example_runs_on_aegra(aegra: AegraCluster, fake_llm: FakeLLM) -> None:
     run_readme_sdk_example(aegra.urls[1])
+
+
+def docs_blocks() -> list[str]:
+    """The bash blocks of docs/production.md."""
+    return re.findall(r"^```bash\n(.*?)^```", DOCS.read_text(), flags=re.M | re.S)
+
+
+def two_free_ports() -> int:
+    """A port that is free, with the next one free too (replicas take consecutive ports)."""
+    while True:
+        port = free_port()
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+
+
+def start_make(command: str, env: dict[str, str], cwd: Path, name: str) -> subprocess.Popen[str]:
+    """Run a ``make`` command line of the docs in a process group of its own."""
+    with (cwd / f"{name}.err").open("w") as err:
+        return subprocess.Popen(
+            ["bash", "-c", command],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=err,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+
+
+def wait_serving(process: subprocess.Popen[str], cwd: Path, name: str) -> None:
+    """Wait for the launcher's ``serving`` line (every replica healthy)."""
+    log = cwd / f"{name}.err"
+    wait_until(
+        lambda: "serving;" in log.read_text() or process.poll() is not None,
+        f"{name} serves",
+        timeout=240,
+    )
+    assert process.poll() is None, f"{name} exited:\n{log.read_text()[-5000:]}"
+
+
+def stop_make(process: subprocess.Popen[str]) -> None:
+    """SIGTERM the command's process group (the launcher stops what it started) and reap it."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=120)
+
+
+@pytest.fixture
+def traversable_tmp() -> Iterator[Path]:
+    """A temp dir that user postgres may pass through (pytest's own are the owner's only)."""
+    path = Path(tempfile.mkdtemp(prefix="fanout-production-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.timeout(420)
+def test_the_production_docs_commands_run(
+    aegra: AegraCluster, fake_llm: FakeLLM, tmp_path: Path, traversable_tmp: Path
+) -> None:
+    serve, calls, existing = docs_blocks()
+    assert serve.strip() == "make serve-production"
+    readme = README.read_text().split("## Production", 1)[1].split("\n## ", 1)[0]
+    assert re.findall(r"^make [\w-]+", readme, flags=re.M) == ["make serve-production"]
+    env = offline_env(fake_llm)
+    own_port, joined_port = two_free_ports(), two_free_ports()
+    data = traversable_tmp / "data"
+    own = f"{serve.strip()} PRODUCTION_PORT={own_port} PRODUCTION_DATA={data}"
+    joined = re.sub(r"DATABASE_URL=\S+", f"DATABASE_URL={aegra.database_url}", existing)
+    joined = re.sub(r"REDIS_URL=\S+", f"REDIS_URL={aegra.redis_url}", joined)
+    joined = joined.replace("HOST=0.0.0.0", "HOST=127.0.0.1").strip()
+    joined += f" PRODUCTION_PORT={joined_port} PRODUCTION_DATA={tmp_path / 'unused'}"
+    launchers = {"own": start_make(own, env, tmp_path, "own")}
+    launchers["joined"] = start_make(joined, env, tmp_path, "joined")
+    try:
+        for name, process in launchers.items():
+            wait_serving(process, tmp_path, name)
+
+        script = calls.replace("2026", str(own_port)).replace("2027", str(own_port + 1))
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        assert '"status":"healthy"' in done.stdout and '"task_count": 3' in done.stdout
+        kept = get_sync_client(url=f"http://127.0.0.1:{own_port}").threads.create()["thread_id"]
+
+        # The joined replicas serve the session cluster's threads, and it theirs.
+        shared = get_sync_client(url=f"http://127.0.0.1:{joined_port + 1}")
+        thread = shared.threads.create()["thread_id"]
+        shared.runs.wait(thread, "research", input={"topic": "Joined replicas"})
+        state = get_sync_client(url=aegra.urls[0]).threads.get_state(thread)
+        assert state["values"]["task_count"] == 3
+    finally:
+        for process in launchers.values():
+            stop_make(process)
+    assert not (tmp_path / "unused").exists()  # nothing of its own started
+    assert "serving;" in (tmp_path / "own.err").read_text()
+
+    # Its PostgreSQL stopped with it and kept the data: a thread made before is still there.
+    again = start_make(f"{own} REPLICAS=1", env, tmp_path, "again")
+    try:
+        wait_serving(again, tmp_path, "again")
+        client = get_sync_client(url=f"http://127.0.0.1:{own_port}")
+        assert client.threads.get(kept)["thread_id"] == kept
+    finally:
+        stop_make(again)
 
 
 def test_plan_review_pauses_and_resumes_through_either_replica(
@@ -256,9 +376,7 @@ def test_a_replica_frozen_past_its_lease_never_writes_beside_its_successor(
     assert checkpoint_forks(aegra, thread) == []
     status = observer.runs.get(thread, run)["status"]
     if status != "success":  # refused by the lock: a run with no input finishes the thread
-        # (Aegra wants a checkpoint with no input: the latest one is where LangGraph resumes)
-        latest = observer.threads.get_state(thread)["checkpoint"]["checkpoint_id"]
-        observer.runs.wait(thread, "research", input=None, checkpoint_id=latest)
+        resume_thread(observer, thread, "research")
     state = observer.threads.get_state(thread)
     assert state["next"] == [] and state["values"]["task_count"] == 3
     # The stalled attempt was cut (by its lease) at most once, mid-call: at most one repeat.
