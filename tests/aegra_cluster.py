@@ -1,28 +1,25 @@
 """Aegra replicas for the tests: the production virtualenv's server on the suite's services.
 
 The replicas share a database of their own in the suite's PostgreSQL cluster and one Redis,
-and serve ``aegra.json``'s graphs (paths made absolute, in a working directory without a
-``.env``) with the fake LLM as the model. Leases are short so a killed replica's runs move
-within seconds: a lease of 6 s renewed every 2 s, and the reaper looking every second.
+and serve ``aegra.json``'s graphs with the fake LLM as the model, in a working directory of
+their own. Leases are short so a killed replica's runs move within seconds: a lease of 6 s
+renewed every 2 s, and the reaper looking every second.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 from langgraph_sdk.client import SyncLangGraphClient
 
 from fake_llm import FakeLLM
-from pg_cluster import free_port
+from pg_cluster import create_database, free_port
 from production.redis_server import find_redis_server
-from production.replicas import CONFIG, PYTHON, ROOT, Replica, migrate, replica_env, start_replicas
+from production.replicas import PYTHON, Replica, migrate, replica_env, start_replicas
 from tests.requirements import unavailable
 
 LEASE = {
@@ -42,25 +39,6 @@ def require_aegra() -> None:
         )
     if find_redis_server() is None:
         unavailable("redis-server is not installed", install="apt-get install redis-server")
-
-
-def served_config(workdir: Path) -> Path:
-    """``aegra.json`` with absolute paths, written into ``workdir``."""
-    config = json.loads(CONFIG.read_text())
-    for spec in config["graphs"].values():
-        spec["path"] = str(ROOT / spec["path"])
-    config["dependencies"] = [str(ROOT)]
-    path = workdir / "aegra.json"
-    path.write_text(json.dumps(config, indent=2))
-    return path
-
-
-def fresh_database(url: str, name: str) -> str:
-    """Create database ``name`` in the cluster of ``url``; its URL."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name}")
-        conn.execute(f"CREATE DATABASE {name}")
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
 def offline_env(fake: FakeLLM) -> dict[str, str]:
@@ -87,7 +65,6 @@ class AegraCluster:
     database_url: str
     redis_url: str
     env: dict[str, str]
-    config: Path
     workdir: Path
     replicas: list[Replica] = field(default_factory=list)
 
@@ -99,9 +76,7 @@ class AegraCluster:
     def start(self, count: int) -> None:
         """Start ``count`` more replicas, all at once."""
         ports = [free_port() for _ in range(count)]
-        self.replicas += start_replicas(
-            self.env, ports, config=self.config, cwd=self.workdir, log_dir=self.workdir
-        )
+        self.replicas += start_replicas(self.env, ports, cwd=self.workdir, log_dir=self.workdir)
 
     def replace_dead(self) -> None:
         """Start a new replica for each one that exited (a test killed it)."""
@@ -122,10 +97,10 @@ def start_cluster(
     fake: FakeLLM, postgres_url: str, redis_url: str, workdir: Path, replicas: int, **settings: str
 ) -> AegraCluster:
     """A database of its own, migrated, and ``replicas`` replicas on it."""
-    database_url = fresh_database(postgres_url, f"aegra_{workdir.name.replace('-', '_')}")
+    database_url = create_database(postgres_url, f"aegra_{workdir.name.replace('-', '_')}")
     env = replica_env(database_url, redis_url, offline_env(fake), **{**LEASE, **settings})
     migrate(env, workdir)
-    cluster = AegraCluster(database_url, redis_url, env, served_config(workdir), workdir)
+    cluster = AegraCluster(database_url, redis_url, env, workdir)
     cluster.start(replicas)
     return cluster
 

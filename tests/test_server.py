@@ -70,7 +70,7 @@ def server_config(workdir: Path) -> Path:
     return path
 
 
-def server_env(fake: FakeLLM, db: Path) -> dict[str, str]:
+def server_env(fake: FakeLLM, db: Path | str) -> dict[str, str]:
     """The environment of a server: offline, untraced, the fake LLM, the given database."""
     env = {
         k: v
@@ -122,13 +122,13 @@ class Server:
         self.log.close()
 
 
-def start_server(workdir: Path, env: dict[str, str]) -> Server:
-    """Start ``langgraph dev`` in ``workdir`` and wait until ``/ok`` answers."""
+def start_server(workdir: Path, env: dict[str, str], jobs: int = 10) -> Server:
+    """Start ``langgraph dev`` (``jobs`` runs at once) in ``workdir``; return once ``/ok`` does."""
     port = free_port()
     config = server_config(workdir)
     command = [sys.executable, "-m", "langgraph_cli", "dev", "--config", str(config)]
     command += ["--host", "127.0.0.1", "--port", str(port), "--no-browser", "--no-reload"]
-    command += ["--n-jobs-per-worker", "10"]
+    command += ["--n-jobs-per-worker", str(jobs)]
     log = (workdir / f"server-{port}.log").open("w+b")
     process = subprocess.Popen(
         command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
