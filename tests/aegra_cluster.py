@@ -47,7 +47,7 @@ def offline_env(fake: FakeLLM) -> dict[str, str]:
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("LANGSMITH_", "LANGCHAIN_", "OPENAI_", "FANOUT_", "REDIS_"))
-        and k not in ("DATABASE_URL", "CI")
+        and k != "DATABASE_URL"
     }
     env.update(
         LANGSMITH_TRACING="false",
