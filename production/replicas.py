@@ -75,7 +75,7 @@ def migrate(env: Mapping[str, str], cwd: Path) -> None:
 
 @dataclass
 class Replica:
-    """One running ``aegra serve``."""
+    """One running replica."""
 
     process: subprocess.Popen[bytes]
     url: str
@@ -104,7 +104,6 @@ def start_replicas(
     ports: list[int],
     *,
     host: str = "127.0.0.1",
-    config: Path = CONFIG,
     cwd: Path = ROOT,
     log_dir: Path | None = None,
 ) -> list[Replica]:
@@ -122,7 +121,7 @@ def start_replicas(
     replicas: list[Replica] = []
     try:
         for batch in (ports[:1], ports[1:]):
-            started = [_spawn(env, port, host, config, cwd, log_dir) for port in batch]
+            started = [_spawn(env, port, host, cwd, log_dir) for port in batch]
             replicas += started
             for replica in started:
                 _wait_until_healthy(replica)
@@ -134,7 +133,7 @@ def start_replicas(
 
 
 def _spawn(
-    env: Mapping[str, str], port: int, host: str, config: Path, cwd: Path, log_dir: Path | None
+    env: Mapping[str, str], port: int, host: str, cwd: Path, log_dir: Path | None
 ) -> Replica:
     log = None if log_dir is None else (log_dir / f"replica-{port}.log").open("w+b")
     command = [str(PYTHON), "-m", "uvicorn", "aegra_api.main:app"]
@@ -142,7 +141,7 @@ def _spawn(
     process = subprocess.Popen(
         command,
         cwd=cwd,
-        env={**env, "AEGRA_CONFIG": str(config)},
+        env={**env, "AEGRA_CONFIG": str(CONFIG)},
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=None if log is None else subprocess.STDOUT,
