@@ -117,7 +117,7 @@ def docs_blocks() -> list[str]:
     return re.findall(r"^```bash\n(.*?)^```", DOCS.read_text(), flags=re.M | re.S)
 
 
-def two_free_ports() -> int:
+def free_port_and_next() -> int:
     """A port that is free, with the next one free too (replicas take consecutive ports)."""
     while True:
         port = free_port()
@@ -180,7 +180,7 @@ def test_the_production_docs_commands_run(
     readme = README.read_text().split("## Production", 1)[1].split("\n## ", 1)[0]
     assert re.findall(r"^make [\w-]+", readme, flags=re.M) == ["make serve-production"]
     env = offline_env(fake_llm)
-    own_port, joined_port = two_free_ports(), two_free_ports()
+    own_port, joined_port = free_port_and_next(), free_port_and_next()
     data = traversable_tmp / "data"
     own = f"{serve.strip()} PRODUCTION_PORT={own_port} PRODUCTION_DATA={data}"
     joined = re.sub(r"DATABASE_URL=\S+", f"DATABASE_URL={aegra.database_url}", existing)
@@ -422,7 +422,6 @@ def test_kill_9_of_a_replica_mid_run_every_run_finishes_on_the_other(
     (survivor,) = [r for r in aegra.replicas if r is not victim]
     killed = set(held[victim.process.pid])
     assert killed, held
-    killed_at = time.monotonic()
     victim.stop(signal.SIGKILL)
 
     client = get_sync_client(url=survivor.url)
@@ -436,7 +435,5 @@ def test_kill_9_of_a_replica_mid_run_every_run_finishes_on_the_other(
     again = {"plan": 1, "q1": 2, "q2": 2, "q3": 2, "writer": 1}
     calls = {topic: calls_of(fake_llm, topic) for topic in topics}
     assert calls == {t: again if t in killed else ONE_RUN for t in topics}, (killed, calls)
-    repeats = [r for r in fake_llm.log() if r["t_start"] > killed_at]
-    assert not [r for r in repeats if r["schema"] == "ResearchPlan"]  # no plan made twice
     print(f"\nkilled replica held {len(killed)} of 10 runs; {len(fake_llm.log())} LLM calls for 50")
     assert len(fake_llm.log()) == 50 + 3 * len(killed)
