@@ -10,6 +10,7 @@ from the Redis queue runs it.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import itertools
 import json
 import os
@@ -31,7 +32,7 @@ from langgraph_sdk import get_client, get_sync_client
 from fake_llm import FakeLLM
 from pg_cluster import free_port
 from production.replicas import CONFIG, Replica
-from tests.aegra_cluster import AegraCluster, offline_env, resume_thread
+from tests.aegra_cluster import AegraCluster, offline_env
 from tests.test_durability import research_calls, research_role, wait_for_in_flight
 from tests.test_server import run_readme_curl_examples, run_readme_sdk_example
 
@@ -316,8 +317,10 @@ def span(fake: FakeLLM, topic: str) -> tuple[float, float]:
     return min(r["t_start"] for r in records), max(r["t_end"] for r in records)
 
 
+ONE_WRITER = importlib.util.find_spec("server.one_writer") is not None
+"""Whether the served graphs take the thread's lock (issue 19 adds server/one_writer.py)."""
 UNTIL_ISSUE_19 = pytest.mark.xfail(
-    strict=True, reason="two writers until the per-thread lock (issue 19) guards server runs"
+    not ONE_WRITER, strict=True, reason="two writers until the issue-19 lock guards server runs"
 )
 
 
@@ -338,16 +341,10 @@ def test_two_runs_on_one_thread_never_write_at_once(aegra: AegraCluster, fake_ll
         first.runs.join(thread, run["run_id"])
 
     assert checkpoint_forks(aegra, thread) == []
-    ran = {t: first.runs.get(thread, r["run_id"]) for t, r in runs.items()}
-    done = [t for t, run in ran.items() if run["status"] == "success"]
-    assert done, ran
-    if len(done) == 2:  # the second waited for the first: one after the other
-        (start1, end1), (start2, end2) = sorted(span(fake_llm, topic) for topic in done)
-        assert end1 <= start2
-    else:  # the second was refused before any LLM call
-        (refused,) = set(ran) - set(done)
-        assert ran[refused]["status"] == "error" and calls_of(fake_llm, refused) == {}
-    assert all(calls_of(fake_llm, topic) == ONE_RUN for topic in done)
+    assert {first.runs.get(thread, run["run_id"])["status"] for run in runs.values()} == {"success"}
+    (_, end1), (start2, _) = sorted(span(fake_llm, topic) for topic in runs)
+    assert end1 <= start2  # the second waited for the thread, then ran
+    assert all(calls_of(fake_llm, topic) == ONE_RUN for topic in runs)
 
 
 @UNTIL_ISSUE_19
@@ -374,12 +371,11 @@ def test_a_replica_frozen_past_its_lease_never_writes_beside_its_successor(
     wait_until(lambda: run in finished_runs(holder), "the stalled replica's attempt ends")
 
     assert checkpoint_forks(aegra, thread) == []
-    status = observer.runs.get(thread, run)["status"]
-    if status != "success":  # refused by the lock: a run with no input finishes the thread
-        resume_thread(observer, thread, "research")
+    # The successor waited for the thread until the stalled attempt was cancelled, then ran.
+    assert observer.runs.get(thread, run)["status"] == "success"
     state = observer.threads.get_state(thread)
     assert state["next"] == [] and state["values"]["task_count"] == 3
-    # The stalled attempt was cut (by its lease) at most once, mid-call: at most one repeat.
+    # The stalled attempt was cut at most once, mid-call: at most one call repeated per role.
     calls = calls_of(fake_llm, topic)
     assert calls["plan"] == 1 and all(calls[role] <= 2 for role in calls), calls
     for role in calls:
