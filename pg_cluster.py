@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
@@ -54,9 +55,16 @@ def _run(command: list[str], timeout: float = START_TIMEOUT) -> None:
 
 
 @contextmanager
-def postgres_cluster(bindir: Path, *, fsync: bool = True) -> Iterator[str]:
-    """Start a cluster in a temp dir; yield a ``postgresql://`` URL of a fresh database."""
-    root = Path(tempfile.mkdtemp(prefix="fanout-pg-"))
+def postgres_cluster(
+    bindir: Path, *, fsync: bool = True, data_dir: Path | None = None
+) -> Iterator[str]:
+    """Start a cluster; yield a ``postgresql://`` URL of its database ``fanout``.
+
+    With ``data_dir`` the cluster lives there and is kept (made on first use, started again
+    after); without, it lives in a temp dir and is removed with its data.
+    """
+    root = data_dir or Path(tempfile.mkdtemp(prefix="fanout-pg-"))
+    root.mkdir(parents=True, exist_ok=True)
     data, log = root / "data", root / "server.log"
     if os.geteuid() == 0:
         shutil.chown(root, PG_USER, PG_USER)
@@ -70,18 +78,30 @@ def postgres_cluster(bindir: Path, *, fsync: bool = True) -> Iterator[str]:
         try:
             admin = f"postgresql://{PG_USER}@127.0.0.1:{port}/postgres"
             with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f"CREATE DATABASE {DATABASE}")
+                query = "SELECT 1 FROM pg_database WHERE datname = %s"
+                if conn.execute(query, (DATABASE,)).fetchone() is None:
+                    conn.execute(f"CREATE DATABASE {DATABASE}")
             yield f"postgresql://{PG_USER}@127.0.0.1:{port}/{DATABASE}"
         finally:
-            _run([*pg_ctl, "-m", "immediate", "stop"])
+            _run([*pg_ctl, "-m", "immediate" if data_dir is None else "fast", "stop"])
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if data_dir is None:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def create_database(url: str, name: str) -> str:
+    """Create database ``name`` (dropped first if it exists) in the cluster of ``url``; its URL."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name}")
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
 def _start(bindir: Path, data: Path, log: Path, options: str) -> None:
-    """Initdb and start a cluster in ``data``; on failure, raise with the server log."""
+    """Start the cluster in ``data`` (initdb first if it has none); raise with its log if not."""
     try:
-        _run([str(bindir / "initdb"), "-D", str(data), "-U", PG_USER, "-A", "trust", "-N"])
+        if not (data / "PG_VERSION").exists():
+            _run([str(bindir / "initdb"), "-D", str(data), "-U", PG_USER, "-A", "trust", "-N"])
         _run([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w",
               "-t", str(START_TIMEOUT), "start"])  # fmt: skip
     except (RuntimeError, subprocess.TimeoutExpired) as exc:

@@ -11,6 +11,8 @@ import pytest
 
 from fake_llm import FakeLLM, start_fake_llm
 from pg_cluster import find_bindir, postgres_cluster
+from production.redis_server import find_redis_server, redis_server
+from tests.aegra_cluster import AegraCluster, require_aegra, start_cluster
 from tests.requirements import unavailable
 
 if TYPE_CHECKING:
@@ -93,3 +95,46 @@ async def client(address: str, tmp_path: Path) -> Client:
     from temporal_runs.client import connect
 
     return await connect(address, db=str(tmp_path / "payloads.sqlite"))
+
+
+# --- Redis and Aegra ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A throwaway Redis on 127.0.0.1 for the session (skips without redis-server; CI fails)."""
+    binary = find_redis_server()
+    if binary is None:
+        unavailable("redis-server is not installed", install="apt-get install redis-server")
+    assert binary is not None
+    with redis_server(binary) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def aegra_cluster(
+    fake_llm_server: FakeLLM,
+    postgres_url: str,
+    redis_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[AegraCluster]:
+    """Two Aegra replicas on one database and one Redis, shared by the session's tests.
+
+    A test that kills a replica leaves it dead; ``aegra`` starts a new one for the next test
+    that needs two.
+    """
+    require_aegra()
+    cluster = start_cluster(
+        fake_llm_server, postgres_url, redis_url, tmp_path_factory.mktemp("aegra"), replicas=2
+    )
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def aegra(aegra_cluster: AegraCluster, fake_llm: FakeLLM) -> AegraCluster:
+    """The session's Aegra replicas, two of them alive, the fake LLM reset."""
+    aegra_cluster.replace_dead()
+    return aegra_cluster

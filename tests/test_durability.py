@@ -51,20 +51,19 @@ def hang_once(*matches: str) -> list[dict[str, Any]]:
     return [{"match": m, "fault": "hang", "times": 1} for m in matches]
 
 
+def research_role(record: dict[str, Any]) -> str:
+    """The role of a research run's LLM call: plan, q<N> (researcher of question N), writer."""
+    user = record["last_user"]
+    if record["schema"] == "ResearchPlan":
+        return "plan"
+    if user.startswith("Research question") and (m := re.search(r"questions (\d) for", user)):
+        return f"q{m[1]}"
+    return "writer" if "Research findings" in user else "other"
+
+
 def research_calls(log: list[dict[str, Any]]) -> dict[str, int]:
-    """LLM calls of a research run by role: plan, q<N> (researcher of question N), writer."""
-    calls: Counter[str] = Counter()
-    for record in log:
-        user = record["last_user"]
-        if record["schema"] == "ResearchPlan":
-            calls["plan"] += 1
-        elif user.startswith("Research question") and (m := re.search(r"questions (\d) for", user)):
-            calls[f"q{m[1]}"] += 1
-        elif "Research findings" in user:
-            calls["writer"] += 1
-        else:
-            calls["other"] += 1
-    return dict(sorted(calls.items()))
+    """LLM calls of a research run by role (:func:`research_role`)."""
+    return dict(sorted(Counter(research_role(record) for record in log).items()))
 
 
 def article_calls(log: list[dict[str, Any]]) -> dict[str, int]:

@@ -71,7 +71,7 @@ def server_config(workdir: Path) -> Path:
     return path
 
 
-def server_env(fake: FakeLLM, db: Path) -> dict[str, str]:
+def server_env(fake: FakeLLM, db: Path | str) -> dict[str, str]:
     """The environment of a server: offline, untraced, the fake LLM, the given database."""
     env = {
         k: v
@@ -123,18 +123,18 @@ class Server:
         self.log.close()
 
 
-def dev_command(workdir: Path, port: int) -> list[str]:
+def dev_command(workdir: Path, port: int, jobs: int = 10) -> list[str]:
     """The ``langgraph dev`` command line of a server in ``workdir`` on ``port``."""
     config = server_config(workdir)
     command = [sys.executable, "-m", "langgraph_cli", "dev", "--config", str(config)]
     command += ["--host", "127.0.0.1", "--port", str(port), "--no-browser", "--no-reload"]
-    return [*command, "--n-jobs-per-worker", "10"]
+    return [*command, "--n-jobs-per-worker", str(jobs)]
 
 
-def start_server(workdir: Path, env: dict[str, str]) -> Server:
-    """Start ``langgraph dev`` in ``workdir`` and wait until ``/ok`` answers."""
+def start_server(workdir: Path, env: dict[str, str], jobs: int = 10) -> Server:
+    """Start ``langgraph dev`` (``jobs`` runs at once) in ``workdir``; return once ``/ok`` does."""
     port = free_port()
-    command = dev_command(workdir, port)
+    command = dev_command(workdir, port, jobs)
     log = (workdir / f"server-{port}.log").open("w+b")
     process = subprocess.Popen(
         command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -661,12 +661,13 @@ def _blocks(language: str) -> list[str]:
     return re.findall(rf"^```{language}\n(.*?)^```", section, flags=re.M | re.S)
 
 
-def test_docs_curl_examples_run(server: Server, fake_llm: FakeLLM) -> None:
+def run_readme_curl_examples(url: str) -> None:
+    """Run the "Server and Studio" curl blocks against the server at ``url``."""
     blocks = _blocks("bash")
     assert len(blocks) >= 3
     for block in blocks:
         assert DOCUMENTED_URL in block
-        script = block.replace(DOCUMENTED_URL, server.url)
+        script = block.replace(DOCUMENTED_URL, url)
         done = subprocess.run(
             ["bash", "-euo", "pipefail", "-c", script],
             capture_output=True,
@@ -677,17 +678,26 @@ def test_docs_curl_examples_run(server: Server, fake_llm: FakeLLM) -> None:
         assert '"report"' in done.stdout and '"task_count"' in done.stdout, done.stdout
 
 
-def test_docs_python_example_runs(server: Server, fake_llm: FakeLLM) -> None:
+def run_readme_sdk_example(url: str) -> None:
+    """Run the "Server and Studio" Python SDK block against the server at ``url``."""
     (block,) = _blocks("python")
     assert DOCUMENTED_URL in block
     done = subprocess.run(
-        [sys.executable, "-c", block.replace(DOCUMENTED_URL, server.url)],
+        [sys.executable, "-c", block.replace(DOCUMENTED_URL, url)],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
     assert "task_count" in done.stdout
+
+
+def test_docs_curl_examples_run(server: Server, fake_llm: FakeLLM) -> None:
+    run_readme_curl_examples(server.url)
+
+
+def test_docs_python_example_runs(server: Server, fake_llm: FakeLLM) -> None:
+    run_readme_sdk_example(server.url)
 
 
 # --- persistence across a hard kill ------------------------------------------------------------
