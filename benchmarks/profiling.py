@@ -85,7 +85,7 @@ def by_package(stats: pstats.Stats) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Start the fake server, profile, print."""
-    from fake_llm import start_fake_llm
+    from tests.fake_llm import start_fake_llm
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contender", default="project")

@@ -356,8 +356,8 @@ def markdown(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Start the services and the contenders, measure, print the tables, write the JSON."""
-    from fake_llm import start_fake_llm
-    from pg_cluster import find_bindir, postgres_cluster
+    from langgraph_fanout.production.postgres import find_bindir, postgres_cluster
+    from tests.fake_llm import start_fake_llm
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=SIZES)

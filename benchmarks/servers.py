@@ -138,10 +138,10 @@ def markdown(servers: list[Server], runs: int) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Start everything, measure, print the table."""
-    from fake_llm import start_fake_llm
-    from pg_cluster import create_database, find_bindir, postgres_cluster
-    from production.redis_server import find_redis_server, redis_server
+    from langgraph_fanout.production.postgres import create_database, find_bindir, postgres_cluster
+    from langgraph_fanout.production.redis_server import find_redis_server, redis_server
     from tests.aegra_cluster import start_cluster
+    from tests.fake_llm import start_fake_llm
     from tests.test_server import server_env, start_server
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(bench(servers, args.runs, args.rounds, progress))
     load_end = os.getloadavg()
     host = machine()
-    pins = (ROOT / "production" / "requirements.in").read_text()
+    pins = (ROOT / "langgraph_fanout" / "production" / "requirements.in").read_text()
     aegra = re.search(r"^aegra-api==(\S+)", pins, flags=re.M)
     version = aegra[1] if aegra else "?"
     print(

@@ -123,8 +123,8 @@ async def bench(
     server_pid: int,
 ) -> list[dict[str, Any]]:
     from graphs.article import graph
+    from langgraph_fanout.temporal.client import connect, run_graph
     from state.context import Context
-    from temporal_runs.client import connect, run_graph
 
     client = await connect(address, db=str(args.payloads))
     rules = (
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
-    from fake_llm import start_fake_llm
+    from tests.fake_llm import start_fake_llm
 
     results: dict[str, Any] = {
         "machine": machine(),
@@ -287,8 +287,8 @@ def main(argv: list[str] | None = None) -> None:
                 for i in range(count):
                     log = Path(tmp, f"{queue}-{i}.err")
                     process = subprocess.Popen(
-                        [sys.executable, "-m", "cli", "worker", "--temporal", address,
-                         "--task-queue", queue, "--db", str(args.payloads)],
+                        [sys.executable, "-m", "langgraph_fanout.cli", "worker",
+                         "--temporal", address, "--task-queue", queue, "--db", str(args.payloads)],
                         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"),
                     )  # fmt: skip
                     processes.append(process)

@@ -18,7 +18,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.graph import StateGraph
 from langgraph.runtime import get_runtime
 
-from nodes.retry import LLM_RETRY
+from langgraph_fanout.llm.retry import LLM_RETRY
 
 T = TypeVar("T")
 AsyncFunction = Callable[..., Awaitable[Any]]
@@ -45,7 +45,7 @@ class InProcess:
     """Nodes run in the calling process, each LLM node with the graph's retry policy."""
 
     def add_llm_node(self, builder: StateGraph[Any, Any, Any, Any], node: AsyncFunction) -> None:
-        """Add ``node`` with :data:`nodes.retry.LLM_RETRY`."""
+        """Add ``node`` with :data:`langgraph_fanout.llm.retry.LLM_RETRY`."""
         builder.add_node(node.__name__, SyncOrAsync(node), retry_policy=LLM_RETRY)
 
     add_worker_node = add_llm_node

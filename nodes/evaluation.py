@@ -7,7 +7,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite
 
-from nodes.llm import call_model, messages
+from langgraph_fanout.llm.call import call_model, messages
 from nodes.prompts import (
     AGGREGATOR_SYSTEM,
     AGGREGATOR_USER,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import TypeVar
 
-from nodes.llm import current_node
-from nodes.retry import MalformedOutputError
+from langgraph_fanout.llm.call import current_node
+from langgraph_fanout.llm.retry import MalformedOutputError
 
 T = TypeVar("T")
 

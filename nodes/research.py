@@ -8,7 +8,7 @@ from typing import Any, Literal
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite, Send
 
-from nodes.llm import call_model, messages
+from langgraph_fanout.llm.call import call_model, messages
 from nodes.plans import fit_plan
 from nodes.prompts import (
     PLANNER_SYSTEM,

@@ -16,10 +16,16 @@ from typing import Any
 
 from langgraph_sdk.client import SyncLangGraphClient
 
-from fake_llm import FakeLLM
-from pg_cluster import create_database, free_port
-from production.redis_server import find_redis_server
-from production.replicas import PYTHON, Replica, migrate, replica_env, start_replicas
+from langgraph_fanout.production.postgres import create_database, free_port
+from langgraph_fanout.production.redis_server import find_redis_server
+from langgraph_fanout.production.replicas import (
+    PYTHON,
+    Replica,
+    migrate,
+    replica_env,
+    start_replicas,
+)
+from tests.fake_llm import FakeLLM
 from tests.requirements import unavailable
 
 LEASE = {

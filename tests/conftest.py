@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from fake_llm import FakeLLM, start_fake_llm
-from pg_cluster import find_bindir, postgres_cluster
-from production.redis_server import find_redis_server, redis_server
+from langgraph_fanout.production.postgres import find_bindir, postgres_cluster
+from langgraph_fanout.production.redis_server import find_redis_server, redis_server
 from tests.aegra_cluster import AegraCluster, require_aegra, start_cluster
+from tests.fake_llm import FakeLLM, start_fake_llm
 from tests.requirements import unavailable
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ def task_queue() -> str:
 @pytest.fixture
 async def client(address: str, tmp_path: Path) -> Client:
     """A client with the project's data converter (its payload store in the test's folder)."""
-    from temporal_runs.client import connect
+    from langgraph_fanout.temporal.client import connect
 
     return await connect(address, db=str(tmp_path / "payloads.sqlite"))
 

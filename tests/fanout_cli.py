@@ -13,11 +13,11 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 
-from cli.runs import WORKFLOWS
-from fake_llm import FakeLLM
-from persistence.checkpointer import is_postgres, open_checkpointer, sqlite_file
+from langgraph_fanout.cli.runs import WORKFLOWS
+from langgraph_fanout.persistence.checkpointer import is_postgres, open_checkpointer, sqlite_file
+from tests.fake_llm import FakeLLM
 
-FANOUT = [sys.executable, "-m", "cli"]
+FANOUT = [sys.executable, "-m", "langgraph_fanout.cli"]
 RUN_TIMEOUT = 60.0
 """Seconds any one ``fanout`` process may take before the test fails."""
 

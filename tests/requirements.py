@@ -18,7 +18,7 @@ def local_model_weights() -> str:
     try:
         import llama_cpp  # noqa: F401
 
-        from nodes.local_model import default_model_path
+        from langgraph_fanout.engine.chat_model import default_model_path
 
         return default_model_path()
     except ImportError:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fake_llm import FakeLLM
+from tests.fake_llm import FakeLLM
 from tests.fanout_cli import FANOUT, fanout_env
 from tests.requirements import unavailable
 

@@ -29,10 +29,10 @@ import psycopg
 import pytest
 from langgraph_sdk import get_client, get_sync_client
 
-from fake_llm import FakeLLM
-from pg_cluster import free_port
-from production.replicas import CONFIG, Replica
+from langgraph_fanout.production.postgres import free_port
+from langgraph_fanout.production.replicas import CONFIG, Replica
 from tests.aegra_cluster import AegraCluster, offline_env
+from tests.fake_llm import FakeLLM
 from tests.test_durability import research_calls, research_role, wait_for_in_flight
 from tests.test_server import run_readme_curl_examples, run_readme_sdk_example
 
@@ -317,7 +317,7 @@ def span(fake: FakeLLM, topic: str) -> tuple[float, float]:
     return min(r["t_start"] for r in records), max(r["t_end"] for r in records)
 
 
-ONE_WRITER = importlib.util.find_spec("server.one_writer") is not None
+ONE_WRITER = importlib.util.find_spec("langgraph_fanout.server.one_writer") is not None
 """Whether the served graphs take the thread's lock (issue 19 adds server/one_writer.py)."""
 UNTIL_ISSUE_19 = pytest.mark.xfail(
     not ONE_WRITER, strict=True, reason="two writers until the issue-19 lock guards server runs"

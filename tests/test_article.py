@@ -5,7 +5,7 @@ import logging
 import pytest
 
 from graphs.article import graph
-from nodes.retry import LLM_ATTEMPTS, MalformedOutputError
+from langgraph_fanout.llm.retry import LLM_ATTEMPTS, MalformedOutputError
 from state.context import Context
 
 

@@ -22,10 +22,10 @@ from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-from persistence.batched_postgres import BatchedWritesPostgresSaver
-from persistence.batched_sqlite import BatchedWritesSqliteSaver
-from persistence.batched_writes import WritesNotSavedError
-from persistence.checkpointer import aopen_checkpointer, is_postgres
+from langgraph_fanout.persistence.batched_postgres import BatchedWritesPostgresSaver
+from langgraph_fanout.persistence.batched_sqlite import BatchedWritesSqliteSaver
+from langgraph_fanout.persistence.batched_writes import WritesNotSavedError
+from langgraph_fanout.persistence.checkpointer import aopen_checkpointer, is_postgres
 
 
 @dataclass

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from fake_llm import FakeLLM
 from state.inputs import MAX_TEXT_CHARS, MAX_TOPIC_CHARS
+from tests.fake_llm import FakeLLM
 from tests.fanout_cli import fanout, json_result, thread_exists
 
 pytestmark = pytest.mark.timeout(120)

@@ -13,11 +13,17 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import StateGraph
 
-from cli.runs import WORKFLOWS, RunRecord
-from fake_llm import FakeLLM
-from persistence.checkpointer import DatabaseError, db_url, open_checkpointer, redact, scrub
+from langgraph_fanout.cli.runs import WORKFLOWS, RunRecord
+from langgraph_fanout.persistence.checkpointer import (
+    DatabaseError,
+    db_url,
+    open_checkpointer,
+    redact,
+    scrub,
+)
 from state.context import Context
 from state.inputs import BIDI_CONTROLS, BIDI_MARKS, LINE_SEPARATORS
+from tests.fake_llm import FakeLLM
 from tests.fanout_cli import fanout, json_result, start_fanout, wait_for_results
 from tests.test_cli_review import finish, screen, spawn
 from tests.test_durability import hang_once, new_thread, research_calls, wait_for_in_flight

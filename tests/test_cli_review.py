@@ -16,7 +16,7 @@ from typing import Any
 import pexpect
 import pytest
 
-from fake_llm import FakeLLM
+from tests.fake_llm import FakeLLM
 from tests.fanout_cli import FANOUT, RUN_TIMEOUT, fanout, fanout_env, json_result
 
 pytestmark = pytest.mark.timeout(180)

@@ -11,8 +11,8 @@ import pytest
 from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.memory import InMemorySaver
 
-from persistence.checkpointer import aopen_checkpointer
-from persistence.deferred_deletes import DeferredThreadDeletes
+from langgraph_fanout.persistence.checkpointer import aopen_checkpointer
+from langgraph_fanout.persistence.deferred_deletes import DeferredThreadDeletes
 
 
 class DeferredInMemorySaver(DeferredThreadDeletes, InMemorySaver):

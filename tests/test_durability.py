@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from fake_llm import FakeLLM
-from nodes.retry import CLIENT_RETRIES, LLM_ATTEMPTS
-from persistence.checkpointer import open_checkpointer
+from langgraph_fanout.llm.retry import CLIENT_RETRIES, LLM_ATTEMPTS
+from langgraph_fanout.persistence.checkpointer import open_checkpointer
+from tests.fake_llm import FakeLLM
 from tests.fanout_cli import (
     FANOUT,
     RUN_TIMEOUT,

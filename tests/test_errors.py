@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from graphs.article import graph as article
 from graphs.evaluation import graph as evaluation
 from graphs.research import graph as research
-from nodes.retry import LLMConnectionError, is_retryable
+from langgraph_fanout.llm.retry import LLMConnectionError, is_retryable
 from state.context import ConfigurationError, Context
 from tests.callbacks import NodeAttempts
 

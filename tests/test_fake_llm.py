@@ -12,7 +12,7 @@ import pytest
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, Field, ValidationError
 
-from fake_llm import FakeLLM
+from tests.fake_llm import FakeLLM
 
 
 class Section(BaseModel):

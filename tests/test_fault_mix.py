@@ -8,7 +8,7 @@ from typing import Any
 from langgraph.checkpoint.memory import InMemorySaver
 
 from graphs.research import builder
-from nodes.retry import is_retryable
+from langgraph_fanout.llm.retry import is_retryable
 
 MIX = ["500", "429", "invalid_json"]
 

@@ -5,8 +5,8 @@ import pytest
 
 from graphs.evaluation import graph as evaluation
 from graphs.research import graph as research
+from langgraph_fanout.llm.retry import CLIENT_RETRIES, LLM_ATTEMPTS, MalformedOutputError
 from nodes.prompts import CRITERIA
-from nodes.retry import CLIENT_RETRIES, LLM_ATTEMPTS, MalformedOutputError
 from state.context import Context
 
 SAFETY = CRITERIA["safety"]

@@ -6,12 +6,12 @@ import uuid
 import pytest
 from langgraph.types import Command
 
-from cli.runs import WORKFLOWS
-from cli.terminal import printable, to_json
 from graphs.article import graph as article
 from graphs.evaluation import graph as evaluation
 from graphs.research import graph as research
-from persistence.checkpointer import aopen_checkpointer
+from langgraph_fanout.cli.runs import WORKFLOWS
+from langgraph_fanout.cli.terminal import printable, to_json
+from langgraph_fanout.persistence.checkpointer import aopen_checkpointer
 from state.inputs import (
     BIDI_CONTROLS,
     BIDI_MARKS,

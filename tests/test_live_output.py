@@ -11,10 +11,10 @@ from typing import Any
 from langchain_core.messages import AIMessageChunk
 from rich.console import Console
 
-from cli.progress import RunProgress, Task
 from graphs.article import graph as article
 from graphs.research import graph as research
-from nodes.llm import STREAM_SLOTS, StreamSlots
+from langgraph_fanout.cli.progress import RunProgress, Task
+from langgraph_fanout.llm.call import STREAM_SLOTS, StreamSlots
 from state.context import Context
 
 # --- Python: astream(..., stream_mode="messages") ---------------------------------------------

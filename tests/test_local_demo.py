@@ -12,7 +12,7 @@ import re
 import pytest
 
 from graphs.article import graph as article
-from nodes.local_model import load_local_chat_model
+from langgraph_fanout.engine.chat_model import load_local_chat_model
 from nodes.prompts import ORCHESTRATOR_SYSTEM
 from state.context import Context
 from tests.requirements import local_model_weights

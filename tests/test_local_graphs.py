@@ -13,7 +13,7 @@ import pytest
 from graphs.article import graph as article
 from graphs.evaluation import graph as evaluation
 from graphs.research import graph as research
-from nodes.local_model import load_local_chat_model
+from langgraph_fanout.engine.chat_model import load_local_chat_model
 from state.context import Context
 from tests.requirements import local_model_weights
 

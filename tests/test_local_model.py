@@ -16,9 +16,15 @@ from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, Sys
 from pydantic import BaseModel
 from typing_extensions import TypedDict
 
-from nodes import local_engine, local_grammar, local_model
-from nodes.local_grammar import bound_json_schema, json_schema_to_grammar
-from nodes.local_model import ChatLocalLlama, default_model_path, load_local_chat_model
+from langgraph_fanout.engine import batching as local_engine
+from langgraph_fanout.engine import chat_model as local_model
+from langgraph_fanout.engine import grammar as local_grammar
+from langgraph_fanout.engine.chat_model import (
+    ChatLocalLlama,
+    default_model_path,
+    load_local_chat_model,
+)
+from langgraph_fanout.engine.grammar import bound_json_schema, json_schema_to_grammar
 from nodes.prompts import (
     AGGREGATOR_SYSTEM,
     AGGREGATOR_USER,
@@ -249,7 +255,7 @@ def test_structured_output_validates(
 
 
 def test_structured_output_through_the_graph_factory() -> None:
-    from nodes.models import load_chat_model
+    from langgraph_fanout.llm.models import load_chat_model
 
     model = load_chat_model("local", 0.0, 256, 60.0)
     assert isinstance(model, ChatLocalLlama) and model.model_path == WEIGHTS
@@ -430,7 +436,7 @@ def test_one_llama_per_file_and_one_warning(
     monkeypatch.setattr(local_model, "_WARNED_PATHS", set())
     first = ChatLocalLlama(model_path=WEIGHTS, max_tokens=4)
     second = ChatLocalLlama(model_path=WEIGHTS, max_tokens=8, temperature=0.5)
-    with caplog.at_level(logging.WARNING, logger="nodes.local_model"):
+    with caplog.at_level(logging.WARNING, logger="langgraph_fanout.engine.chat_model"):
         first.invoke("Hi")
         second.invoke("Hi")
         threads = [threading.Thread(target=first.invoke, args=("Hi",)) for _ in range(3)]
@@ -440,7 +446,7 @@ def test_one_llama_per_file_and_one_warning(
             t.join()
     assert first.engine() is second.engine()
     assert len(local_engine._ENGINES) == 1
-    warnings = [r for r in caplog.records if r.name == "nodes.local_model"]
+    warnings = [r for r in caplog.records if r.name == "langgraph_fanout.engine.chat_model"]
     assert len(warnings) == 1
     assert WEIGHTS in warnings[0].message and "demo-grade" in warnings[0].message
 

@@ -14,7 +14,7 @@ import pytest
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 from langchain_tests.unit_tests import ChatModelUnitTests
 
-from nodes.local_model import ChatLocalLlama
+from langgraph_fanout.engine.chat_model import ChatLocalLlama
 from tests.requirements import local_model_weights
 
 pytestmark = pytest.mark.local_model

@@ -11,9 +11,9 @@ from typing import Any
 
 import openai
 
-from fake_llm import FakeLLM
-from nodes.models import load_chat_model, model_for
+from langgraph_fanout.llm.models import load_chat_model, model_for
 from state.context import Context
+from tests.fake_llm import FakeLLM
 
 
 def open_sockets() -> int:

@@ -9,10 +9,10 @@ import uuid
 import pytest
 from rich.console import Console
 
-from cli.progress import RunProgress
 from graphs.evaluation import graph as evaluation
+from langgraph_fanout.cli.progress import RunProgress
+from langgraph_fanout.llm.retry import LLM_ATTEMPTS, MalformedOutputError
 from nodes.prompts import CRITERIA
-from nodes.retry import LLM_ATTEMPTS, MalformedOutputError
 from state.context import ConfigurationError, Context
 
 SAFETY = CRITERIA["safety"]

@@ -3,7 +3,7 @@
 import pytest
 
 from graphs.research import graph
-from nodes.retry import LLM_ATTEMPTS, MalformedOutputError
+from langgraph_fanout.llm.retry import LLM_ATTEMPTS, MalformedOutputError
 
 
 def questions(*items: str) -> dict:

@@ -31,9 +31,9 @@ from langgraph_sdk import get_client, get_sync_client
 from langgraph_sdk.client import LangGraphClient, SyncLangGraphClient
 from langgraph_sdk.errors import NotFoundError
 
-from fake_llm import FakeLLM
 from nodes.evaluation import BRANCHES
 from state.context import Context
+from tests.fake_llm import FakeLLM
 from tests.fanout_cli import saved_rows
 
 pytestmark = pytest.mark.server

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from persistence.checkpointer import DatabaseError
-from server.checkpointer import checkpointer
+from langgraph_fanout.persistence.checkpointer import DatabaseError
+from langgraph_fanout.server.checkpointer import checkpointer
 
 ROOT = Path(__file__).resolve().parent.parent
 LANGGRAPH = str(Path(sys.executable).with_name("langgraph"))

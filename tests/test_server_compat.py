@@ -17,8 +17,8 @@ from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
 from langgraph_sdk.errors import NotFoundError
 
-from fake_llm import FakeLLM
 from tests.aegra_cluster import AegraCluster, resume_thread
+from tests.fake_llm import FakeLLM
 from tests.test_durability import hang_once, research_calls, wait_for_in_flight
 from tests.test_server import Server, server_env, start_server
 

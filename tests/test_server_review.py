@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from langgraph_sdk.client import SyncLangGraphClient
 
-from fake_llm import FakeLLM
+from tests.fake_llm import FakeLLM
 from tests.test_server import (
     DOCUMENTED_URL,
     Server,

@@ -29,13 +29,13 @@ from temporalio.langgraph import LangGraphPlugin  # noqa: E402
 from temporalio.service import RPCError, RPCStatusCode  # noqa: E402
 from temporalio.worker import Replayer  # noqa: E402
 
-from fake_llm import FakeLLM  # noqa: E402
 from graphs import article, evaluation, research  # noqa: E402
+from langgraph_fanout.temporal.client import start_run  # noqa: E402
+from langgraph_fanout.temporal.policy import RunInterceptor  # noqa: E402
+from langgraph_fanout.temporal.worker import graph_builders, serving  # noqa: E402
+from langgraph_fanout.temporal.workflows import WORKFLOWS, RunRequest  # noqa: E402
 from state.context import Context  # noqa: E402
-from temporal_runs.client import start_run  # noqa: E402
-from temporal_runs.policy import RunInterceptor  # noqa: E402
-from temporal_runs.worker import graph_builders, serving  # noqa: E402
-from temporal_runs.workflows import WORKFLOWS, RunRequest  # noqa: E402
+from tests.fake_llm import FakeLLM  # noqa: E402
 from tests.fanout_cli import FANOUT, fanout, fanout_env, json_result  # noqa: E402
 from tests.temporal_cluster import kill, start_worker, stop, wait_for, wait_until_ready  # noqa: E402
 from tests.test_durability import hang_once, research_calls, wait_for_in_flight  # noqa: E402
@@ -134,7 +134,13 @@ async def test_faulty_llm_is_retried_and_the_run_completes(
         )
         output = await handle.result()
 
-    assert research_calls(fake_llm.log()) == {"plan": 2, "q1": 2, "q2": 2, "q3": 2, "writer": 1}
+    assert research_calls(fake_llm.log()) == {
+        "plan": 2,
+        "q1": 2,
+        "q2": 2,
+        "q3": 2,
+        "writer": 1,
+    }
     fake_llm.reset()
     assert output == await research.graph.ainvoke(INPUTS["research"], context=CONTEXT)
     events = await history_events(handle)
@@ -283,7 +289,13 @@ async def test_every_worker_killed_a_fresh_worker_finishes_the_run(
         wait_for_in_flight(fake_llm, 2)
         for worker in workers:
             kill(worker)
-        assert research_calls(fake_llm.log()) == {"plan": 1, "q1": 1, "q2": 1, "q3": 1, "q4": 1}
+        assert research_calls(fake_llm.log()) == {
+            "plan": 1,
+            "q1": 1,
+            "q2": 1,
+            "q3": 1,
+            "q4": 1,
+        }
         # The server notices the dead workers by their missing heartbeats (seconds), not by
         # the attempt's start-to-close timeout (Context.timeout + slack: over a minute).
         await wait_for("heartbeat timeouts", lambda: lost_to_heartbeat_timeout(client, run_id, 2))
@@ -438,7 +450,7 @@ async def test_cli_failed_run_exits_1_and_names_the_node(
 
 SHORT_LIVED_CLIENT = """
 import asyncio, sys
-from temporal_runs.client import connect, settle
+from langgraph_fanout.temporal.client import connect, settle
 
 async def main():
     client = await connect(sys.argv[1])

@@ -20,10 +20,10 @@ temporal_binary()  # skips the module (fails under CI) without the [temporal] ex
 from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 
-from fake_llm import FakeLLM  # noqa: E402
+from langgraph_fanout.temporal.batches import MAX_WORKER_ACTIVITIES  # noqa: E402
+from langgraph_fanout.temporal.client import start_run  # noqa: E402
 from state.context import Context  # noqa: E402
-from temporal_runs.batches import MAX_WORKER_ACTIVITIES  # noqa: E402
-from temporal_runs.client import start_run  # noqa: E402
+from tests.fake_llm import FakeLLM  # noqa: E402
 from tests.fanout_cli import fanout, json_result  # noqa: E402
 from tests.temporal_cluster import kill, start_worker, wait_for, wait_until_ready  # noqa: E402
 from tests.test_durability import wait_for_in_flight  # noqa: E402

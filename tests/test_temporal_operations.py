@@ -20,7 +20,7 @@ from tests.temporal_cluster import temporal_binary
 
 temporal_binary()  # skips the module (fails under CI) without the [temporal] extra
 
-from fake_llm import FakeLLM  # noqa: E402
+from tests.fake_llm import FakeLLM  # noqa: E402
 from tests.fanout_cli import FANOUT, fanout, fanout_env, json_result  # noqa: E402
 from tests.temporal_cluster import (  # noqa: E402
     DevServer,
@@ -126,7 +126,13 @@ def test_thread_of_an_existing_run_attaches_instead_of_starting_another(
     assert "attached to the run this thread already holds" in again.stderr
     output = json_result(again)
     assert json_result(twice) == output
-    assert research_calls(fake_llm.log()) == {"plan": 1, "q1": 1, "q2": 1, "q3": 1, "writer": 1}
+    assert research_calls(fake_llm.log()) == {
+        "plan": 1,
+        "q1": 1,
+        "q2": 1,
+        "q3": 1,
+        "writer": 1,
+    }
     assert output["usage"]["llm_calls"] == 5
     show = json_result(shown)
     assert show["status"] == "done" and show["graph"] == "research"

@@ -24,10 +24,8 @@ from temporalio.converter import (  # noqa: E402
     StorageDriverStoreContext,
 )
 
-from fake_llm import FakeLLM  # noqa: E402
-from state.context import Context  # noqa: E402
-from temporal_runs.client import connect, run_graph  # noqa: E402
-from temporal_runs.payloads import (  # noqa: E402
+from langgraph_fanout.temporal.client import connect, run_graph  # noqa: E402
+from langgraph_fanout.temporal.payloads import (  # noqa: E402
     COMPRESS_FROM,
     STORE_FROM,
     ZLIB_ENCODING,
@@ -35,7 +33,9 @@ from temporal_runs.payloads import (  # noqa: E402
     PayloadMissingError,
     ZlibCodec,
 )
-from temporal_runs.worker import serving  # noqa: E402
+from langgraph_fanout.temporal.worker import serving  # noqa: E402
+from state.context import Context  # noqa: E402
+from tests.fake_llm import FakeLLM  # noqa: E402
 from tests.fanout_cli import fanout, json_result  # noqa: E402
 from tests.temporal_cluster import kill, start_worker, wait_until_ready  # noqa: E402
 

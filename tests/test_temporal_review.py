@@ -20,10 +20,10 @@ temporal_binary()  # skips the module (fails under CI) without the [temporal] ex
 from langgraph.types import Command  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 
-from fake_llm import FakeLLM  # noqa: E402
+from langgraph_fanout.temporal.client import connect, run_graph  # noqa: E402
+from langgraph_fanout.temporal.worker import serving  # noqa: E402
 from state.context import Context  # noqa: E402
-from temporal_runs.client import connect, run_graph  # noqa: E402
-from temporal_runs.worker import serving  # noqa: E402
+from tests.fake_llm import FakeLLM  # noqa: E402
 from tests.fanout_cli import fanout, json_result  # noqa: E402
 from tests.temporal_cluster import DevServer, kill, start_worker, wait_until_ready  # noqa: E402
 from tests.test_cli_review import PROMPT, calls, finish, spawn  # noqa: E402
@@ -157,5 +157,11 @@ async def test_a_paused_run_survives_worker_and_server_restarts(
     ]
     output = json_result(resumed)
     assert output["task_count"] == 3 and output["review"]["decision"] == "approved"
-    assert research_calls(fake_llm.log()) == {"plan": 1, "q1": 1, "q2": 1, "q3": 1, "writer": 1}
+    assert research_calls(fake_llm.log()) == {
+        "plan": 1,
+        "q1": 1,
+        "q2": 1,
+        "q3": 1,
+        "writer": 1,
+    }
     assert "started research.plan_research" not in (tmp_path / "w2.err").read_text()

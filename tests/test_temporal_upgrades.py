@@ -26,11 +26,11 @@ temporal_binary()  # skips the module (fails under CI) without the [temporal] ex
 from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 
-from fake_llm import FakeLLM  # noqa: E402
 from graphs import article  # noqa: E402
+from langgraph_fanout.temporal.client import run_graph  # noqa: E402
+from langgraph_fanout.temporal.watch import RunStuckError  # noqa: E402
 from state.context import Context  # noqa: E402
-from temporal_runs.client import run_graph  # noqa: E402
-from temporal_runs.watch import RunStuckError  # noqa: E402
+from tests.fake_llm import FakeLLM  # noqa: E402
 from tests.fanout_cli import FANOUT, fanout_env, json_result  # noqa: E402
 from tests.temporal_cluster import kill, wait_until_ready  # noqa: E402
 from tests.test_durability import wait_for_in_flight  # noqa: E402
@@ -38,7 +38,7 @@ from tests.test_durability import wait_for_in_flight  # noqa: E402
 pytestmark = pytest.mark.timeout(240)
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ("cli", "graphs", "nodes", "state", "temporal_runs", "persistence")
+PACKAGES = ("graphs", "langgraph_fanout", "nodes", "state")
 CONTEXT = Context(model="openai:fake-model", max_sections=3)
 SLOW_WRITERS = {"match": "Article topic: tides", "latency": 4.0}
 
@@ -229,7 +229,7 @@ async def test_nondeterminism_is_reported_within_seconds_not_a_hang(
 
 def test_worker_versions_are_digests_of_the_code(tmp_path: Path) -> None:
     code_2 = release(tmp_path / "release-2", CHANGED_STEP)
-    script = "from temporal_runs.versioning import build_id; print(build_id())"
+    script = "from langgraph_fanout.temporal.versioning import build_id; print(build_id())"
     ids = [
         subprocess.run(
             [sys.executable, "-c", script], cwd=code, capture_output=True, text=True, check=True

@@ -15,12 +15,12 @@ import pytest
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
-from fake_llm import FakeLLM
-from persistence.checkpointer import aopen_checkpointer, open_checkpointer
-from persistence.thread_lock import ThreadBusyError, thread_lock
-from server.graphs import SERVED
+from langgraph_fanout.persistence.checkpointer import aopen_checkpointer, open_checkpointer
+from langgraph_fanout.persistence.thread_lock import ThreadBusyError, thread_lock
+from langgraph_fanout.server.graphs import SERVED
 from state.context import ConfigurationError
 from state.inputs import InvalidInputError
+from tests.fake_llm import FakeLLM
 from tests.fanout_cli import RUN_TIMEOUT, start_fanout, wait_for_results
 from tests.test_durability import (
     article_calls,
@@ -138,9 +138,13 @@ def test_a_resume_while_the_run_is_live_is_refused(
 
     ((code, err),) = resumed
     assert code == 2 and BUSY in err
-    assert research_calls(fake_llm.log()) == {"plan": 1, "q1": 1, "q2": 1, "q3": 1, "q4": 1} | {
-        "writer": 1
-    }
+    assert research_calls(fake_llm.log()) == {
+        "plan": 1,
+        "q1": 1,
+        "q2": 1,
+        "q3": 1,
+        "q4": 1,
+    } | {"writer": 1}
     assert branches(db, thread) == 0
 
 

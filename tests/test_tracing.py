@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import zstandard
 
-from fake_llm import FakeLLM
+from tests.fake_llm import FakeLLM
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LANGSMITH_KEY = "lsv2_pt_fanout-test-secret-7c1d9e2a"
@@ -331,7 +331,16 @@ def test_cli_json_reports_summed_usage(fake_llm: FakeLLM, tmp_path: Path) -> Non
     fake_llm.configure(default_items=sections)
     env = {**os.environ, "FANOUT_DB": str(tmp_path / "runs.sqlite"), "NO_COLOR": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "cli", "article", "Tides", "--json", "--max-sections", "8"],
+        [
+            sys.executable,
+            "-m",
+            "langgraph_fanout.cli",
+            "article",
+            "Tides",
+            "--json",
+            "--max-sections",
+            "8",
+        ],
         cwd=PROJECT_ROOT,
         env=env,
         capture_output=True,

@@ -1,0 +1,109 @@
+"""What both ways of running a graph (here, or on Temporal) read from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from typing import Any
+
+from pydantic import ValidationError
+
+from langgraph_fanout.cli.runs import Workflow
+from state.context import ConfigurationError, Context
+from state.inputs import (
+    BIDI_MARKS,
+    LINE_SEPARATORS,
+    InvalidInputError,
+    explain,
+    parse_input,
+    usable_text,
+)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+COMMANDS = {"evaluate": "evaluation", "article": "article", "research": "research"}
+"""The commands that run a graph, and the graph each runs."""
+MAX_THREAD_ID_CHARS = 200
+
+
+class UsageError(Exception):
+    """Bad usage or bad input: exit 2, nothing persisted."""
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def thread_id(text: str) -> str:
+    """An argparse type: a thread id (visible, no control characters, at most 200 chars).
+
+    No bidirectional mark or line separator either: two ids that look the same must be the
+    same id.
+    """
+    try:
+        value = usable_text(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if found := [c for c in value if c in BIDI_MARKS | LINE_SEPARATORS]:
+        raise argparse.ArgumentTypeError(
+            f"must not contain invisible marks or line separators (U+{ord(found[0]):04X} at "
+            f"position {value.index(found[0])})"
+        )
+    if len(value) > MAX_THREAD_ID_CHARS:
+        raise argparse.ArgumentTypeError(f"longer than {MAX_THREAD_ID_CHARS} characters")
+    return value
+
+
+def read_value(workflow: Workflow, raw: str) -> str:
+    """The run's input value from the command line (``-``: stdin), validated.
+
+    Raises:
+        UsageError: it is not valid text or not a valid input.
+    """
+    try:
+        value = sys.stdin.read() if raw == "-" else raw
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"stdin is not valid text: {exc}") from None
+    try:
+        return getattr(
+            parse_input(workflow.input_model, {workflow.input_field: value}), workflow.input_field
+        )
+    except InvalidInputError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def run_context(args: argparse.Namespace, base: Context) -> Context:
+    """``base`` with the settings given on the command line.
+
+    Raises:
+        UsageError: a setting is invalid.
+    """
+    changes: dict[str, Any] = {"model": args.model or base.model}
+    if getattr(args, "max_sections", None) is not None:
+        changes["max_sections"] = args.max_sections
+    if args.max_tokens is not None:
+        changes["max_tokens"] = args.max_tokens
+    if getattr(args, "review", False) or getattr(args, "plan", None):
+        changes["review_plan"] = True
+    try:
+        context = replace(base, **changes)
+    except ValidationError as exc:
+        raise UsageError(f"invalid settings: {explain(exc)}") from None
+    return context
+
+
+def check_run_models(context: Context) -> None:
+    """Refuse a model setting that cannot load, for any role, before anything is persisted."""
+    from langgraph_fanout.llm.models import check_models
+
+    try:
+        check_models(context)
+    except ConfigurationError as exc:
+        raise UsageError(str(exc)) from None

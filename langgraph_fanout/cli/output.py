@@ -1,0 +1,96 @@
+"""Where the CLI writes: progress and messages on stderr, the result on stdout."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from langgraph_fanout.cli.runs import RunRecord, Workflow
+from langgraph_fanout.cli.terminal import printable, to_json
+
+stderr = Console(stderr=True, soft_wrap=True)
+stdout = Console(highlight=False, soft_wrap=True, markup=False)  # model text is not markup
+PIPE_WIDTH = 240
+MIN_INPUT_WIDTH = 12
+
+
+def print_result(
+    args: argparse.Namespace,
+    workflow: Workflow,
+    record: RunRecord,
+    output: dict[str, Any],
+    usage: dict[str, Any],
+) -> None:
+    """Print a finished run: the usage line on stderr, the result on stdout."""
+    tokens = (
+        f", {usage['input_tokens']} input + {usage['output_tokens']} output tokens"
+        if "input_tokens" in usage  # not collected from Temporal workers
+        else ""
+    )
+    stderr.print(f"done: {usage['llm_calls']} LLM calls{tokens}", highlight=False)
+    review = output.get("review") or {}
+    if review.get("decision") == "rejected":
+        reason = f": {printable(review['reason'])}" if review["reason"] else ""
+        stderr.print(f"plan rejected at review{reason}; no worker ran", markup=False)
+    if args.json:
+        print(to_json({"thread_id": record.thread_id, **output, "usage": usage}))
+    elif review.get("decision") == "rejected":
+        return
+    elif workflow.name == "evaluation":
+        verdict = "appropriate" if output["is_appropriate"] else "NOT appropriate"
+        stdout.print(
+            f"{verdict} ({output['votes']}/{len(output['evaluations'])} evaluators vote "
+            f"appropriate)\n{printable(output['summary'])}\n"
+        )
+        for e in output["evaluations"]:
+            vote = "yes" if e["is_appropriate"] else "no"
+            stdout.print(f"- {e['evaluator']}: {vote} - {printable(e['explanation'])}")
+    elif workflow.name == "article":
+        stdout.print(printable(output["article"]))
+    else:
+        report = printable(output["report"])
+        stdout.print(f"{report}\n\n({output['task_count']} research questions)")
+
+
+def print_runs(args: argparse.Namespace, rows: list[dict[str, str]], *, where: str) -> None:
+    """Print runs (``RUN_COLUMNS`` each): JSON with ``--json``, else a table (``where``: source)."""
+    if args.json:
+        print(to_json(rows))
+    elif not rows:
+        stderr.print(f"no runs in {where}", highlight=False, markup=False)
+    else:
+        _runs_table(rows)
+
+
+def _runs_table(rows: list[dict[str, str]]) -> None:
+    """Print runs as a table whose thread ids stay whole; the input column gives way."""
+    # Piped output is not cut to 80 columns: whole lines, for scripts and grep.
+    out = stdout if stdout.is_terminal else Console(width=PIPE_WIDTH, highlight=False)
+    cells = [
+        tuple(
+            printable(cell, one_line=True)
+            for cell in (
+                r["thread_id"],
+                r["graph"],
+                r["status"],
+                r["started"][:16].replace("T", " "),
+                r["input"],
+            )
+        )
+        for r in rows
+    ]
+    headers = ("thread", "graph", "status", "started (UTC)", "input")
+    fixed = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers[:-1])]
+    room = out.width - sum(fixed) - 2 * len(headers)  # each column is padded by one each side
+    table = Table(box=None, header_style="bold")
+    for header in headers[:-1]:
+        table.add_column(header, no_wrap=True)
+    if room >= MIN_INPUT_WIDTH:
+        table.add_column("input", no_wrap=True, overflow="ellipsis", max_width=room)
+    for row in cells:
+        table.add_row(*(Text(cell) for cell in row[: len(table.columns)]))  # not markup
+    out.print(table)

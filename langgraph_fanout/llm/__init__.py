@@ -1,0 +1,1 @@
+"""The LLM stack: models by ``provider:model`` name, the one call every LLM node makes, retries."""

@@ -1,0 +1,67 @@
+"""The checkpointer of the LangGraph server, named in ``langgraph.json``.
+
+The server opens it at start-up
+(``"checkpointer": {"path": "./langgraph_fanout/server/checkpointer.py:..."}``) in place of its own
+store, so thread state lives in the database the CLI uses: the SQLite file or PostgreSQL URL in
+$FANOUT_DB (default ``.fanout/checkpoints.sqlite``, relative to the server's working directory).
+Every step and every finished worker is written at once, so a thread's state survives a hard kill
+of the server. The graphs in ``graphs/`` stay compiled without a checkpointer: the server refuses
+graphs that bring their own.
+
+``langgraph dev`` is one process (``LANGGRAPH_RUNTIME_EDITION=inmem``), where any database
+does. The Agent Server that ``langgraph build`` images and LangGraph Platform run sets another
+edition (``postgres``) and may run several replicas, each in a container of its own: there a
+SQLite file would give every replica threads of its own, so only a PostgreSQL URL is taken.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+
+from langgraph_fanout.persistence.checkpointer import (
+    DatabaseError,
+    aopen_checkpointer,
+    db_url,
+    is_postgres,
+)
+from langgraph_fanout.persistence.deferred_deletes import DeferredThreadDeletes
+
+SINGLE_PROCESS_EDITION = "inmem"
+"""The runtime edition of ``langgraph dev`` (also what an unset LANGGRAPH_RUNTIME_EDITION means)."""
+
+
+def server_db_url() -> str:
+    """$FANOUT_DB (:func:`~langgraph_fanout.persistence.checkpointer.db_url`), if it can be shared.
+
+    Raises:
+        DatabaseError: the server may run as several replicas and the database is SQLite.
+    """
+    url = db_url()
+    edition = os.environ.get("LANGGRAPH_RUNTIME_EDITION") or SINGLE_PROCESS_EDITION
+    if edition != SINGLE_PROCESS_EDITION and not is_postgres(url):
+        chosen = "names a SQLite file" if os.environ.get("FANOUT_DB") else "is unset (SQLite)"
+        raise DatabaseError(
+            f"LANGGRAPH_RUNTIME_EDITION={edition} (the Agent Server, possibly several replicas) "
+            f"and FANOUT_DB {chosen}: a file inside one container is not shared by the replicas. "
+            "Set FANOUT_DB to a postgresql:// URL that every replica reaches."
+        )
+    return url
+
+
+@asynccontextmanager
+async def checkpointer() -> AsyncIterator[BaseCheckpointSaver]:
+    """The saver for :func:`server_db_url`, open for the server's lifetime (tables made if missing).
+
+    Thread deletes are deferred (``persistence/deferred_deletes.py``); the ones still running
+    at shutdown are finished before the database closes.
+    """
+    async with aopen_checkpointer(server_db_url(), defer_thread_deletes=True) as saver:
+        try:
+            yield saver
+        finally:
+            if isinstance(saver, DeferredThreadDeletes):
+                await saver.settled(None)

@@ -1,0 +1,69 @@
+"""Where nodes run under Temporal: LLM nodes as activities, other steps in the workflow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.graph import StateGraph
+
+from graphs.placement import AsyncFunction
+from langgraph_fanout.temporal.batches import WORKERS, batched, run_batch
+from langgraph_fanout.temporal.policy import activity_options
+
+
+def work_label(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    """An activity's summary: what a worker works on (None for the other nodes).
+
+    The section or question, or for a batch the first one and how many more. The plugin
+    calls it in the workflow with the node's arguments; ``args[0]`` is the node's input.
+    Shown in the Temporal UI and in ``fanout``'s progress view.
+    """
+    batch = args[0] if args else None
+    if not isinstance(batch, dict) or not isinstance(tasks := batch.get("tasks"), list):
+        return None
+    first = _task_label(tasks[0]) if tasks else ""
+    return f"{first} (+{len(tasks) - 1} more)" if len(tasks) > 1 else first or None
+
+
+def _task_label(task: Any) -> str:
+    if not isinstance(task, dict):
+        return ""
+    if isinstance(section := task.get("section"), dict):
+        return str(section.get("name", ""))
+    return str(task.get("question", ""))
+
+
+class ActivityPlacement:
+    """A :class:`graphs.placement.Placement` for Temporal's LangGraph plugin.
+
+    Nodes are added as the bare async functions (the plugin needs LangGraph's own wrapper
+    and refuses LangGraph retry policies): each LLM node is an activity with
+    :func:`langgraph_fanout.temporal.policy.activity_options`, each other step runs in the
+    workflow, and routers are the functions themselves (async, so the workflow sandbox runs them
+    inline).
+    """
+
+    def add_llm_node(self, builder: StateGraph[Any, Any, Any, Any], node: AsyncFunction) -> None:
+        """Add ``node`` as an activity, retried by Temporal."""
+        metadata = {"execute_in": "activity", **activity_options()}
+        builder.add_node(node.__name__, node, metadata=metadata)
+
+    def add_worker_node(self, builder: StateGraph[Any, Any, Any, Any], node: AsyncFunction) -> None:
+        """Add ``node`` as an activity that runs a batch of its tasks (``batches``)."""
+        WORKERS[node.__name__] = node
+        metadata = {"execute_in": "activity", "summary_fn": work_label, **activity_options()}
+        batch_runner: AsyncFunction = run_batch
+        builder.add_node(node.__name__, batch_runner, metadata=metadata)
+
+    def add_step(self, builder: StateGraph[Any, Any, Any, Any], step: AsyncFunction) -> None:
+        """Add ``step`` to run inside the workflow (deterministic, no I/O)."""
+        builder.add_node(step.__name__, step, metadata={"execute_in": "workflow"})
+
+    def router(self, route: AsyncFunction) -> AsyncFunction:
+        """``route``, its Sends to workers batched (it runs inside the workflow)."""
+
+        async def batching(state: Any) -> Any:
+            return batched(await route(state))
+
+        batching.__name__ = route.__name__
+        return batching

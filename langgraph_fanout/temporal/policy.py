@@ -1,0 +1,189 @@
+"""Retries, timeouts and heartbeats of LLM activities, from the in-process policy.
+
+One classification: :func:`langgraph_fanout.llm.retry.is_retryable` decides in-process (LangGraph's
+``RetryPolicy``) and here, where :class:`RunInterceptor` re-raises every other error as a
+non-retryable ``ApplicationError``; Temporal's :class:`RetryPolicy` takes its attempts and
+backoff from :data:`langgraph_fanout.llm.retry.LLM_RETRY`. Nodes never import Temporal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from contextvars import ContextVar
+from datetime import timedelta
+from typing import Any
+
+from langchain_core.callbacks import UsageMetadataCallbackHandler
+from langchain_core.tracers.context import register_configure_hook
+from temporalio import activity, workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
+    Interceptor,
+    StartActivityInput,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+    WorkflowOutboundInterceptor,
+)
+
+from langgraph_fanout.llm.retry import LLM_RETRY, is_retryable
+from state.context import Context
+
+logger = logging.getLogger("langgraph_fanout.temporal.worker")
+
+HEARTBEAT_INTERVAL = timedelta(seconds=1)
+"""How often a running LLM activity tells the server its worker is alive."""
+HEARTBEAT_TIMEOUT = timedelta(seconds=5)
+"""Silence after which the server declares an activity's worker dead and retries it elsewhere."""
+ATTEMPT_SLACK = timedelta(seconds=15)
+"""Added to ``Context.timeout`` (one LLM request) to bound one attempt of an LLM activity."""
+USAGE_KEY = "usage"
+"""Key of an LLM activity's result that holds its token usage per model (the run's history
+keeps it; the workflow reads the result's other keys only)."""
+CALLS_KEY = "llm_calls"
+"""Key of an LLM activity's result that holds how many LLM requests it made."""
+
+
+class _Usage(UsageMetadataCallbackHandler):
+    """Token usage per model, and the number of LLM calls, of one activity attempt."""
+
+    run_inline = True  # cheap bookkeeping: no thread hop per event
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
+        """Count one LLM call."""
+        self.calls += 1
+
+
+_usage: ContextVar[_Usage | None] = ContextVar("fanout_usage", default=None)
+register_configure_hook(_usage, inheritable=True)  # once: every chat model call reports to it
+_details: ContextVar[list[Any] | None] = ContextVar("fanout_heartbeat_details", default=None)
+
+
+def checkpoint(*details: Any) -> None:
+    """Record ``details`` as the running activity's progress (sent with each heartbeat).
+
+    Temporal keeps the last details it got for the activity's next attempt
+    (``activity.info().heartbeat_details``).
+    """
+    kept = _details.get()
+    if kept is not None:
+        kept[:] = details
+    activity.heartbeat(*details)
+
+
+def retry_policy() -> RetryPolicy:
+    """Temporal's retry policy with the attempts and backoff of :data:`LLM_RETRY`.
+
+    Temporal does not jitter its backoff; a worker lost mid-attempt counts as an attempt.
+    """
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=LLM_RETRY.initial_interval),
+        backoff_coefficient=LLM_RETRY.backoff_factor,
+        maximum_interval=timedelta(seconds=LLM_RETRY.max_interval),
+        maximum_attempts=LLM_RETRY.max_attempts,
+    )
+
+
+def attempt_timeout(context: Context) -> timedelta:
+    """How long one attempt of an LLM activity may take under ``context``."""
+    return timedelta(seconds=context.timeout) + ATTEMPT_SLACK
+
+
+def activity_options() -> dict[str, Any]:
+    """``workflow.execute_activity`` options of every LLM node.
+
+    ``start_to_close_timeout`` is a default for :func:`attempt_timeout` of the default
+    ``Context``; :class:`RunInterceptor` sets each run's own.
+    """
+    return {
+        "start_to_close_timeout": attempt_timeout(Context()),
+        "heartbeat_timeout": HEARTBEAT_TIMEOUT,
+        "retry_policy": retry_policy(),
+    }
+
+
+def non_retryable(exc: BaseException) -> ApplicationError:
+    """``exc`` as an error Temporal will not retry, keeping its type name and message."""
+    name = type(exc).__name__
+    return ApplicationError(f"{name}: {exc}", type=name, non_retryable=True)
+
+
+class RunInterceptor(Interceptor):
+    """Worker interceptor: classifies activity errors, heartbeats, sets per-run timeouts."""
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        """Wrap every activity of the worker."""
+        return _Activity(next)
+
+    def workflow_interceptor_class(
+        self, input: WorkflowInterceptorClassInput
+    ) -> type[WorkflowInboundInterceptor]:
+        """Per-run activity timeouts from the run's ``Context.timeout``."""
+        return _WorkflowInbound
+
+
+class _Activity(ActivityInboundInterceptor):
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        info = activity.info()
+        what = f"{info.activity_type} (run {info.workflow_id}, attempt {info.attempt})"
+        logger.info("started %s", what)
+        details: list[Any] = []
+        details_token = _details.set(details)
+        beating = asyncio.create_task(_heartbeat(details)) if info.heartbeat_timeout else None
+        usage = _Usage()
+        token = _usage.set(usage)
+        try:
+            result = await self.next.execute_activity(input)
+        except Exception as exc:
+            logger.info("failed %s: %s: %s", what, type(exc).__name__, exc)
+            if isinstance(exc, ApplicationError) or is_retryable(exc):
+                raise
+            raise non_retryable(exc) from exc
+        finally:
+            _usage.reset(token)
+            _details.reset(details_token)
+            if beating is not None:
+                beating.cancel()
+        logger.info("done %s", what)
+        return with_usage(result, usage)
+
+
+def with_usage(result: Any, usage: _Usage) -> Any:
+    """The plugin's activity result (a dataclass) as a JSON object, with usage added.
+
+    The attempt's LLM calls and token usage go under :data:`CALLS_KEY` and :data:`USAGE_KEY`.
+
+    Decoding ignores keys a dataclass does not have, so the workflow reads the result as
+    before; the token usage stays in the history for clients (``langgraph_fanout.temporal.watch``).
+    """
+    if not dataclasses.is_dataclass(result) or isinstance(result, type):
+        return result
+    fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
+    return {**fields, USAGE_KEY: usage.usage_metadata, CALLS_KEY: usage.calls}
+
+
+async def _heartbeat(details: list[Any]) -> None:
+    while True:  # a call shorter than the interval sends none: the server has enough to do
+        await asyncio.sleep(HEARTBEAT_INTERVAL.total_seconds())
+        activity.heartbeat(*details)  # the latest progress (checkpoint), or none
+
+
+class _WorkflowInbound(WorkflowInboundInterceptor):
+    def init(self, outbound: WorkflowOutboundInterceptor) -> None:
+        super().init(_WorkflowOutbound(outbound))
+
+
+class _WorkflowOutbound(WorkflowOutboundInterceptor):
+    def start_activity(self, input: StartActivityInput) -> workflow.ActivityHandle[Any]:
+        context = getattr(workflow.instance(), "context", None)
+        if isinstance(context, Context):  # every activity of our workflows is an LLM node
+            input.start_to_close_timeout = attempt_timeout(context)
+        return super().start_activity(input)

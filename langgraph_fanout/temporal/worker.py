@@ -1,0 +1,88 @@
+"""A worker that runs all three workflows and their LLM activities; start one per machine."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+from langgraph.graph import StateGraph
+from temporalio.client import Client
+from temporalio.langgraph import LangGraphPlugin
+from temporalio.worker import Worker
+
+from langgraph_fanout.temporal.placement import ActivityPlacement
+from langgraph_fanout.temporal.policy import RunInterceptor
+from langgraph_fanout.temporal.versioning import (
+    Promotion,
+    build_id,
+    deployment_config,
+    promote_if_new,
+)
+from langgraph_fanout.temporal.workflows import WORKFLOWS
+
+DEFAULT_TASK_QUEUE = "fanout"
+STICKY_TIMEOUT = timedelta(seconds=3)
+"""How long a run's next workflow task waits for the worker that cached the run before any
+other worker replays it from history (Temporal's default is 10 s)."""
+
+
+def graph_builders() -> dict[str, StateGraph[Any, Any, Any, Any]]:
+    """A fresh builder of each graph with :class:`ActivityPlacement` (the plugin rewires it)."""
+    placement = ActivityPlacement()
+    return {name: importlib.import_module(f"graphs.{name}").build(placement) for name in WORKFLOWS}
+
+
+def new_worker(
+    client: Client,
+    task_queue: str = DEFAULT_TASK_QUEUE,
+    *,
+    build: str | None = None,
+    max_concurrent_activities: int | None = None,
+    **options: Any,
+) -> Worker:
+    """A worker for ``task_queue`` serving the three workflows and every LLM node.
+
+    It is a worker of version ``build`` (default:
+    :func:`langgraph_fanout.temporal.versioning.build_id`), to which the runs it starts stay
+    pinned. Activities are not run eagerly on the worker that schedules them, so they spread over
+    every live worker of the version. ``options`` go to
+    :class:`temporalio.worker.Worker`.
+    """
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=list(WORKFLOWS.values()),
+        plugins=[LangGraphPlugin(graphs=graph_builders())],
+        interceptors=[RunInterceptor()],
+        deployment_config=deployment_config(task_queue, build or build_id()),
+        disable_eager_activity_execution=True,
+        sticky_queue_schedule_to_start_timeout=STICKY_TIMEOUT,
+        max_concurrent_activities=max_concurrent_activities,
+        **options,
+    )
+
+
+@asynccontextmanager
+async def serving(
+    client: Client,
+    task_queue: str = DEFAULT_TASK_QUEUE,
+    *,
+    build: str | None = None,
+    promote: bool = True,
+    **options: Any,
+) -> AsyncIterator[tuple[Worker, Promotion]]:
+    """Run a :func:`new_worker` for the block, its version made current if it is new.
+
+    Yields the worker and what became of its version (``promote=False``: left as it is).
+    """
+    build = build or build_id()
+    worker = new_worker(client, task_queue, build=build, **options)
+    async with worker:
+        if promote:
+            promotion = await promote_if_new(client, task_queue, build)
+        else:
+            promotion = Promotion(False, "left as it is (--no-promote)")
+        yield worker, promotion
