@@ -13,8 +13,8 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 
-from langgraph_fanout.cli.runs import WORKFLOWS
 from langgraph_fanout.persistence.checkpointer import is_postgres, open_checkpointer, sqlite_file
+from langgraph_fanout.workflows import WORKFLOWS
 from tests.fake_llm import FakeLLM
 
 FANOUT = [sys.executable, "-m", "langgraph_fanout.cli"]

@@ -9,9 +9,9 @@ from langgraph.types import Command
 from graphs.article import graph as article
 from graphs.evaluation import graph as evaluation
 from graphs.research import graph as research
-from langgraph_fanout.cli.runs import WORKFLOWS
 from langgraph_fanout.cli.terminal import printable, to_json
 from langgraph_fanout.persistence.checkpointer import aopen_checkpointer
+from langgraph_fanout.workflows import WORKFLOWS
 from state.inputs import (
     BIDI_CONTROLS,
     BIDI_MARKS,

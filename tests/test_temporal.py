@@ -33,7 +33,8 @@ from graphs import article, evaluation, research  # noqa: E402
 from langgraph_fanout.temporal.client import start_run  # noqa: E402
 from langgraph_fanout.temporal.policy import RunInterceptor  # noqa: E402
 from langgraph_fanout.temporal.worker import graph_builders, serving  # noqa: E402
-from langgraph_fanout.temporal.workflows import WORKFLOWS, RunRequest  # noqa: E402
+from langgraph_fanout.temporal.workflows import WORKFLOWS_BY_TYPE, RunRequest  # noqa: E402
+from langgraph_fanout.workflows import WORKFLOWS  # noqa: E402
 from state.context import Context  # noqa: E402
 from tests.fake_llm import FakeLLM  # noqa: E402
 from tests.fanout_cli import FANOUT, fanout, fanout_env, json_result  # noqa: E402
@@ -88,7 +89,7 @@ async def completed_activities(handle: WorkflowHandle[Any, Any], node: str) -> i
 
 def replayer() -> Replayer:
     return Replayer(
-        workflows=list(WORKFLOWS.values()),
+        workflows=list(WORKFLOWS_BY_TYPE.values()),
         plugins=[LangGraphPlugin(graphs=graph_builders())],
         interceptors=[RunInterceptor()],
     )

@@ -9,7 +9,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from langgraph_fanout.cli.runs import Workflow
+from langgraph_fanout.cli.review import Reviewer, ReviewUsageError, reviewer_for
+from langgraph_fanout.workflows import WORKFLOWS, Workflow
 from state.context import ConfigurationError, Context
 from state.inputs import (
     BIDI_MARKS,
@@ -21,8 +22,6 @@ from state.inputs import (
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-COMMANDS = {"evaluate": "evaluation", "article": "article", "research": "research"}
-"""The commands that run a graph, and the graph each runs."""
 MAX_THREAD_ID_CHARS = 200
 
 
@@ -86,8 +85,9 @@ def run_context(args: argparse.Namespace, base: Context) -> Context:
         UsageError: a setting is invalid.
     """
     changes: dict[str, Any] = {"model": args.model or base.model}
-    if getattr(args, "max_sections", None) is not None:
-        changes["max_sections"] = args.max_sections
+    for setting in {option for w in WORKFLOWS.values() for option in w.options}:
+        if getattr(args, setting, None) is not None:
+            changes[setting] = getattr(args, setting)
     if args.max_tokens is not None:
         changes["max_tokens"] = args.max_tokens
     if getattr(args, "review", False) or getattr(args, "plan", None):
@@ -106,4 +106,39 @@ def check_run_models(context: Context) -> None:
     try:
         check_models(context)
     except ConfigurationError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def new_run(args: argparse.Namespace, workflow: Workflow) -> tuple[str, Context]:
+    """A new run's input value and settings, checked, its model resolved for good.
+
+    The run keeps the model it starts with, whatever ``$FANOUT_MODEL`` says when it is
+    resumed (or, on Temporal, on the workers).
+
+    Raises:
+        UsageError: bad input or settings, or a model that cannot load.
+    """
+    value = read_value(workflow, getattr(args, workflow.input_field))
+    context = run_context(args, Context())
+    from langgraph_fanout.llm.models import resolve_model  # after validation: LangChain
+
+    context = replace(context, model=resolve_model(context.model))
+    check_run_models(context)
+    return value, context
+
+
+def reviewer(
+    args: argparse.Namespace, workflow: Workflow, context: Context, *, paused: bool
+) -> Reviewer | None:
+    """Who answers the run's plan review (``--plan FILE`` or the terminal), if it has one.
+
+    Raises:
+        UsageError: ``--review``/``--plan`` cannot work as asked.
+    """
+    from langgraph_fanout.cli.output import stderr
+
+    try:
+        plan = getattr(args, "plan", None)  # evaluate has no --plan
+        return reviewer_for(stderr, workflow, context, plan, paused=paused)
+    except ReviewUsageError as exc:
         raise UsageError(str(exc)) from None

@@ -18,39 +18,32 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from pydantic import TypeAdapter
 from rich.logging import RichHandler
 from rich.markup import escape
 
 from langgraph_fanout.cli.arguments import (
-    COMMANDS,
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
     UsageError,
     check_run_models,
+    new_run,
     positive_int,
-    read_value,
+    reviewer,
     run_context,
     thread_id,
 )
-from langgraph_fanout.cli.output import print_result, print_runs, stderr
-from langgraph_fanout.cli.review import (
-    EXIT_REJECTED,
-    PLAN_KEYS,
-    Reviewer,
-    ReviewStopped,
-    ReviewUsageError,
-    reviewer_for,
+from langgraph_fanout.cli.output import (
+    print_header,
+    print_result,
+    print_runs,
+    report_failure,
+    stderr,
 )
-from langgraph_fanout.cli.runs import (
-    WORKFLOWS,
-    RunRecord,
-    Workflow,
-    find_run,
-    recent_runs,
-    thread_config,
-)
-from langgraph_fanout.cli.terminal import printable, to_json
+from langgraph_fanout.cli.review import EXIT_REJECTED, Reviewer, ReviewStopped
+from langgraph_fanout.cli.runs import RunRecord, find_run, recent_runs, thread_config
+from langgraph_fanout.cli.terminal import to_json
 from langgraph_fanout.persistence.checkpointer import (
     DEFAULT_DB,
     DatabaseError,
@@ -61,7 +54,8 @@ from langgraph_fanout.persistence.checkpointer import (
     redact,
 )
 from langgraph_fanout.persistence.thread_lock import ThreadBusyError, thread_lock
-from state.context import DEFAULT_MAX_SECTIONS, Context
+from langgraph_fanout.workflows import COMMANDS, WORKFLOWS, Workflow
+from state.context import Context
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -70,6 +64,7 @@ if TYPE_CHECKING:
     from langgraph_fanout.cli.progress import RunProgress
     from langgraph_fanout.persistence.batched_writes import BatchedWrites
 
+CONTEXT_SCHEMA = TypeAdapter(Context).json_schema()
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 """Signals that stop a run: Ctrl-C, and what `timeout`, Docker and systemd send."""
 
@@ -131,20 +126,22 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fanout", description="Run, resume, list and inspect durable runs of the workflows."
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    for command, graph in COMMANDS.items():
-        field = WORKFLOWS[graph].input_field
-        parents = [common, running, temporal] + ([review] if graph in PLAN_KEYS else [])
-        sub = commands.add_parser(command, parents=parents, help=f"run the {graph} workflow")
+    for command, workflow in COMMANDS.items():
+        field = workflow.input_field
+        parents = [common, running, temporal] + ([review] if workflow.plan else [])
+        sub = commands.add_parser(
+            command, parents=parents, help=f"run the {workflow.name} workflow"
+        )
         sub.add_argument(field, help=f"the {field}, or - to read it from stdin")
         sub.add_argument(
             "--thread", type=thread_id, help="thread id to run under (default: a new one)"
         )
-        if graph == "article":
+        for setting in workflow.options:
+            schema = CONTEXT_SCHEMA["properties"][setting]
             sub.add_argument(
-                "--max-sections",
+                f"--{setting.replace('_', '-')}",
                 type=int,
-                default=DEFAULT_MAX_SECTIONS,
-                help="cap on planned sections (default %(default)s)",
+                help=f"{schema['description']} (default {schema['default']})",
             )
     resume = commands.add_parser(
         "resume",
@@ -251,7 +248,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
 
         return await dispatch(args)
     if args.command in COMMANDS:
-        return await _start(args, WORKFLOWS[COMMANDS[args.command]])
+        return await _start(args, COMMANDS[args.command])
     if args.command == "resume":
         return await _resume(args)
     if args.command == "runs":
@@ -267,30 +264,14 @@ def _no_run(args: argparse.Namespace, thread_id: str) -> UsageError:
 
 
 async def _start(args: argparse.Namespace, workflow: Workflow) -> int:
-    value = read_value(workflow, getattr(args, workflow.input_field))
-    context = run_context(args, Context())
-    from langgraph_fanout.llm.models import resolve_model  # after validation: it imports LangChain
-
-    # The run keeps the model it started with, whatever $FANOUT_MODEL says at resume time.
-    context = replace(context, model=resolve_model(context.model))
-    check_run_models(context)
-    reviewer = _reviewer(args, workflow, context, paused=False)
+    value, context = new_run(args, workflow)
+    answers = reviewer(args, workflow, context, paused=False)
     record = RunRecord.new(workflow, value, context, args.thread)
     async with aopen_checkpointer(args.db) as saver, thread_lock(args.db, record.thread_id):
         if args.thread:
             await _check_thread_free(saver, workflow, args.thread)
         payload = {workflow.input_field: value}
-        return await _execute(args, saver, workflow, record, payload, reviewer)
-
-
-def _reviewer(
-    args: argparse.Namespace, workflow: Workflow, context: Context, *, paused: bool
-) -> Reviewer | None:
-    try:
-        plan = getattr(args, "plan", None)  # evaluate has no --plan
-        return reviewer_for(stderr, workflow.name, context, plan, paused=paused)
-    except ReviewUsageError as exc:
-        raise UsageError(str(exc)) from None
+        return await _execute(args, saver, workflow, record, payload, answers)
 
 
 async def _check_thread_free(
@@ -347,8 +328,8 @@ async def _resume(args: argparse.Namespace) -> int:
         status = (await _status(workflow.compile(saver), record.thread_id))[0]
         if status == "done":
             stderr.print("the run already finished: nothing to resume", highlight=False)
-        reviewer = _reviewer(args, workflow, record.context, paused=status == "paused")
-        return await _execute(args, saver, workflow, record, None, reviewer)
+        answers = reviewer(args, workflow, record.context, paused=status == "paused")
+        return await _execute(args, saver, workflow, record, None, answers)
 
 
 async def _execute(
@@ -362,13 +343,9 @@ async def _execute(
     """Run (``payload``) or resume (None) ``record``'s graph, persisting to ``saver``."""
     from langgraph_fanout.cli.progress import RunProgress
     from langgraph_fanout.cli.stream import run_graph
-    from langgraph_fanout.llm.models import is_local, resolve_model
+    from langgraph_fanout.llm.models import resolve_model
 
-    thread = printable(record.thread_id, one_line=True)
-    stderr.print(f"thread: {thread}", highlight=False, markup=False)
-    model = resolve_model(record.context.model)
-    note = " (embedded, demo-grade: weak content, unreliable judgements)" if is_local(model) else ""
-    stderr.print(f"{workflow.name} on model {model}{note}", highlight=False, markup=False)
+    print_header(workflow, record.thread_id, resolve_model(record.context.model))
     progress = RunProgress(stderr, durable=True)
     saver.saved_listeners.append(progress.saved)  # "done" once a task's result is committed
     graph = workflow.compile(saver)
@@ -403,14 +380,8 @@ def _resume_hint(args: argparse.Namespace, record: RunRecord) -> str:
 def _report_failure(
     args: argparse.Namespace, record: RunRecord, progress: RunProgress, exc: Exception
 ) -> None:
-    failed = progress.failed()
-    where = ", ".join(f"{t.node}" + (f" [{t.label}]" if t.label else "") for t in failed)
-    cause = failed[0].error if failed else f"{type(exc).__name__}: {exc}"
-    where, cause = printable(where, one_line=True), printable(cause, one_line=True)
-    stderr.print(
-        f"[bold red]run failed[/] in {escape(where or 'the graph')}: {escape(cause)}",
-        highlight=False,
-    )
+    failed = [(t.node, t.label, t.error) for t in progress.failed()]
+    report_failure(failed, f"{type(exc).__name__}: {exc}")
     stderr.print(_resume_hint(args, record), highlight=False, markup=False)
 
 

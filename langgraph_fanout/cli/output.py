@@ -6,11 +6,13 @@ import argparse
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from langgraph_fanout.cli.runs import RunRecord, Workflow
+from langgraph_fanout.cli.runs import RunRecord
 from langgraph_fanout.cli.terminal import printable, to_json
+from langgraph_fanout.workflows import Workflow
 
 stderr = Console(stderr=True, soft_wrap=True)
 stdout = Console(highlight=False, soft_wrap=True, markup=False)  # model text is not markup
@@ -40,20 +42,28 @@ def print_result(
         print(to_json({"thread_id": record.thread_id, **output, "usage": usage}))
     elif review.get("decision") == "rejected":
         return
-    elif workflow.name == "evaluation":
-        verdict = "appropriate" if output["is_appropriate"] else "NOT appropriate"
-        stdout.print(
-            f"{verdict} ({output['votes']}/{len(output['evaluations'])} evaluators vote "
-            f"appropriate)\n{printable(output['summary'])}\n"
-        )
-        for e in output["evaluations"]:
-            vote = "yes" if e["is_appropriate"] else "no"
-            stdout.print(f"- {e['evaluator']}: {vote} - {printable(e['explanation'])}")
-    elif workflow.name == "article":
-        stdout.print(printable(output["article"]))
     else:
-        report = printable(output["report"])
-        stdout.print(f"{report}\n\n({output['task_count']} research questions)")
+        stdout.print(printable(workflow.render(output)))
+
+
+def print_header(workflow: Workflow, thread_id: str, model: str, where: str = "") -> None:
+    """The first lines of a run on stderr: its thread id, then what runs it on what model."""
+    from langgraph_fanout.llm.models import is_local
+
+    stderr.print(f"thread: {printable(thread_id, one_line=True)}", highlight=False, markup=False)
+    note = " (embedded, demo-grade: weak content, unreliable judgements)" if is_local(model) else ""
+    stderr.print(f"{workflow.name} on model {model}{note}{where}", highlight=False, markup=False)
+
+
+def report_failure(failed: list[tuple[str, str, str]], fallback: str) -> None:
+    """Say where a run failed: each failed (node, label, error), else ``fallback``."""
+    where = ", ".join(node + (f" [{label}]" if label else "") for node, label, _ in failed)
+    cause = failed[0][2] if failed else fallback
+    where, cause = printable(where, one_line=True), printable(cause, one_line=True)
+    stderr.print(
+        f"[bold red]run failed[/] in {escape(where or 'the graph')}: {escape(cause)}",
+        highlight=False,
+    )
 
 
 def print_runs(args: argparse.Namespace, rows: list[dict[str, str]], *, where: str) -> None:

@@ -24,9 +24,8 @@ from rich.markup import escape
 from rich.prompt import Prompt
 
 from langgraph_fanout.cli.terminal import printable
+from langgraph_fanout.workflows import Plan, Workflow
 from state.context import Context
-from state.decisions import PLAN_KEYS, check_decision
-from state.research import MAX_QUESTIONS, MIN_QUESTIONS
 from state.review import InvalidDecisionError
 
 EXIT_REJECTED = 3
@@ -42,31 +41,34 @@ class ReviewStopped(Exception):
 
 
 def reviewer_for(
-    console: Console, graph: str, context: Context, plan_file: str | None, *, paused: bool
+    console: Console, workflow: Workflow, context: Context, plan_file: str | None, *, paused: bool
 ) -> Reviewer | None:
-    """Who answers ``graph``'s plan review: ``--plan FILE``, else a prompt on the terminal.
+    """Who answers a plan review: ``--plan FILE``, else a prompt on the terminal.
 
-    ``paused``: the run already waits at its review. None for a graph without a plan.
+    ``paused``: the run already waits at its review. None for a workflow without a plan.
 
     Raises:
-        ReviewUsageError: a bad ``--plan`` file, a review for a graph without a plan, or a
+        ReviewUsageError: a bad ``--plan`` file, a review for a workflow without a plan, or a
             review with nobody to ask (stdin is not a terminal and there is no ``--plan``).
     """
-    if graph not in PLAN_KEYS:
+    plan = workflow.plan
+    if plan is None:
         if plan_file or context.review_plan:
-            raise ReviewUsageError(f"{graph} runs have no plan to review")
+            raise ReviewUsageError(f"{workflow.name} runs have no plan to review")
         return None
     if plan_file:
-        return Reviewer(console, graph, context, load_plan_file(plan_file, graph, context))
+        return Reviewer(
+            console, workflow.name, plan, context, load_plan_file(plan_file, plan, context)
+        )
     if (context.review_plan or paused) and not sys.stdin.isatty():
         raise ReviewUsageError(
             "the plan review needs a terminal to ask on (stdin is not one): "
             "pass --plan FILE with the decision"
         )
-    return Reviewer(console, graph, context)
+    return Reviewer(console, workflow.name, plan, context)
 
 
-def load_plan_file(path: str, graph: str, context: Context) -> dict[str, Any]:
+def load_plan_file(path: str, plan: Plan, context: Context) -> dict[str, Any]:
     """The decision in ``path``: a plan, ``{"approve": true}`` or ``{"reject": true}``.
 
     Raises:
@@ -78,7 +80,7 @@ def load_plan_file(path: str, graph: str, context: Context) -> dict[str, Any]:
         raise ReviewUsageError(f"cannot read --plan {path}: {exc}") from None
     try:
         value = parse_text(text, json_only=path.endswith(".json"))
-        check_decision(graph, context, value, {})
+        plan.decide(value, {}, context)
     except (ValueError, InvalidDecisionError) as exc:
         raise ReviewUsageError(f"--plan {path}: {exc}") from None
     return value
@@ -111,6 +113,7 @@ class Reviewer:
 
     console: Console
     graph: str
+    plan: Plan
     context: Context
     decision: dict[str, Any] | None = None
     """From ``--plan FILE``: given to the first review."""
@@ -135,7 +138,7 @@ class Reviewer:
                 "the run waits for its plan review, and stdin is not a terminal to ask on: "
                 "pass --plan FILE"
             )
-        plan = {key: request[key] for key in PLAN_KEYS.values() if key in request}
+        plan = {self.plan.key: request[self.plan.key]}
         if error := request.get("error"):
             self.console.print(f"[bold red]the last decision was refused:[/] {escape(error)}")
         self.show(plan)
@@ -146,26 +149,14 @@ class Reviewer:
 
     def show(self, plan: dict[str, Any]) -> None:
         """Print ``plan`` as a numbered list."""
-        out = self.console
-        if "sections" in plan:
-            sections = plan["sections"]
-            out.print(f"\n[bold]Plan:[/] {len(sections)} sections (at most {self.bound})")
-            for i, section in enumerate(sections, 1):
-                out.print(f"{i:>3}. [bold]{escape(printable(section['name']))}[/]", highlight=False)
-                if section["description"]:
-                    out.print(f"     {escape(printable(section['description']))}", highlight=False)
-        else:
-            questions = plan["questions"]
-            out.print(f"\n[bold]Plan:[/] {len(questions)} research questions ({self.bound})")
-            for i, question in enumerate(questions, 1):
-                out.print(f"{i:>3}. {escape(printable(question))}", highlight=False)
-
-    @property
-    def bound(self) -> str:
-        """How many items a plan may hold, in words."""
-        if self.graph == "article":
-            return str(self.context.max_sections)
-        return f"{MIN_QUESTIONS} to {MAX_QUESTIONS}"
+        items = self.plan.items(plan)
+        self.console.print(
+            f"\n[bold]Plan:[/] {len(items)} {self.plan.noun} ({self.plan.bound(self.context)})"
+        )
+        for i, (heading, detail) in enumerate(items, 1):
+            self.console.print(f"{i:>3}. [bold]{escape(printable(heading))}[/]", highlight=False)
+            if detail:
+                self.console.print(f"     {escape(printable(detail))}", highlight=False)
 
     def _ask(self, plan: dict[str, Any]) -> dict[str, Any]:
         choice = self._choose("Run this plan, edit it, or reject it?", "run")
@@ -179,13 +170,13 @@ class Reviewer:
             text = edit(text, self.console)
             try:
                 value = parse_text(text)
-                outcome = check_decision(self.graph, self.context, value, plan)
+                outcome = self.plan.decide(value, plan, self.context)
             except (ValueError, InvalidDecisionError) as exc:
                 self.console.print(f"[bold red]not a valid plan:[/] {escape(str(exc))}")
                 choice = self._choose("Edit it again, run it as planned, or reject it?", "edit")
                 continue
             if outcome.review["decision"] == "edited":
-                self.show({PLAN_KEYS[self.graph]: outcome.plan})
+                self.show({self.plan.key: outcome.plan})
             return value
 
     def _choose(self, question: str, default: str) -> str:
@@ -194,13 +185,9 @@ class Reviewer:
         )
 
     def _template(self, plan: dict[str, Any]) -> str:
-        what = (
-            f"at most {self.bound} sections"
-            if self.graph == "article"
-            else (f"{self.bound} distinct questions")
-        )
         header = (
-            f"# The {self.graph} plan: {what}, run in this order.\n"
+            f"# The {self.graph} plan: {self.plan.bound(self.context)} {self.plan.noun}, "
+            "run in this order.\n"
             "# Edit it, save and quit. Lines starting with # are ignored.\n"
             "# To reject the plan instead, replace everything with:  reject: true\n"
         )

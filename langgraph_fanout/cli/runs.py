@@ -1,4 +1,4 @@
-"""The three workflows by name, and durable runs of them against a checkpointer.
+"""Durable runs of the workflows against a checkpointer: what a thread's checkpoints say.
 
 Importing this module is cheap (no LangGraph, no LangChain): a graph is built on first use,
 so the CLI can reject bad input at once.
@@ -6,60 +6,23 @@ so the CLI can reject bad input at once.
 
 from __future__ import annotations
 
-import importlib
 import json
 import uuid
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
-
-from state.article import ArticleInput
+from langgraph_fanout.workflows import WORKFLOWS, Workflow
 from state.context import Context
-from state.evaluation import EvaluationInput
-from state.research import ResearchInput
 
 if TYPE_CHECKING:
     from langchain_core.callbacks import BaseCallbackHandler
     from langchain_core.runnables import RunnableConfig
     from langgraph.checkpoint.base import BaseCheckpointSaver
-    from langgraph.graph import StateGraph
-    from langgraph.graph.state import CompiledStateGraph
 
 INPUT_HEAD_CHARS = 60
 RUNS_PAGE = 200
 """Checkpoints read per query when listing runs."""
-
-
-@dataclass(frozen=True)
-class Workflow:
-    """A graph (built by module ``graphs.<name>``), its input model and its one input field."""
-
-    name: str
-    input_model: type[BaseModel]
-    input_field: str
-
-    @property
-    def builder(self) -> StateGraph[Any, Context, Any, Any]:
-        """The graph's builder (importing its module builds it)."""
-        builder: StateGraph[Any, Context, Any, Any] = importlib.import_module(
-            f"graphs.{self.name}"
-        ).builder
-        return builder
-
-    def compile(
-        self, checkpointer: BaseCheckpointSaver
-    ) -> CompiledStateGraph[Any, Context, Any, Any]:
-        """The graph, compiled to persist every step and task result in ``checkpointer``."""
-        return self.builder.compile(checkpointer=checkpointer, name=self.name)
-
-
-WORKFLOWS = {
-    "evaluation": Workflow("evaluation", EvaluationInput, "text"),
-    "article": Workflow("article", ArticleInput, "topic"),
-    "research": Workflow("research", ResearchInput, "topic"),
-}
 
 
 @dataclass(frozen=True)

@@ -15,32 +15,24 @@ import os
 import signal
 import socket
 import time
-from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
-from langgraph_fanout.cli.arguments import (
-    COMMANDS,
-    EXIT_FAILED,
-    EXIT_OK,
-    UsageError,
-    check_run_models,
-    read_value,
-    run_context,
+from langgraph_fanout.cli.arguments import EXIT_FAILED, EXIT_OK, UsageError, new_run, reviewer
+from langgraph_fanout.cli.output import (
+    print_header,
+    print_result,
+    print_runs,
+    report_failure,
+    stderr,
 )
-from langgraph_fanout.cli.output import print_result, print_runs, stderr
 from langgraph_fanout.cli.progress import RunProgress, Task
-from langgraph_fanout.cli.review import (
-    EXIT_REJECTED,
-    Reviewer,
-    ReviewStopped,
-    ReviewUsageError,
-    reviewer_for,
-)
-from langgraph_fanout.cli.runs import WORKFLOWS, RunRecord, Workflow
+from langgraph_fanout.cli.review import EXIT_REJECTED, Reviewer, ReviewStopped
+from langgraph_fanout.cli.runs import RunRecord
 from langgraph_fanout.cli.terminal import to_json
+from langgraph_fanout.workflows import COMMANDS, WORKFLOWS, Workflow
 from state.context import Context
 
 if TYPE_CHECKING:
@@ -78,7 +70,7 @@ async def dispatch(args: argparse.Namespace) -> int:
         if args.command == "worker":
             return await serve(args)
         if args.command in COMMANDS:
-            return await submit(args, WORKFLOWS[COMMANDS[args.command]])
+            return await submit(args, COMMANDS[args.command])
         if args.command == "resume":
             return await resume(args)
         if args.command == "show":
@@ -187,34 +179,21 @@ class TemporalProgress(RunProgress):
 
 
 def _header(args: argparse.Namespace, workflow: Workflow, run_id: str, model: str) -> None:
-    from langgraph_fanout.llm.models import is_local
-
-    stderr.print(f"thread: {run_id}", highlight=False, markup=False)
-    note = " (embedded, demo-grade: weak content, unreliable judgements)" if is_local(model) else ""
-    stderr.print(
-        f"{workflow.name} on model {model}{note}; Temporal {args.temporal}, "
-        f"task queue {args.task_queue!r}",
-        highlight=False,
-        markup=False,
-    )
+    where = f"; Temporal {args.temporal}, task queue {args.task_queue!r}"
+    print_header(workflow, run_id, model, where)
 
 
 async def submit(args: argparse.Namespace, workflow: Workflow) -> int:
     """Start the run as a workflow (or attach to ``--thread``'s), follow it, print its output."""
-    from langgraph_fanout.llm.models import resolve_model
     from langgraph_fanout.temporal.client import RunConflictError, start_run
 
-    value = read_value(workflow, getattr(args, workflow.input_field))
     if args.max_concurrency is not None:
         raise UsageError(
             "--max-concurrency does not apply to --temporal runs: give it to the workers "
             "(fanout worker --max-concurrency N)"
         )
-    context = run_context(args, Context())
-    # The run keeps the model it was submitted with, whatever the workers' $FANOUT_MODEL says.
-    context = replace(context, model=resolve_model(context.model))
-    check_run_models(context)
-    reviewer = _reviewer(args, workflow.name, context)
+    value, context = new_run(args, workflow)
+    answers = reviewer(args, workflow, context, paused=False)
     record = RunRecord.new(workflow, value, context, args.thread)
     client = await _connect(args)
     known = args.thread is not None and await _exists(client, record.thread_id)
@@ -236,7 +215,7 @@ async def submit(args: argparse.Namespace, workflow: Workflow) -> int:
             highlight=False,
             markup=False,
         )
-    return await _follow(args, client, handle, workflow, record, reviewer)
+    return await _follow(args, client, handle, workflow, record, answers)
 
 
 async def resume(args: argparse.Namespace) -> int:
@@ -249,11 +228,11 @@ async def resume(args: argparse.Namespace) -> int:
     if args.model or args.max_tokens is not None:
         raise UsageError("a Temporal run keeps the settings it started with")
     paused = await _status(client, handle) == "paused"
-    reviewer = _reviewer(args, workflow.name, context, paused=paused)
+    answers = reviewer(args, workflow, context, paused=paused)
     value = next(iter(started.request.input.values()), "")
     record = RunRecord.new(workflow, str(value), context, args.thread_id)
     _header(args, workflow, args.thread_id, context.model)
-    return await _follow(args, client, handle, workflow, record, reviewer)
+    return await _follow(args, client, handle, workflow, record, answers)
 
 
 async def _started(
@@ -272,15 +251,6 @@ async def _started(
                 f"no Temporal run with thread id {args.thread_id!r} on {args.temporal}"
             ) from None
         raise
-
-
-def _reviewer(
-    args: argparse.Namespace, graph: str, context: Context, *, paused: bool = False
-) -> Reviewer | None:
-    try:
-        return reviewer_for(stderr, graph, context, getattr(args, "plan", None), paused=paused)
-    except ReviewUsageError as exc:
-        raise UsageError(str(exc)) from None
 
 
 async def _exists(client: Client, run_id: str) -> bool:
@@ -317,7 +287,7 @@ async def _follow(
     watcher = RunWatcher(
         client, handle, args.task_queue, listener=progress.update, notice=progress.notice
     )
-    review_node = f"review_{'sections' if workflow.name == 'article' else 'questions'}"
+    review_node = workflow.plan.review_node if workflow.plan else "review"
     try:
         while True:
             with progress:
@@ -385,16 +355,15 @@ async def _review(
 def _report_failure(
     args: argparse.Namespace, run_id: str, watcher: RunWatcher, exc: Exception
 ) -> None:
-    failed = [t for t in watcher.tracker.activities.values() if t.status == "failed"]
-    where = ", ".join(t.node + (f" [{t.label}]" if t.label else "") for t in failed)
-    cause: Any = exc
+    failed = [
+        (t.node, t.label, t.error)
+        for t in watcher.tracker.activities.values()
+        if t.status == "failed"
+    ]
+    cause: BaseException = exc
     while cause.__cause__ is not None:
         cause = cause.__cause__
-    text = failed[0].error if failed else str(cause)
-    stderr.print(
-        f"[bold red]run failed[/] in {escape(where or 'the workflow')}: {escape(text)}",
-        highlight=False,
-    )
+    report_failure(failed, str(cause))
     stderr.print(f"details: {where_to_look(args.temporal, run_id)}", highlight=False, markup=False)
 
 

@@ -1,4 +1,4 @@
-"""The three graphs as the LangGraph API server serves them (named in ``langgraph.json``).
+"""The graphs as the LangGraph API servers serve them (named in ``langgraph.json``, ``aegra.json``).
 
 Each is a factory the server calls with a run's config, so a run setting that LangGraph would
 only trip over deep inside (a ``max_concurrency`` below 1 ends in "Semaphore initial value
@@ -9,18 +9,16 @@ thread's lock, the one ``fanout`` takes, while it runs (``server/one_writer.py``
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from langchain_core.runnables import RunnableConfig
 
-from graphs import article as article_graph
-from graphs import evaluation as evaluation_graph
-from graphs import research as research_graph
 from langgraph_fanout.server.one_writer import OneWriterGraph
+from langgraph_fanout.workflows import WORKFLOWS
 from state.context import ConfigurationError
 
-SERVED = {
-    module.graph.name: OneWriterGraph.of(module.graph)
-    for module in (evaluation_graph, article_graph, research_graph)
-}
+SERVED = {name: OneWriterGraph.of(w.module.graph) for name, w in WORKFLOWS.items()}
+"""The graphs served, by name: each holds its thread's lock while it runs."""
 
 
 def check_run_config(config: RunnableConfig) -> None:
@@ -36,19 +34,14 @@ def check_run_config(config: RunnableConfig) -> None:
         )
 
 
-def evaluation(config: RunnableConfig) -> OneWriterGraph:
-    """The evaluation graph, for a run with ``config``."""
-    check_run_config(config)
-    return SERVED["evaluation"]
+def _factory(name: str) -> Callable[[RunnableConfig], OneWriterGraph]:
+    def serve(config: RunnableConfig) -> OneWriterGraph:
+        check_run_config(config)
+        return SERVED[name]
+
+    serve.__name__ = serve.__qualname__ = name
+    serve.__doc__ = f"The {name} graph, for a run with ``config``."
+    return serve
 
 
-def article(config: RunnableConfig) -> OneWriterGraph:
-    """The article graph, for a run with ``config``."""
-    check_run_config(config)
-    return SERVED["article"]
-
-
-def research(config: RunnableConfig) -> OneWriterGraph:
-    """The research graph, for a run with ``config``."""
-    check_run_config(config)
-    return SERVED["research"]
+globals().update({name: _factory(name) for name in WORKFLOWS})  # what the JSON configs name

@@ -35,7 +35,8 @@ from temporalio.runtime import (
 from langgraph_fanout.temporal.payloads import data_converter
 from langgraph_fanout.temporal.watch import Paused, RunWatcher
 from langgraph_fanout.temporal.worker import DEFAULT_TASK_QUEUE
-from langgraph_fanout.temporal.workflows import STATUS, WORKFLOWS, RunRequest
+from langgraph_fanout.temporal.workflows import STATUS, RunRequest
+from langgraph_fanout.workflows import WORKFLOWS
 from state.context import Context
 from state.review import Review
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -21,7 +20,8 @@ from langgraph_fanout.temporal.versioning import (
     deployment_config,
     promote_if_new,
 )
-from langgraph_fanout.temporal.workflows import WORKFLOWS
+from langgraph_fanout.temporal.workflows import WORKFLOWS_BY_TYPE
+from langgraph_fanout.workflows import WORKFLOWS
 
 DEFAULT_TASK_QUEUE = "fanout"
 STICKY_TIMEOUT = timedelta(seconds=3)
@@ -32,7 +32,7 @@ other worker replays it from history (Temporal's default is 10 s)."""
 def graph_builders() -> dict[str, StateGraph[Any, Any, Any, Any]]:
     """A fresh builder of each graph with :class:`ActivityPlacement` (the plugin rewires it)."""
     placement = ActivityPlacement()
-    return {name: importlib.import_module(f"graphs.{name}").build(placement) for name in WORKFLOWS}
+    return {name: w.module.build(placement) for name, w in WORKFLOWS.items()}
 
 
 def new_worker(
@@ -54,7 +54,7 @@ def new_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=list(WORKFLOWS.values()),
+        workflows=list(WORKFLOWS_BY_TYPE.values()),
         plugins=[LangGraphPlugin(graphs=graph_builders())],
         interceptors=[RunInterceptor()],
         deployment_config=deployment_config(task_queue, build or build_id()),

@@ -15,6 +15,7 @@ the plan.
 
 from __future__ import annotations
 
+import types
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,16 +25,12 @@ with workflow.unsafe.imports_passed_through():
     from langchain_core.runnables import RunnableConfig
     from langgraph.checkpoint.memory import InMemorySaver
     from langgraph.types import Command
-    from pydantic import BaseModel
     from temporalio.langgraph import graph as registered_graph
 
     from langgraph_fanout.temporal.policy import non_retryable
-    from state.article import ArticleInput
+    from langgraph_fanout.workflows import WORKFLOWS, Workflow
     from state.context import ConfigurationError, Context
-    from state.decisions import PLAN_KEYS, check_decision
-    from state.evaluation import EvaluationInput
     from state.inputs import parse_input
-    from state.research import ResearchInput
     from state.review import Review
 
 STATUS = "status"
@@ -49,10 +46,9 @@ class RunRequest:
 
 
 class GraphWorkflow:
-    """Runs the graph registered as ``graph_name`` with the plugin."""
+    """Runs the graph of :attr:`definition` (registered with the plugin under its name)."""
 
-    graph_name = ""
-    input_model: type[BaseModel]
+    definition: Workflow
 
     def __init__(self) -> None:
         self.context: Context | None = None  # read by langgraph_fanout.temporal.policy for timeouts
@@ -60,18 +56,20 @@ class GraphWorkflow:
         self.decision: Any = None  # the review's decision, until the graph takes it
         self.reviews = 0  # decisions taken so far
 
-    async def _run(self, request: RunRequest) -> dict[str, Any]:
+    async def run(self, request: RunRequest) -> dict[str, Any]:
+        """Run the graph on ``request``."""
         try:
             self.context = Context.of(request.context)
-            if self.context.review_plan and self.graph_name not in PLAN_KEYS:
-                raise ConfigurationError(f"{self.graph_name} runs have no plan to review")
-            parse_input(self.input_model, request.input)
+            if self.context.review_plan and self.definition.plan is None:
+                raise ConfigurationError(f"{self.definition.name} runs have no plan to review")
+            parse_input(self.definition.input_model, request.input)
         except Exception as exc:  # bad settings or input: fail the run, never retry its task
             raise non_retryable(exc) from exc
-        workflow.logger.info("running %s", self.graph_name)
+        name = self.definition.name
+        workflow.logger.info("running %s", name)
         reviewed = self.context.review_plan  # an interrupt needs a checkpointer
-        runnable = registered_graph(self.graph_name).compile(
-            name=self.graph_name, checkpointer=InMemorySaver() if reviewed else None
+        runnable = registered_graph(name).compile(
+            name=name, checkpointer=InMemorySaver() if reviewed else None
         )
         config = RunnableConfig(configurable={"thread_id": workflow.info().workflow_id})
         run_input: dict[str, Any] | Command = request.input
@@ -97,7 +95,8 @@ class GraphWorkflow:
     async def review(self, decision: Any) -> Review:
         """Take a decision on the paused run's plan; what became of the review."""
         assert self.paused is not None and self.context is not None  # the validator checked
-        outcome = check_decision(self.graph_name, self.context, decision, self.paused)
+        assert self.definition.plan is not None
+        outcome = self.definition.plan.decide(decision, self.paused, self.context)
         self.decision = decision
         taken = self.reviews
         await workflow.wait_condition(lambda: self.reviews > taken)
@@ -106,53 +105,32 @@ class GraphWorkflow:
     @review.validator
     def check_review(self, decision: Any) -> None:
         """Refuse a decision the graph's review would refuse, or one with nothing to decide."""
-        if self.paused is None or self.decision is not None or self.context is None:
+        plan = self.definition.plan
+        if plan is None or self.paused is None or self.decision is not None:
             raise ValueError("the run is not waiting for a plan review")
-        check_decision(self.graph_name, self.context, decision, self.paused)
+        assert self.context is not None
+        plan.decide(decision, self.paused, self.context)
 
 
-@workflow.defn(name="evaluation")
-class EvaluationWorkflow(GraphWorkflow):
-    """The evaluation graph: three evaluators at once, then the aggregator."""
+def _workflow_type(definition: Workflow) -> type[GraphWorkflow]:
+    """The Temporal workflow of ``definition``: its type is the graph's name.
 
-    graph_name = "evaluation"
-    input_model = EvaluationInput
-
-    @workflow.run
-    async def run(self, request: RunRequest) -> dict[str, Any]:
-        """Evaluate ``request.input["text"]``."""
-        return await self._run(request)
-
-
-@workflow.defn(name="article")
-class ArticleWorkflow(GraphWorkflow):
-    """The article graph: plan sections, one writer activity per section, join."""
-
-    graph_name = "article"
-    input_model = ArticleInput
-
-    @workflow.run
-    async def run(self, request: RunRequest) -> dict[str, Any]:
-        """Write an article on ``request.input["topic"]``."""
-        return await self._run(request)
+    Temporal wants each workflow class's run method defined on that class: each gets its own
+    copy of :meth:`GraphWorkflow.run`, named for it.
+    """
+    name = f"{definition.name.title()}Workflow"
+    base = GraphWorkflow.run
+    run = types.FunctionType(base.__code__, base.__globals__, "run", base.__defaults__)
+    run.__qualname__, run.__doc__ = f"{name}.run", base.__doc__
+    run.__annotations__ = dict(base.__annotations__)
+    body = {"definition": definition, "run": workflow.run(run), "__module__": __name__}
+    body["__doc__"] = f"The {definition.name} graph as a Temporal workflow."
+    return workflow.defn(name=definition.name)(type(name, (GraphWorkflow,), body))
 
 
-@workflow.defn(name="research")
-class ResearchWorkflow(GraphWorkflow):
-    """The research graph: plan questions, one researcher activity each, write the report."""
-
-    graph_name = "research"
-    input_model = ResearchInput
-
-    @workflow.run
-    async def run(self, request: RunRequest) -> dict[str, Any]:
-        """Research ``request.input["topic"]``."""
-        return await self._run(request)
-
-
-WORKFLOWS: dict[str, type[GraphWorkflow]] = {
-    "evaluation": EvaluationWorkflow,
-    "article": ArticleWorkflow,
-    "research": ResearchWorkflow,
+WORKFLOWS_BY_TYPE: dict[str, type[GraphWorkflow]] = {
+    name: _workflow_type(definition) for name, definition in WORKFLOWS.items()
 }
-"""Workflow classes by graph name (the name is also the Temporal workflow type)."""
+"""The workflow classes by type name (the graph's name)."""
+globals().update({cls.__name__: cls for cls in WORKFLOWS_BY_TYPE.values()})  # the sandbox
+# imports each workflow class from this module by its name
