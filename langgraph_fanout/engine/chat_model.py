@@ -4,12 +4,12 @@
 demo-grade on the default weights (SmolLM2-135M): it proves the pipeline, not the content.
 
 The model is loaded once per file (and settings) per process and shared by every instance.
-Concurrent calls are not queued behind each other: the engine (``nodes/local_engine.py``)
+Concurrent calls are not queued behind each other: the engine (``engine/batching.py``)
 decodes them together in one batch, so parallel graph branches really run in parallel.
 Callers only wait on queues, so async calls never block the event loop.
 
 Structured output is constrained by a GBNF grammar built from the JSON schema
-(``nodes/local_grammar.py``), so every reply parses.
+(``engine/grammar.py``), so every reply parses.
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ class ChatLocalLlama(BaseChatModel):
 
     The weights load lazily on the first call and are shared by every instance with the
     same file, ``n_ctx``, ``n_parallel`` and ``n_threads``. Up to ``n_parallel`` calls, from
-    any threads or event loops, are decoded together in one batch (``nodes/local_engine.py``);
+    any threads or event loops, are decoded together in one batch (``engine/batching.py``);
     each attends only to its own tokens (the tests check that replies match one-at-a-time
     replies on the default weights).
     """
