@@ -22,6 +22,7 @@ from state.article import (
     ArticleInput,
     ArticleState,
     CompletedSection,
+    LocalSections,
     PlannedSection,
     Sections,
     SectionTask,
@@ -40,7 +41,7 @@ async def plan_sections(state: ArticleState, runtime: Runtime[Context]) -> dict[
         ORCHESTRATOR_SYSTEM.format(max_sections=context.max_sections),
         ORCHESTRATOR_USER.format(topic=topic),
     )
-    plan = await call_model(context, "planner", prompt, Sections)
+    plan = await call_model(context, "planner", prompt, Sections, local_schema=LocalSections)
     sections = [
         PlannedSection(
             name=clean_text(s.name, MAX_NAME_CHARS),

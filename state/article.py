@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
@@ -25,6 +26,16 @@ MAX_NAME_CHARS = 200
 """Longest section name a plan may hold (a model's longer one is cut)."""
 MAX_DESCRIPTION_CHARS = 2_000
 """Longest section description a plan may hold (a model's longer one is cut)."""
+_WORD = r"[A-Z][a-z]{2,14}|[A-Z]{2,5}"
+# The first word: any but "Section..." (the JSON key "sections" primes small models to
+# write "Section 1", "Section Aims"); words inside may be short joining words ("of", "and").
+_FIRST_WORD = (
+    r"[A-RT-Z][a-z]{2,14}|S[a-df-z][a-z]{1,13}|Se[abd-z][a-z]{0,12}|Sec[a-su-z][a-z]{0,11}"
+    r"|Sect[a-hj-z][a-z]{0,10}|[A-Z]{2,5}"
+)
+_JOIN = "a|an|and|as|at|by|for|from|in|into|of|on|or|the|to|vs|with"
+HEADING_PATTERN = rf"^({_FIRST_WORD})( ({_JOIN}|{_WORD})){{0,5}} ({_WORD})$"
+"""A heading: two to seven words, capitalised (or acronyms) but for joining words inside."""
 
 
 class ArticleInput(BaseModel):
@@ -45,7 +56,36 @@ class Section(BaseModel):
 class Sections(BaseModel):
     """The orchestrator's plan: the article's sections in reading order."""
 
-    sections: list[Section] = Field(description="The sections of the article, in order.")
+    sections: Sequence[Section] = Field(description="The sections of the article, in order.")
+
+
+class LocalSection(Section):
+    """A planned section as the embedded model must write it.
+
+    Small models otherwise name sections with placeholders, dates or slugs ("<NAME>",
+    "2018/3/4", "heat-pumps"); the grammar built from this schema allows only headings.
+    """
+
+    name: str = Field(
+        description="The section's heading: two to seven capitalised words.",
+        pattern=HEADING_PATTERN,
+    )
+    description: str = Field(
+        description="What the section covers, in one short sentence.", max_length=100
+    )
+
+
+class LocalSections(Sections):
+    """The plan as the embedded model must write it: 2-4 sections with short descriptions.
+
+    Sized to fit a reply of about 160 tokens (`make demo`'s cap). These bounds only keep a
+    small model on track, so the planner asks other models for :class:`Sections`; every plan
+    is then held to ``max_sections`` by the node.
+    """
+
+    sections: Sequence[LocalSection] = Field(
+        description="2 to 4 sections of the article, in order.", min_length=2, max_length=4
+    )
 
 
 class PlannedSection(TypedDict):

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
 from langgraph_fanout.engine import batching as local_engine
@@ -25,6 +25,7 @@ from langgraph_fanout.engine.chat_model import (
     load_local_chat_model,
 )
 from langgraph_fanout.engine.grammar import bound_json_schema, json_schema_to_grammar
+from langgraph_fanout.llm.call import call_model
 from nodes.prompts import (
     AGGREGATOR_SYSTEM,
     AGGREGATOR_USER,
@@ -36,7 +37,8 @@ from nodes.prompts import (
     PLANNER_SYSTEM,
     PLANNER_USER,
 )
-from state.article import Sections
+from state.article import HEADING_PATTERN, LocalSections, Sections
+from state.context import Context
 from state.evaluation import AggregatedVerdict, Verdict
 from state.research import MAX_QUESTIONS, MIN_QUESTIONS, ResearchPlan
 from tests.requirements import local_model_weights
@@ -111,19 +113,17 @@ def test_string_and_array_bounds_appear_in_schema_and_grammar() -> None:
     assert rules["questions"].count("questions-item") == 4
 
 
-def test_overrides_make_plan_names_headings_and_bound_the_plan() -> None:
-    bounded = bound_json_schema(
-        Sections.model_json_schema(), overrides=local_grammar.DEFAULT_OVERRIDES
-    )
+def test_the_local_plan_schema_makes_names_headings_and_bounds_the_plan() -> None:
+    bounded = bound_json_schema(LocalSections.model_json_schema())
     assert (
         bounded["properties"]["sections"] | {"minItems": 2, "maxItems": 4}
         == (bounded["properties"]["sections"])
     )
-    section = bounded["$defs"]["Section"]["properties"]
-    assert section["name"]["pattern"] == local_grammar.HEADING_PATTERN
+    section = bounded["$defs"]["LocalSection"]["properties"]
+    assert section["name"]["pattern"] == HEADING_PATTERN
     assert "maxLength" not in section["name"]  # the pattern bounds it
     assert section["description"]["maxLength"] == 100
-    heading = re.compile(local_grammar.HEADING_PATTERN)
+    heading = re.compile(HEADING_PATTERN)
     assert heading.match("The Science of Vaccines") and heading.match("How Heat Pumps Work")
     assert heading.match("Second Thoughts on AI") and heading.match("Secure Sections")
     bad_names = ["<NAME>", "heat-pumps", "2018/3/4", "Section 1", "Section Aims", "Volcanoes"]
@@ -170,6 +170,25 @@ def test_grammar_keeps_raw_control_characters_out_of_replies(
     assert not any(c in raw for c in CONTROL_CHARS), raw
     json.loads(raw)  # strict JSON: raw control characters inside strings would fail here
     assert isinstance(out["parsed"], Poem) and out["parsing_error"] is None
+
+
+def test_a_schemas_own_bounds_hold_whatever_its_field_names(
+    structured_model: ChatLocalLlama,
+) -> None:
+    """The engine knows no workflow's fields: a made-up schema's bounds hold as they are, even
+    on properties named like the article plan's."""
+
+    class Catalogue(BaseModel):
+        name: str = Field(pattern=r"^[a-z]{3,8}-[0-9]{2}$")
+        description: str = Field(max_length=24)
+        sections: list[str] = Field(min_length=6, max_length=6)
+
+    chain = structured_model.with_structured_output(Catalogue, include_raw=True)
+    out = chain.invoke("Describe the planets of the solar system in detail.")
+    assert out["parsing_error"] is None, out["raw"].text
+    reply = json.loads(out["raw"].text)
+    assert re.fullmatch(r"[a-z]{3,8}-[0-9]{2}", reply["name"]), reply
+    assert len(reply["description"]) <= 24 and len(reply["sections"]) == 6, reply
 
 
 # --- structured output for every schema the graphs use --------------------------------------
@@ -238,7 +257,7 @@ def _check(schema: type[BaseModel], parsed: BaseModel) -> None:
     ("schema", "messages"),
     [(Verdict, m) for m in VERDICT_CASES]
     + [(AggregatedVerdict, m) for m in AGGREGATE_CASES]
-    + [(Sections, m) for m in SECTIONS_CASES]
+    + [(LocalSections, m) for m in SECTIONS_CASES]  # what the planner asks this model for
     + [(ResearchPlan, m) for m in PLAN_CASES],
     ids=[f"verdict{i}" for i in range(4)]
     + [f"aggregate{i}" for i in range(3)]
@@ -261,6 +280,15 @@ def test_structured_output_through_the_graph_factory() -> None:
     assert isinstance(model, ChatLocalLlama) and model.model_path == WEIGHTS
     assert (model.temperature, model.max_tokens) == (0.0, 256)
     _check(ResearchPlan, model.with_structured_output(ResearchPlan).invoke(PLAN_CASES[1]))
+
+
+async def test_call_model_asks_the_embedded_model_for_the_local_schema() -> None:
+    context = Context(model="local", max_tokens=384)
+    plan = await call_model(
+        context, "planner", SECTIONS_CASES[0], Sections, local_schema=LocalSections
+    )
+    assert isinstance(plan, LocalSections), plan
+    _check(LocalSections, plan)
 
 
 async def test_structured_output_dict_and_typeddict_schemas(

@@ -4,18 +4,17 @@
 demo-grade on the default weights (SmolLM2-135M): it proves the pipeline, not the content.
 
 The model is loaded once per file (and settings) per process and shared by every instance.
-Concurrent calls are not queued behind each other: the engine (``nodes/local_engine.py``)
+Concurrent calls are not queued behind each other: the engine (``engine/batching.py``)
 decodes them together in one batch, so parallel graph branches really run in parallel.
 Callers only wait on queues, so async calls never block the event loop.
 
 Structured output is constrained by a GBNF grammar built from the JSON schema
-(``nodes/local_grammar.py``), so every reply parses.
+(``engine/grammar.py``), so every reply parses.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import importlib.util
 import json
 import logging
@@ -58,7 +57,6 @@ from langgraph_fanout.engine.batching import Engine, Event, Finished, Request, s
 from langgraph_fanout.engine.grammar import (
     DEFAULT_MAX_ITEMS,
     DEFAULT_MAX_STRING_CHARS,
-    DEFAULT_OVERRIDES,
     INSTALL_HINT,
     cached_grammar,
     keys_instruction,
@@ -175,7 +173,7 @@ class ChatLocalLlama(BaseChatModel):
 
     The weights load lazily on the first call and are shared by every instance with the
     same file, ``n_ctx``, ``n_parallel`` and ``n_threads``. Up to ``n_parallel`` calls, from
-    any threads or event loops, are decoded together in one batch (``nodes/local_engine.py``);
+    any threads or event loops, are decoded together in one batch (``engine/batching.py``);
     each attends only to its own tokens (the tests check that replies match one-at-a-time
     replies on the default weights).
     """
@@ -204,11 +202,6 @@ class ChatLocalLlama(BaseChatModel):
     """Structured output: bound on each JSON string without a smaller ``maxLength``."""
     max_items: int = DEFAULT_MAX_ITEMS
     """Structured output: bound on each JSON array without ``maxItems``."""
-    schema_overrides: dict[str, dict[str, Any]] = Field(
-        default_factory=lambda: copy.deepcopy(DEFAULT_OVERRIDES)
-    )
-    """Structured output: JSON-schema keywords the grammar adds to properties of these names
-    (default: ``local_grammar.DEFAULT_OVERRIDES``, the article plan's headings and size)."""
 
     @field_validator("max_tokens")
     @classmethod
@@ -246,7 +239,6 @@ class ChatLocalLlama(BaseChatModel):
             "seed": self.seed,
             "max_string_chars": self.max_string_chars,
             "max_items": self.max_items,
-            "schema_overrides": self.schema_overrides,
         }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
@@ -297,12 +289,7 @@ class ChatLocalLlama(BaseChatModel):
         grammar = None
         if json_schema is not None:
             chat = _with_instruction(chat, keys_instruction(json_schema))
-            grammar = cached_grammar(
-                json.dumps(json_schema),
-                self.max_string_chars,
-                self.max_items,
-                json.dumps(self.schema_overrides, sort_keys=True),
-            )
+            grammar = cached_grammar(json.dumps(json_schema), self.max_string_chars, self.max_items)
         rendered = _formatter(engine)(messages=cast(Any, chat))
         prompt = engine.tokenize(rendered.prompt, add_bos=not rendered.added_special)
         if len(prompt) >= engine.n_ctx:

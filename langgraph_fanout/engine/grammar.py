@@ -1,9 +1,9 @@
 """JSON schema to a bounded GBNF grammar for the embedded model's structured output.
 
-Every string and list is bounded (unbounded fields run on until ``max_tokens`` and the JSON is
-cut) and raw control characters are excluded from strings (llama-cpp-python's converter admits
-them, which yields invalid JSON). The bounds exist only in the grammar: the pydantic schemas
-stay as they are, since OpenAI's strict ``json_schema`` mode rejects string-length keywords.
+The grammar holds a reply to the bounds its schema sets (``maxLength``, ``pattern``,
+``minItems``, ``maxItems``...) and bounds every other string and list too: unbounded fields
+run on until ``max_tokens`` and the JSON is cut. Raw control characters are excluded from
+strings (llama-cpp-python's converter admits them, which yields invalid JSON).
 """
 
 from __future__ import annotations
@@ -18,25 +18,6 @@ DEFAULT_MAX_STRING_CHARS = 400
 """Grammar bound on a JSON string whose schema sets no smaller ``maxLength``."""
 DEFAULT_MAX_ITEMS = 8
 """Grammar bound on a JSON array whose schema sets no ``maxItems``."""
-_WORD = r"[A-Z][a-z]{2,14}|[A-Z]{2,5}"
-# The first word: any but "Section..." (the JSON key "sections" primes small models to
-# write "Section 1", "Section Aims"); words inside may be short joining words ("of", "and").
-_FIRST_WORD = (
-    r"[A-RT-Z][a-z]{2,14}|S[a-df-z][a-z]{1,13}|Se[abd-z][a-z]{0,12}|Sec[a-su-z][a-z]{0,11}"
-    r"|Sect[a-hj-z][a-z]{0,10}|[A-Z]{2,5}"
-)
-_JOIN = "a|an|and|as|at|by|for|from|in|into|of|on|or|the|to|vs|with"
-HEADING_PATTERN = rf"^({_FIRST_WORD})( ({_JOIN}|{_WORD})){{0,5}} ({_WORD})$"
-"""A heading: two to seven words, capitalised (or acronyms) but for joining words inside."""
-DEFAULT_OVERRIDES: dict[str, dict[str, Any]] = {
-    "name": {"pattern": HEADING_PATTERN},
-    "description": {"maxLength": 100},
-    "sections": {"minItems": 2, "maxItems": 4},
-}
-"""What the embedded model's grammar adds to the graphs' schemas, by property name: a
-section ``name`` is a heading (small models otherwise write placeholders, dates or slugs:
-"<NAME>", "heat-pumps"); a plan has 2-4 ``sections`` with short descriptions, so that it
-fits a reply of about 160 tokens (`make demo`'s cap)."""
 INSTALL_HINT = (
     "the embedded model needs llama-cpp-python: install the [local] extra with `make install` "
     "(it compiles llama.cpp with the CMAKE_ARGS that avoid the AMX crash)"
@@ -53,7 +34,6 @@ def bound_json_schema(
     *,
     max_string_chars: int = DEFAULT_MAX_STRING_CHARS,
     max_items: int = DEFAULT_MAX_ITEMS,
-    overrides: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A copy of ``schema`` in which every free-text string and every list is bounded.
 
@@ -63,8 +43,6 @@ def bound_json_schema(
             their ``minLength``). Strings with a ``pattern``, ``format``, ``enum`` or
             ``const`` are left alone: they are bounded already.
         max_items: ``maxItems`` for arrays without one (never below their ``minItems``).
-        overrides: Schema keywords to set on properties of these names, e.g. a
-            ``pattern`` (which must bound the length) or ``minItems``.
 
     Returns:
         The bounded schema; ``schema`` itself is not modified.
@@ -81,9 +59,6 @@ def bound_json_schema(
             node["maxLength"] = min(int(node.get("maxLength", limit)), limit)
         if "array" in type_list and isinstance(node.get("items"), dict):
             node.setdefault("maxItems", max(max_items, int(node.get("minItems", 0))))
-        for name, child in (node.get("properties") or {}).items():
-            if isinstance(child, dict) and name in (overrides or {}):
-                child.update((overrides or {})[name])
         for key in ("properties", "$defs", "definitions", "patternProperties"):
             for child in (node.get(key) or {}).values():
                 visit(child)
@@ -102,7 +77,6 @@ def json_schema_to_grammar(
     *,
     max_string_chars: int = DEFAULT_MAX_STRING_CHARS,
     max_items: int = DEFAULT_MAX_ITEMS,
-    overrides: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> str:
     r"""The GBNF grammar that admits exactly the JSON values of ``schema``, bounded.
 
@@ -114,7 +88,6 @@ def json_schema_to_grammar(
         schema: A JSON schema.
         max_string_chars: Default bound on string length, in characters.
         max_items: Default bound on array length.
-        overrides: Keywords for properties by name, as in :func:`bound_json_schema`.
 
     Returns:
         The grammar text, root rule ``root``.
@@ -127,9 +100,7 @@ def json_schema_to_grammar(
     except ImportError as exc:
         raise ImportError(INSTALL_HINT) from exc
 
-    bounded = bound_json_schema(
-        schema, max_string_chars=max_string_chars, max_items=max_items, overrides=overrides
-    )
+    bounded = bound_json_schema(schema, max_string_chars=max_string_chars, max_items=max_items)
     gbnf = json_schema_to_gbnf(json.dumps(bounded))
     lines = [
         _CHAR_RULE_SAFE + line[len(_CHAR_RULE_UNSAFE) :]
@@ -140,23 +111,15 @@ def json_schema_to_grammar(
     if any(line.startswith("char ::=") for line in lines) and not any(
         line.startswith(_CHAR_RULE_SAFE) for line in lines
     ):
-        raise RuntimeError("llama-cpp-python's JSON `char` rule changed; update local_grammar.py")
+        raise RuntimeError("llama-cpp-python's JSON `char` rule changed; update engine/grammar.py")
     return "\n".join(lines)
 
 
 @lru_cache(maxsize=128)
-def cached_grammar(
-    schema_json: str,
-    max_string_chars: int,
-    max_items: int,
-    overrides_json: str = "{}",
-) -> str:
-    """The grammar of a JSON schema (schema and overrides given as JSON text), built once."""
+def cached_grammar(schema_json: str, max_string_chars: int, max_items: int) -> str:
+    """The grammar of a JSON schema (given as JSON text), built once."""
     return json_schema_to_grammar(
-        json.loads(schema_json),
-        max_string_chars=max_string_chars,
-        max_items=max_items,
-        overrides=json.loads(overrides_json),
+        json.loads(schema_json), max_string_chars=max_string_chars, max_items=max_items
     )
 
 

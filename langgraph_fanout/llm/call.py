@@ -15,7 +15,7 @@ from langgraph.config import get_config
 from langgraph.constants import TAG_NOSTREAM
 from pydantic import BaseModel
 
-from langgraph_fanout.llm.models import check_models, model_for, resolve_model
+from langgraph_fanout.llm.models import check_models, is_local, model_for, resolve_model
 from langgraph_fanout.llm.retry import LLMConnectionError, MalformedOutputError
 from state.context import Context, Role
 
@@ -92,6 +92,7 @@ async def call_model(
     prompt: list[BaseMessage],
     schema: type[Reply],
     *,
+    local_schema: type[Reply] | None = None,
     labels: dict[str, str] | None = None,
 ) -> Reply: ...
 
@@ -113,9 +114,13 @@ async def call_model(
     prompt: list[BaseMessage],
     schema: type[Reply] | None = None,
     *,
+    local_schema: type[Reply] | None = None,
     labels: dict[str, str] | None = None,
 ) -> Reply | str:
     """Ask ``role``'s model under ``context``: a ``schema`` instance, or the reply's text.
+
+    ``local_schema`` (a subclass of ``schema``) is asked of the embedded model instead: its
+    bounds keep a small model on track (the grammar follows them) and bind no other model.
 
     ``labels`` (e.g. the section a worker writes) go into the call's trace metadata, next to
     ``fanout_role``, ``fanout_model`` and ``fanout_structured`` (whether the reply is JSON for
@@ -127,12 +132,15 @@ async def call_model(
         MalformedOutputError: the reply is empty or not a valid ``schema`` (retryable).
     """
     check_models(context)
+    model = resolve_model(context.model_for(role))
     metadata = {
         "fanout_role": role,
-        "fanout_model": resolve_model(context.model_for(role)),
+        "fanout_model": model,
         "fanout_structured": schema is not None,
     }
     expected = schema.__name__ if schema else "reply"
+    if local_schema is not None and is_local(model):
+        schema = local_schema
     try:
         with _may_stream(schema is None) as stream:
             quiet = schema is None and not stream  # no slot: not in the messages stream either
