@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
 
     for name in ("LANGSMITH_TRACING", "LANGCHAIN_TRACING_V2", "LANGSMITH_API_KEY"):
         os.environ.pop(name, None)
-    gc.set_threshold(10_000, 10, 10)  # as the CLI runs (cli/main.py)
+    gc.set_threshold(10_000, 10, 10)  # as the CLI runs (langgraph_fanout/cli/main.py)
     cpu = next(
         (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line),
         "unknown CPU",

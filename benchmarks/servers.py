@@ -4,13 +4,14 @@
 
 One run starts the fake OpenAI-compatible server (fixed latency per call), a throwaway
 PostgreSQL and Redis, ``langgraph dev`` (``--n-jobs-per-worker``, thread state in PostgreSQL
-through server/checkpointer.py) and two Aegra clusters (production/, its default settings:
-3 x 10 runs at once per replica), one of one replica and one of two, each on a database and
-Redis index of its own. A round sends ``--runs`` research runs at once (no thread) to each
-server in turn (a two-replica cluster gets them alternately, as a load balancer would), once
-with ``runs.wait`` and once with ``runs.stream``; every output is checked. Prints Markdown:
-median runs/s and per-run latency, and the servers' CPU per run. A research run is 5 LLM
-calls in 3 rounds (plan, 3 researchers at once, writer): at least 3 x latency.
+through langgraph_fanout/server/checkpointer.py) and two Aegra clusters
+(langgraph_fanout/production/, its default settings: 3 x 10 runs at once per replica), one of one
+replica and one of two, each on a database and Redis index of its own. A round sends ``--runs``
+research runs at once (no thread) to each server in turn (a two-replica cluster gets them
+alternately, as a load balancer would), once with ``runs.wait`` and once with ``runs.stream``;
+every output is checked. Prints Markdown: median runs/s and per-run latency, and the servers' CPU
+per run. A research run is 5 LLM calls in 3 rounds (plan, 3 researchers at once, writer): at least
+3 x latency.
 """
 
 from __future__ import annotations

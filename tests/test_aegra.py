@@ -10,7 +10,6 @@ from the Redis queue runs it.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import itertools
 import json
 import os
@@ -295,8 +294,8 @@ async def test_twenty_concurrent_runs_all_finish_spread_over_both_replicas(
 # Aegra 0.11 runs two runs of one thread at once (it stores multitask_strategy but never acts on
 # it), and a replica whose lease expired while it was stalled keeps running beside the replica
 # that took its run over (aegra issue 502, PR 547): it is only cancelled at its next heartbeat.
-# The project's per-thread lock, which the graphs of server/graphs.py take, must keep either
-# from writing to a thread that another run is writing to.
+# The project's per-thread lock, which the graphs of langgraph_fanout/server/graphs.py take, must
+# keep either from writing to a thread that another run is writing to.
 
 
 def checkpoint_forks(cluster: AegraCluster, thread: str) -> list[str]:
@@ -317,14 +316,6 @@ def span(fake: FakeLLM, topic: str) -> tuple[float, float]:
     return min(r["t_start"] for r in records), max(r["t_end"] for r in records)
 
 
-ONE_WRITER = importlib.util.find_spec("langgraph_fanout.server.one_writer") is not None
-"""Whether the served graphs take the thread's lock (issue 19 adds server/one_writer.py)."""
-UNTIL_ISSUE_19 = pytest.mark.xfail(
-    not ONE_WRITER, strict=True, reason="two writers until the issue-19 lock guards server runs"
-)
-
-
-@UNTIL_ISSUE_19
 def test_two_runs_on_one_thread_never_write_at_once(aegra: AegraCluster, fake_llm: FakeLLM) -> None:
     fake_llm.add_rules({"match": "Research question", "latency": 1.0})
     first, second = (get_sync_client(url=url) for url in aegra.urls)
@@ -347,7 +338,6 @@ def test_two_runs_on_one_thread_never_write_at_once(aegra: AegraCluster, fake_ll
     assert all(calls_of(fake_llm, topic) == ONE_RUN for topic in runs)
 
 
-@UNTIL_ISSUE_19
 def test_a_replica_frozen_past_its_lease_never_writes_beside_its_successor(
     aegra: AegraCluster, fake_llm: FakeLLM
 ) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -32,17 +31,6 @@ def _functions(builder: Any) -> dict[str, Any]:
         assert isinstance(spec.runnable, SyncOrAsync), name
         functions[name] = spec.runnable.function
     return functions
-
-
-def test_no_module_of_the_graph_layers_imports_a_private_module() -> None:
-    private = re.compile(r"^\s*(from|import)\s+\S*\._\w", re.MULTILINE)
-    offenders = [
-        str(path.relative_to(ROOT))
-        for folder in ("graphs", "nodes", "state")
-        for path in (ROOT / folder).glob("*.py")
-        if "_internal" in path.read_text() or private.search(path.read_text())
-    ]
-    assert offenders == []
 
 
 @pytest.mark.parametrize("name", GRAPHS)

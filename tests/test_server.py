@@ -4,7 +4,7 @@ Every server here is a ``langgraph dev`` subprocess on a free port (2024 may be 
 own working directory (its ``.langgraph_api/`` files and an absent ``.env``), with a config
 derived from the project's ``langgraph.json`` (same graphs, descriptions and checkpointer; paths
 made absolute), and the suite's fake LLM as the model. Thread state lives in the SQLite file
-named by $FANOUT_DB through ``server/checkpointer.py``.
+named by $FANOUT_DB through ``langgraph_fanout/server/checkpointer.py``.
 """
 
 from __future__ import annotations
@@ -212,7 +212,7 @@ def test_langgraph_json_is_valid_and_points_at_real_objects() -> None:
     for graph_id, spec in config["graphs"].items():
         path, _, variable = spec["path"].rpartition(":")
         assert (PROJECT_ROOT / path).is_file(), graph_id
-        assert variable == graph_id  # the factory in server/graphs.py
+        assert variable == graph_id  # the factory in langgraph_fanout/server/graphs.py
         assert len(spec["description"]) > 40, graph_id
     path, _, name = config["checkpointer"]["path"].rpartition(":")
     assert (PROJECT_ROOT / path).is_file()
@@ -551,7 +551,8 @@ async def test_concurrent_runs_all_succeed_in_far_less_than_n_times_one(
     server: Server, fake_llm: FakeLLM
 ) -> None:
     # Runs without a thread get a temporary one, deleted when they end: concurrent deletes raced
-    # in the runtime and left clients waiting forever until server/checkpointer.py deferred them.
+    # in the runtime and left clients waiting forever until langgraph_fanout/server/checkpointer.py
+    # deferred them.
     fake_llm.configure(latency=FAKE_LATENCY)
     await _timed_runs(server, 1, concurrent=False)  # warm up the model clients
     single = await _timed_runs(server, 3, concurrent=False) / 3
@@ -597,8 +598,8 @@ def test_a_bad_model_setting_is_a_configuration_error_never_retried(
 def test_a_thread_deleted_and_created_again_keeps_only_the_new_run(
     client: SyncLangGraphClient, fake_llm: FakeLLM
 ) -> None:
-    # Deletes finish in the background (persistence/deferred_deletes.py): the same thread id,
-    # created again at once, must neither see the old run's checkpoints nor lose its own.
+    # Deletes finish in the background (langgraph_fanout/persistence/deferred_deletes.py): the same
+    # thread id, created again at once, must neither see the old run's checkpoints nor lose its own.
     for attempt in range(5):
         thread_id = f"00000000-0000-4000-8000-{attempt:012d}"
         client.threads.create(thread_id=thread_id)
@@ -704,8 +705,8 @@ def test_docs_python_example_runs(server: Server, fake_llm: FakeLLM) -> None:
 #
 # What survives `kill -9` (measured with langgraph-api 0.16.7, langgraph-runtime-inmem 0.36.7):
 # - Checkpoints: every step and every finished worker is in $FANOUT_DB at once, through the
-#   "checkpointer" entry of langgraph.json (server/checkpointer.py). Without it they die with
-#   the process.
+#   "checkpointer" entry of langgraph.json (langgraph_fanout/server/checkpointer.py). Without it
+#   they die with the process.
 # - The runtime's own records (threads, runs) are pickled to .langgraph_api/ by a flush loop every
 #   10 s. KNOWN LIMIT: a thread created less than ~10 s before the kill is unknown to the new
 #   server (404) until it is registered again under its id; then its state is all there.

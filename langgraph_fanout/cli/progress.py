@@ -6,7 +6,8 @@ With a checkpointer a task is shown "done" only once its result is committed (un
 On a terminal the live table also shows what each LLM call is writing: the last line of a
 worker's text as its tokens stream in (``stream_mode="messages"``, fed to
 :meth:`RunProgress.on_message`), or the size of a structured reply (a plan, a verdict),
-which is JSON for a parser, not text to read (and is not streamed: ``nodes/models.py``).
+which is JSON for a parser, not text to read (and is not streamed:
+``langgraph_fanout/llm/models.py``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``AsyncPostgresSaver`` with batched task writes (``persistence/batched_writes.py``)."""
+"""``AsyncPostgresSaver`` with batched task writes (``batched_writes.py`` beside it)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``AsyncSqliteSaver`` with batched task writes (``persistence/batched_writes.py``)."""
+"""``AsyncSqliteSaver`` with batched task writes (``batched_writes.py`` beside it)."""
 
 from __future__ import annotations
 

@@ -6,12 +6,13 @@ aiosqlite's thread, on PostgreSQL a serialization in a thread and a commit, one 
 another under the saver's lock, each waiting for an event loop that is busy with the other
 workers. At a fan-out of 100 that made SQLite cost 0.12-0.21 of the bare-SDK floor's time
 (README, Performance). Here a call queues its writes and waits; one flush at a time takes
-everything queued and saves it in one transaction (``persistence/batched_sqlite.py``,
-``persistence/batched_postgres.py``), so calls that arrive while a flush runs share the next
-one. A call still returns only once its writes are committed; if a shared transaction fails,
-it is rolled back and each call's writes are saved in a transaction of their own, so a bad
-write fails its own call only. Functions in ``saved_listeners`` hear of each task whose writes
-are committed (the CLI's progress view says "done" only then).
+everything queued and saves it in one transaction
+(``langgraph_fanout/persistence/batched_sqlite.py``,
+``langgraph_fanout/persistence/batched_postgres.py``), so calls that arrive while a flush runs
+share the next one. A call still returns only once its writes are committed; if a shared
+transaction fails, it is rolled back and each call's writes are saved in a transaction of their
+own, so a bad write fails its own call only. Functions in ``saved_listeners`` hear of each task
+whose writes are committed (the CLI's progress view says "done" only then).
 """
 
 from __future__ import annotations

@@ -203,10 +203,10 @@ async def aopen_checkpointer(
     """The asynchronous form of :func:`open_checkpointer`.
 
     The writes of tasks that finish together are saved in one transaction
-    (``persistence/batched_writes.py``).
+    (``langgraph_fanout/persistence/batched_writes.py``).
 
     ``defer_thread_deletes``: the saver the ``langgraph dev`` server needs
-    (``persistence/deferred_deletes.py`` says why).
+    (``langgraph_fanout/persistence/deferred_deletes.py`` says why).
     """
     url = db_url(url)
     async with AsyncExitStack() as stack:

@@ -6,8 +6,8 @@ when that connection dies, whichever machine the holder ran on. SQLite: an OS fi
 release; the kernel drops it when the holder's process dies. Either way a ``kill -9`` leaves
 no stale lock behind.
 
-``fanout`` refuses a busy thread at once; the served graphs (``server/one_writer.py``) wait
-for it a while, polling.
+``fanout`` refuses a busy thread at once; the served graphs
+(``langgraph_fanout/server/one_writer.py``) wait for it a while, polling.
 """
 
 from __future__ import annotations

@@ -56,8 +56,8 @@ def server_db_url() -> str:
 async def checkpointer() -> AsyncIterator[BaseCheckpointSaver]:
     """The saver for :func:`server_db_url`, open for the server's lifetime (tables made if missing).
 
-    Thread deletes are deferred (``persistence/deferred_deletes.py``); the ones still running
-    at shutdown are finished before the database closes.
+    Thread deletes are deferred (``langgraph_fanout/persistence/deferred_deletes.py``); the ones
+    still running at shutdown are finished before the database closes.
     """
     async with aopen_checkpointer(server_db_url(), defer_thread_deletes=True) as saver:
         try:

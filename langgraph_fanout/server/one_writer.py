@@ -1,12 +1,12 @@
 """The served graphs hold their thread's lock while they run, as ``fanout`` does.
 
 A server's run and a ``fanout resume`` of the same thread must never both run it
-(``persistence/thread_lock.py``). Every run the LangGraph API servers make goes through the
-graph's ``astream`` (``runs.wait``, ``runs.stream``, through ``astream_events`` too), so the
-graph ``server/graphs.py`` serves takes the thread's lock there and holds it until the run
-ends: whichever server serves it (``langgraph dev``, Aegra) and whatever checkpointer it gives
-the graph. The lock is taken in the database $FANOUT_DB names, which must be the one that
-holds the server's threads, as for ``fanout``.
+(``langgraph_fanout/persistence/thread_lock.py``). Every run the LangGraph API servers make goes
+through the graph's ``astream`` (``runs.wait``, ``runs.stream``, through ``astream_events`` too),
+so the graph ``langgraph_fanout/server/graphs.py`` serves takes the thread's lock there and holds
+it until the run ends: whichever server serves it (``langgraph dev``, Aegra) and whatever
+checkpointer it gives the graph. The lock is taken in the database $FANOUT_DB names, which must be
+the one that holds the server's threads, as for ``fanout``.
 
 A run that finds its thread busy waits for it, up to $FANOUT_LOCK_WAIT seconds (default 60),
 then fails with a clear error. Waiting, not refusing: the server itself queues a second run on
@@ -69,8 +69,8 @@ def lock_database(checkpointer: BaseCheckpointSaver) -> str:
     Raises:
         ConfigurationError: the server keeps threads in PostgreSQL (where replicas on other
             machines share them) and $FANOUT_DB names a SQLite file, whose lock only this
-            machine sees. (``langgraph dev`` wraps its checkpointer, ``server/checkpointer.py``,
-            which opens $FANOUT_DB itself.)
+            machine sees. (``langgraph dev`` wraps its checkpointer,
+            ``langgraph_fanout/server/checkpointer.py``, which opens $FANOUT_DB itself.)
     """
     url = db_url()
     if isinstance(checkpointer, AsyncPostgresSaver) and not is_postgres(url):
