@@ -4,6 +4,7 @@ The blocks that need a server or Temporal run in tests/test_server.py, tests/tes
 tests/test_temporal.py; docs/development.md says which test runs which page.
 """
 
+import importlib
 import json
 import re
 import subprocess
@@ -89,3 +90,74 @@ def test_make_targets_named_in_the_docs_exist():
         assert re.search(rf"^{target}:", makefile, re.M), target
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci
+
+
+def slug(heading: str) -> str:
+    """The anchor GitHub gives a heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def prose(page: Path) -> str:
+    """``page`` without its fenced blocks."""
+    return re.sub(r"^```.*?^```", "", page.read_text(), flags=re.M | re.S)
+
+
+def test_links_between_pages_resolve():
+    broken, checked = [], 0
+    for page in PAGES:
+        for target, anchor in re.findall(r"\]\(([\w./-]+\.md)(?:#([\w-]+))?\)", prose(page)):
+            checked += 1
+            linked = page.parent / target
+            if not linked.is_file():
+                broken.append(f"{page.name}: {target} does not exist")
+            elif anchor and anchor not in map(slug, re.findall(r"^#+ (.*)$", prose(linked), re.M)):
+                broken.append(f"{page.name}: {target} has no heading #{anchor}")
+    assert broken == []
+    assert checked >= len(PAGES)
+
+
+PATH = re.compile(r"[\w.-]+(/[\w.-]+)*/?")
+MADE_BY_RUNS = (".", "benchmarks/results/")  # files and folders that runs create
+
+
+def named_paths(text: str) -> list[str]:
+    """Files and folders of the repository named in ``text``'s inline code."""
+    spans = re.findall(r"`([^`\n]+)`", text)
+    paths = [s for s in spans if "/" in s and PATH.fullmatch(s) and not s.startswith(MADE_BY_RUNS)]
+    return paths + [s for s in spans if re.fullmatch(r"[\w.-]+\.(py|md|json|txt)", s)]
+
+
+def named_objects(page: Path) -> list[str]:
+    """Modules (``python -m ...``, in blocks too) and dotted names of the project in ``page``."""
+    modules = re.findall(r"python -m ([\w.]+)", page.read_text())
+    dotted = re.findall(r"`((?:state|graphs|nodes|langgraph_fanout)(?:\.\w+)+)`", prose(page))
+    return modules + dotted
+
+
+def resolves(name: str) -> bool:
+    """Whether ``name`` is a module, or an attribute of one."""
+    module, _, attribute = name.rpartition(".")
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError:
+        try:
+            return bool(module) and hasattr(importlib.import_module(module), attribute)
+        except ModuleNotFoundError:
+            return False
+    return True
+
+
+def test_the_files_and_modules_named_exist():
+    missing, checked = [], 0
+    for page in PAGES:
+        text = prose(page)
+        for path in named_paths(text):
+            checked += 1
+            if not (ROOT / path).exists():
+                missing.append(f"{page.name}: {path}")
+        for name in named_objects(page):
+            checked += 1
+            if not resolves(name):
+                missing.append(f"{page.name}: {name}")
+    assert missing == []
+    assert checked >= 50
