@@ -31,16 +31,16 @@ from langgraph_sdk import get_client, get_sync_client
 from langgraph_fanout.production.postgres import free_port
 from langgraph_fanout.production.replicas import CONFIG, Replica
 from tests.aegra_cluster import AegraCluster, offline_env
+from tests.docs import README, section
 from tests.fake_llm import FakeLLM
 from tests.test_durability import research_calls, research_role, wait_for_in_flight
-from tests.test_server import run_readme_curl_examples, run_readme_sdk_example
+from tests.test_server import run_docs_curl_examples, run_docs_sdk_example
 
 pytestmark = [pytest.mark.aegra, pytest.mark.timeout(240)]
 
 ROOT = Path(__file__).resolve().parent.parent
 LANGGRAPH_JSON = ROOT / "langgraph.json"
 DOCS = ROOT / "docs" / "production.md"
-README = ROOT / "README.md"
 ONE_RUN = {"plan": 1, "q1": 1, "q2": 1, "q3": 1, "writer": 1}
 """The LLM calls of one research run (the fake plans three questions)."""
 
@@ -104,12 +104,12 @@ def test_aegra_json_serves_the_graphs_of_langgraph_json() -> None:
 # --- the documented API -----------------------------------------------------------------------
 
 
-def test_readme_curl_examples_run_on_aegra(aegra: AegraCluster, fake_llm: FakeLLM) -> None:
-    run_readme_curl_examples(aegra.urls[0])
+def test_docs_curl_examples_run_on_aegra(aegra: AegraCluster, fake_llm: FakeLLM) -> None:
+    run_docs_curl_examples(aegra.urls[0])
 
 
-def test_readme_sdk_example_runs_on_aegra(aegra: AegraCluster, fake_llm: FakeLLM) -> None:
-    run_readme_sdk_example(aegra.urls[1])
+def test_docs_sdk_example_runs_on_aegra(aegra: AegraCluster, fake_llm: FakeLLM) -> None:
+    run_docs_sdk_example(aegra.urls[1])
 
 
 def docs_blocks() -> list[str]:
@@ -177,7 +177,7 @@ def test_the_production_docs_commands_run(
 ) -> None:
     serve, calls, existing = docs_blocks()
     assert serve.strip() == "make serve-production"
-    readme = README.read_text().split("## Production", 1)[1].split("\n## ", 1)[0]
+    readme = section(README, "## Production")
     assert re.findall(r"^make [\w-]+", readme, flags=re.M) == ["make serve-production"]
     env = offline_env(fake_llm)
     own_port, joined_port = free_port_and_next(), free_port_and_next()

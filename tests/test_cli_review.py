@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import pexpect
 import pytest
 
+from tests.docs import DOCS, blocks, section
 from tests.fake_llm import FakeLLM
 from tests.fanout_cli import FANOUT, RUN_TIMEOUT, fanout, fanout_env, json_result
 
@@ -191,6 +193,53 @@ def test_review_reject_ends_without_workers(fake_llm: FakeLLM, tmp_path: Path) -
     output = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
     assert output["review"] == {"decision": "rejected", "reason": "too broad"}
     assert output["article"] == "" and output["completed_sections"] == []
+
+
+# --- the session docs/cli.md shows -------------------------------------------------------------
+
+
+def documented_session() -> tuple[list[str], list[str], str]:
+    """The command, the transcript and the plan in the editor that docs/cli.md shows."""
+    text = section(DOCS / "cli.md", "## Review the plan at the terminal")
+    (console,) = blocks(text, "console")
+    (plan,) = blocks(text, "yaml")
+    command, *transcript = console.splitlines()
+    return shlex.split(command.removeprefix("$ ")), transcript, plan
+
+
+def as_pattern(line: str) -> str:
+    """A regex for ``line`` with any number where it has one."""
+    return re.sub(r"\d+", r"\\d+", re.escape(line.strip()))
+
+
+@pytest.mark.parametrize("answer", ["run", "edit"])
+def test_the_documented_review_session(fake_llm: FakeLLM, tmp_path: Path, answer: str) -> None:
+    (command, *args), transcript, plan = documented_session()
+    (asked,) = [line for line in transcript if line.startswith("Run this plan")]
+    (shown,) = [line for line in transcript if line.startswith("Plan: ")]
+    (done,) = [line for line in transcript if line.startswith("done: ")]
+    nodes = {line.split()[0] for line in transcript if re.match(r" [a-z_]+ ", line)}
+    assert command == "fanout" and asked.endswith(": run") and "node" in nodes
+    child = spawn(fake_llm, tmp_path, *args, editor_edits=[plan])
+
+    child.expect(PROMPT)
+    child.sendline(answer)
+
+    assert finish(child) == 0
+    out = screen(tmp_path)
+    assert re.search(r"^thread: [0-9a-f-]{36}$", out, flags=re.M)
+    assert asked.removesuffix("run") in out
+    assert re.search(as_pattern(shown), out) and re.search(as_pattern(done), out)
+    assert nodes <= {line.split()[0] for line in out.splitlines() if line.startswith(" ")}
+    assert "\n# Heat pumps\n" in out
+    sections = calls(fake_llm.log())["sections"]
+    if answer == "edit":
+        seen = (tmp_path / "seen-0.yaml").read_text()
+        header = [line for line in plan.splitlines() if line.startswith("#")]
+        assert seen.splitlines()[: len(header)] == header
+        assert sections == ["Energy Efficiency", "Heat Pumps"]  # the plan the page shows
+    else:
+        assert sections == [f"Fake name {i} for: Topic: Heat pumps" for i in (1, 2, 3)]
 
 
 # --- without a terminal: --plan FILE ------------------------------------------------------------

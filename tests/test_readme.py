@@ -1,5 +1,10 @@
-"""Every command and snippet in the README runs as written (against the fake LLM)."""
+"""Every command and snippet of the README and docs/ runs as written (against the fake LLM).
 
+The blocks that need a server or Temporal run in tests/test_server.py, tests/test_aegra.py and
+tests/test_temporal.py; docs/development.md says which test runs which page.
+"""
+
+import importlib
 import json
 import re
 import subprocess
@@ -8,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+from tests.docs import DOCS, PAGES, README, ROOT, blocks, section
+
 FANOUT = str(Path(sys.executable).with_name("fanout"))
 
 
@@ -16,9 +22,14 @@ SERVER_URL = "http://127.0.0.1:2024"  # blocks using the server run in tests/tes
 TEMPORAL_ADDRESS = "127.0.0.1:7233"  # blocks using Temporal run in tests/test_temporal.py
 
 
-def blocks(language: str) -> list[str]:
-    found = re.findall(rf"```{language}\n(.*?)```", README, re.S)
-    return [block for block in found if SERVER_URL not in block and TEMPORAL_ADDRESS not in block]
+def snippets() -> list[pytest.ParameterSet]:
+    """The Python blocks of every page that need neither a server nor Temporal."""
+    return [
+        pytest.param(block, id=f"{page.name}-{i}")
+        for page in PAGES
+        for i, block in enumerate(blocks(page.read_text(), "python"), 1)
+        if SERVER_URL not in block and TEMPORAL_ADDRESS not in block
+    ]
 
 
 def run(command: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess:
@@ -27,7 +38,7 @@ def run(command: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess:
     return result
 
 
-@pytest.mark.parametrize("snippet", blocks("python"), ids=lambda s: s.split("\n")[0][:40])
+@pytest.mark.parametrize("snippet", snippets())
 def test_python_snippets_run(fake_llm, tmp_path, snippet):
     fake_llm.configure(default_items=3)
 
@@ -37,11 +48,16 @@ def test_python_snippets_run(fake_llm, tmp_path, snippet):
     assert "Traceback" not in result.stderr
 
 
+def cli_commands() -> str:
+    """The command block of docs/cli.md, every ``fanout`` command but ``worker``."""
+    (commands, *_) = blocks((DOCS / "cli.md").read_text(), "bash")
+    return commands
+
+
 def test_cli_commands_run(fake_llm, tmp_path):
-    (cli,) = [b for b in blocks("bash") if b.startswith("fanout ")]
-    commands = [line.split("  #")[0].strip() for line in cli.splitlines() if line.strip()]
+    commands = [line.split("  #")[0].strip() for line in cli_commands().splitlines()]
     thread_id = None
-    for command in commands:
+    for command in filter(None, commands):
         command = command.replace("fanout ", f"{FANOUT} ")
         if "THREAD_ID" in command:
             command = command.replace("THREAD_ID", thread_id)
@@ -53,9 +69,95 @@ def test_cli_commands_run(fake_llm, tmp_path):
     assert {r["graph"] for r in json.loads(listing.stdout)} == {"evaluation", "article", "research"}
 
 
-def test_make_targets_named_in_the_readme_exist():
-    makefile = (Path(__file__).resolve().parent.parent / "Makefile").read_text()
-    for target in set(re.findall(r"`make (\w+)", README)):
+def test_the_readme_tour_holds_commands_the_docs_run():
+    cli = section(README, "## The `fanout` CLI")
+    (tour,) = blocks(cli, "bash")
+    assert set(tour.splitlines()) <= set(cli_commands().splitlines())
+    server = section(README, "## Server and Studio")
+    served = blocks((DOCS / "server.md").read_text(), "bash")
+    assert blocks(server, "bash") and all(block in served for block in blocks(server, "bash"))
+
+
+def test_make_targets_named_in_the_docs_exist():
+    makefile = (ROOT / "Makefile").read_text()
+    named = {
+        target
+        for page in PAGES
+        for target in re.findall(r"(?:^|`)make ([\w-]+)", page.read_text(), flags=re.M)
+    }
+    assert {"demo", "test", "serve", "serve-production", "bench"} <= named
+    for target in named:
         assert re.search(rf"^{target}:", makefile, re.M), target
-    ci = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci
+
+
+def slug(heading: str) -> str:
+    """The anchor GitHub gives a heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def prose(page: Path) -> str:
+    """``page`` without its fenced blocks."""
+    return re.sub(r"^```.*?^```", "", page.read_text(), flags=re.M | re.S)
+
+
+def test_links_between_pages_resolve():
+    broken, checked = [], 0
+    for page in PAGES:
+        for target, anchor in re.findall(r"\]\(([\w./-]+\.md)(?:#([\w-]+))?\)", prose(page)):
+            checked += 1
+            linked = page.parent / target
+            if not linked.is_file():
+                broken.append(f"{page.name}: {target} does not exist")
+            elif anchor and anchor not in map(slug, re.findall(r"^#+ (.*)$", prose(linked), re.M)):
+                broken.append(f"{page.name}: {target} has no heading #{anchor}")
+    assert broken == []
+    assert checked >= len(PAGES)
+
+
+PATH = re.compile(r"[\w.-]+(/[\w.-]+)*/?")
+MADE_BY_RUNS = (".", "benchmarks/results/")  # files and folders that runs create
+
+
+def named_paths(text: str) -> list[str]:
+    """Files and folders of the repository named in ``text``'s inline code."""
+    spans = re.findall(r"`([^`\n]+)`", text)
+    paths = [s for s in spans if "/" in s and PATH.fullmatch(s) and not s.startswith(MADE_BY_RUNS)]
+    return paths + [s for s in spans if re.fullmatch(r"[\w.-]+\.(py|md|json|txt)", s)]
+
+
+def named_objects(page: Path) -> list[str]:
+    """Modules (``python -m ...``, in blocks too) and dotted names of the project in ``page``."""
+    modules = re.findall(r"python -m ([\w.]+)", page.read_text())
+    dotted = re.findall(r"`((?:state|graphs|nodes|langgraph_fanout)(?:\.\w+)+)`", prose(page))
+    return modules + dotted
+
+
+def resolves(name: str) -> bool:
+    """Whether ``name`` is a module, or an attribute of one."""
+    module, _, attribute = name.rpartition(".")
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError:
+        try:
+            return bool(module) and hasattr(importlib.import_module(module), attribute)
+        except ModuleNotFoundError:
+            return False
+    return True
+
+
+def test_the_files_and_modules_named_exist():
+    missing, checked = [], 0
+    for page in PAGES:
+        text = prose(page)
+        for path in named_paths(text):
+            checked += 1
+            if not (ROOT / path).exists():
+                missing.append(f"{page.name}: {path}")
+        for name in named_objects(page):
+            checked += 1
+            if not resolves(name):
+                missing.append(f"{page.name}: {name}")
+    assert missing == []
+    assert checked >= 50

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -33,6 +32,7 @@ from langgraph_sdk.errors import NotFoundError
 
 from nodes.evaluation import BRANCHES
 from state.context import Context
+from tests.docs import DOCS, blocks
 from tests.fake_llm import FakeLLM
 from tests.fanout_cli import saved_rows
 
@@ -40,7 +40,6 @@ pytestmark = pytest.mark.server
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIG = PROJECT_ROOT / "langgraph.json"
-README = PROJECT_ROOT / "README.md"
 GRAPHS = {"evaluation", "article", "research"}
 DOCUMENTED_URL = "http://127.0.0.1:2024"
 START_TIMEOUT = 60.0
@@ -656,17 +655,16 @@ def test_dotenv_overrides_the_environment(fake_llm: FakeLLM, tmp_path: Path) -> 
 # --- the documented examples -------------------------------------------------------------------
 
 
-def _blocks(language: str) -> list[str]:
-    """The README's fenced blocks of ``language`` in its "Server and Studio" section."""
-    section = README.read_text().split("## Server and Studio", 1)[1].split("\n## ", 1)[0]
-    return re.findall(rf"^```{language}\n(.*?)^```", section, flags=re.M | re.S)
+def server_doc_blocks(language: str) -> list[str]:
+    """The fenced blocks of ``language`` in docs/server.md."""
+    return blocks((DOCS / "server.md").read_text(), language)
 
 
-def run_readme_curl_examples(url: str) -> None:
-    """Run the "Server and Studio" curl blocks against the server at ``url``."""
-    blocks = _blocks("bash")
-    assert len(blocks) >= 3
-    for block in blocks:
+def run_docs_curl_examples(url: str) -> None:
+    """Run the curl blocks of docs/server.md against the server at ``url``."""
+    curl = server_doc_blocks("bash")
+    assert len(curl) >= 3
+    for block in curl:
         assert DOCUMENTED_URL in block
         script = block.replace(DOCUMENTED_URL, url)
         done = subprocess.run(
@@ -679,9 +677,9 @@ def run_readme_curl_examples(url: str) -> None:
         assert '"report"' in done.stdout and '"task_count"' in done.stdout, done.stdout
 
 
-def run_readme_sdk_example(url: str) -> None:
-    """Run the "Server and Studio" Python SDK block against the server at ``url``."""
-    (block,) = _blocks("python")
+def run_docs_sdk_example(url: str) -> None:
+    """Run the Python SDK block of docs/server.md against the server at ``url``."""
+    (block,) = server_doc_blocks("python")
     assert DOCUMENTED_URL in block
     done = subprocess.run(
         [sys.executable, "-c", block.replace(DOCUMENTED_URL, url)],
@@ -694,11 +692,11 @@ def run_readme_sdk_example(url: str) -> None:
 
 
 def test_docs_curl_examples_run(server: Server, fake_llm: FakeLLM) -> None:
-    run_readme_curl_examples(server.url)
+    run_docs_curl_examples(server.url)
 
 
 def test_docs_python_example_runs(server: Server, fake_llm: FakeLLM) -> None:
-    run_readme_sdk_example(server.url)
+    run_docs_sdk_example(server.url)
 
 
 # --- persistence across a hard kill ------------------------------------------------------------

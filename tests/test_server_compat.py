@@ -1,4 +1,4 @@
-"""Each LangGraph SDK call the README uses, on ``langgraph dev`` and on Aegra.
+"""Each LangGraph SDK call docs/server.md uses, on ``langgraph dev`` and on Aegra.
 
 Every test runs on both servers and asserts what each does; where they differ the test says
 how (docs/production.md lists the differences). The Aegra replica is one of the session's

@@ -24,8 +24,8 @@ from tests.fake_llm import FakeLLM
 from tests.test_server import (
     DOCUMENTED_URL,
     Server,
-    _blocks,
     _wait_for_flush,
+    server_doc_blocks,
     server_env,
     start_server,
 )
@@ -143,11 +143,11 @@ def test_review_plan_is_in_the_context_schema(client: SyncLangGraphClient) -> No
     assert "Pause after planning" in field["description"]
 
 
-# --- the README's curl examples -------------------------------------------------------------
+# --- the curl examples of docs/server.md ------------------------------------------------------
 
 
-def _readme_block(marker: str) -> str:
-    (block,) = [b for b in _blocks("bash") if marker in b]
+def _docs_block(marker: str) -> str:
+    (block,) = [b for b in server_doc_blocks("bash") if marker in b]
     return block
 
 
@@ -172,10 +172,10 @@ def sse_events(text: str) -> list[tuple[str, Any]]:
     return events
 
 
-def test_readme_messages_tuple_example_streams_each_researchers_tokens(
+def test_docs_messages_tuple_example_streams_each_researchers_tokens(
     server: Server, fake_llm: FakeLLM
 ) -> None:
-    events = sse_events(_run(_readme_block('"messages-tuple"'), server))
+    events = sse_events(_run(_docs_block('"messages-tuple"'), server))
 
     tokens: dict[str, list[str]] = defaultdict(list)
     questions = {}
@@ -193,8 +193,8 @@ def test_readme_messages_tuple_example_streams_each_researchers_tokens(
         assert "".join(pieces) == answers[questions[task]]
 
 
-def test_readme_review_example_pauses_then_resumes(server: Server, fake_llm: FakeLLM) -> None:
-    out = _run(_readme_block('"review_plan": true'), server)
+def test_docs_review_example_pauses_then_resumes(server: Server, fake_llm: FakeLLM) -> None:
+    out = _run(_docs_block('"review_plan": true'), server)
 
     assert '"__interrupt__"' in out and '"interrupted"' in out
     assert '"decision":"edited"' in out
