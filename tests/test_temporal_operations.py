@@ -30,7 +30,7 @@ from tests.temporal_cluster import (  # noqa: E402
 )
 from tests.test_durability import research_calls, wait_for_in_flight  # noqa: E402
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.temporal, pytest.mark.timeout(300)]
 
 OUTAGE_SECONDS = 30.0
 

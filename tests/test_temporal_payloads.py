@@ -39,7 +39,7 @@ from tests.fake_llm import FakeLLM  # noqa: E402
 from tests.fanout_cli import fanout, json_result  # noqa: E402
 from tests.temporal_cluster import kill, start_worker, wait_until_ready  # noqa: E402
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.temporal, pytest.mark.timeout(300)]
 
 TEMPORAL_PAYLOAD_LIMIT = 2 * 1024 * 1024
 

@@ -29,7 +29,7 @@ from tests.temporal_cluster import DevServer, kill, start_worker, wait_until_rea
 from tests.test_cli_review import PROMPT, calls, finish, spawn  # noqa: E402
 from tests.test_durability import research_calls  # noqa: E402
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.temporal, pytest.mark.timeout(180)]
 
 CONTEXT = Context(model="openai:fake-model", review_plan=True)
 EDITED = {"sections": [{"name": "Neap tides", "description": "Weak ones."}]}

@@ -35,7 +35,7 @@ from tests.fanout_cli import FANOUT, fanout_env, json_result  # noqa: E402
 from tests.temporal_cluster import kill, wait_until_ready  # noqa: E402
 from tests.test_durability import wait_for_in_flight  # noqa: E402
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.temporal, pytest.mark.timeout(240)]
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("graphs", "langgraph_fanout", "nodes", "state")

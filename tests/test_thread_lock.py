@@ -31,9 +31,7 @@ from tests.test_durability import (
 )
 from tests.test_server import Server, server_env, start_server
 
-pytestmark = pytest.mark.timeout(180)
-HOLD = 3.0
-"""Seconds the winner's first LLM call takes, so the loser arrives while the lock is held."""
+pytestmark = [pytest.mark.cli, pytest.mark.timeout(180)]
 BUSY = "is running elsewhere"
 
 
@@ -57,12 +55,22 @@ def branches(db: str, thread_id: str) -> int:
 
 
 def run_both(fake: FakeLLM, cwd: Path, *argvs: list[str]) -> list[tuple[int, str]]:
-    """Start every ``fanout`` command at once (each in its own folder); exit codes and stderr."""
+    """Start every ``fanout`` command at once (each in its own folder); exit codes and stderr.
+
+    With two commands, the held request of a ``hold`` rule (the winner's) is released once one
+    command has exited (the loser, refused while the winner held the thread).
+    """
     processes = []
     for n, argv in enumerate(argvs):
         folder = cwd / f"p{n}"
         folder.mkdir()
         processes.append((folder, start_fanout(fake, folder, *argv)))
+    if len(processes) > 1:
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while all(p.poll() is None for _, p in processes):
+            assert time.monotonic() < deadline, "neither fanout exited"
+            time.sleep(0.05)
+        fake.release()
     results = []
     for folder, process in processes:
         try:
@@ -85,7 +93,7 @@ def one_winner(results: list[tuple[int, str]], thread: str) -> None:
 def test_two_simultaneous_starts_on_one_thread_exactly_one_wins(
     fake_llm: FakeLLM, tmp_path: Path, db: str
 ) -> None:
-    fake_llm.add_rules({"schema": "Sections", "latency": HOLD, "times": 1})
+    fake_llm.add_rules({"schema": "Sections", "hold": True, "times": 1})
     thread = new_thread("two-starts")
     argv = ["article", "tides", "--thread", thread, "--db", db]
 
@@ -109,7 +117,7 @@ def test_two_resumes_after_kill_9_run_the_rest_once(
         "research_question", done=2,
     )  # fmt: skip
     fake_llm.reset()
-    fake_llm.add_rules({"match": "Fake questions 3 for", "latency": HOLD, "times": 1})
+    fake_llm.add_rules({"match": "Fake questions 3 for", "hold": True, "times": 1})
     resume = ["resume", thread, "--db", db]
 
     results = run_both(fake_llm, tmp_path, resume, resume)
@@ -124,13 +132,14 @@ def test_a_resume_while_the_run_is_live_is_refused(
 ) -> None:
     fake_llm.add_rules(
         {"schema": "ResearchPlan", "items": 4},
-        {"match": "Fake questions 1 for", "latency": HOLD, "times": 1},
+        {"match": "Fake questions 1 for", "hold": True, "times": 1},
     )
     thread = new_thread("live")
     live = start_fanout(fake_llm, tmp_path, "research", "tides", "--thread", thread, "--db", db)
     try:
         wait_for_results(db, "research", thread, "research_question", 3)
         resumed = run_both(fake_llm, tmp_path, ["resume", thread, "--db", db])
+        fake_llm.release()  # the live run's last researcher answers once the resume was refused
         assert live.wait(timeout=RUN_TIMEOUT) == 0, (tmp_path / "fanout.err").read_text()
     finally:
         if live.poll() is None:
@@ -206,18 +215,25 @@ def test_a_server_run_and_fanout_resume_on_one_thread_run_it_once(
     client.threads.create(
         thread_id=crashed, if_exists="do_nothing", metadata={"graph_id": "research"}
     )
-    fake_llm.add_rules({"match": "Fake questions 3 for", "latency": HOLD, "times": 1})
+    # The first to take the thread's lock is held at its researcher until the other arrived.
+    fake_llm.add_rules({"match": "Fake questions 3 for", "hold": True, "times": 1})
     resume = ["resume", crashed, "--db", db]
 
     if first == "fanout":
         cli = start_fanout(fake_llm, tmp_path, *resume)
         wait_for_request(fake_llm, "Fake questions 3 for")
         run = client.runs.create(crashed, "research", input=None)  # waits for the thread
+        fake_llm.release()
     else:
         run = client.runs.create(crashed, "research", input=None)
         if first == "server":
             wait_for_request(fake_llm, "Fake questions 3 for")
         cli = start_fanout(fake_llm, tmp_path, *resume)
+        if first == "server":
+            cli.wait(timeout=RUN_TIMEOUT)  # refused while the server holds the thread
+        else:
+            wait_for_request(fake_llm, "Fake questions 3 for")  # one of them holds it
+        fake_llm.release()
     try:
         code = cli.wait(timeout=RUN_TIMEOUT)
     finally:

@@ -326,6 +326,7 @@ async def test_no_secret_in_any_payload(tracing: Receiver, fake_llm: FakeLLM) ->
             assert secret not in req.path
 
 
+@pytest.mark.cli
 def test_cli_json_reports_summed_usage(fake_llm: FakeLLM, tmp_path: Path) -> None:
     sections = 5
     fake_llm.configure(default_items=sections)

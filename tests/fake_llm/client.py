@@ -42,6 +42,10 @@ class FakeLLM:
         """Append rules; the first non-exhausted matching rule decides a reply."""
         self._post("/_control/rules", {"rules": list(rules)})
 
+    def release(self) -> None:
+        """Answer the requests ``hold`` rules keep waiting (and any such request from now on)."""
+        self._post("/_control/release", {})
+
     def log(self) -> list[dict[str, Any]]:
         """Request records in arrival order."""
         return self._get("/_control/log")

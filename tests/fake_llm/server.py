@@ -63,6 +63,8 @@ class Rule:
     whatever order concurrency brings them in.
     ``chunk_delay`` paces a streamed reply: seconds between its events (the request stays
     in flight, and its ``t_end`` is logged, until the last one is sent).
+    ``hold`` keeps a matching request waiting until the test calls ``/_control/release``,
+    then answers it as usual: a run held mid-flight for exactly as long as a test needs.
     ``reply_chars`` makes a plain reply that many characters of prose-like text (words drawn
     from :data:`WORDS`, seeded by the request): as varied as prose, so it compresses like it.
     """
@@ -80,6 +82,7 @@ class Rule:
     items: int | None = None
     chunk_delay: float | None = None
     reply_chars: int | None = None
+    hold: bool = False
     used: int = 0
 
     @classmethod
@@ -314,9 +317,12 @@ class FakeState:
     in_flight: int = 0
     peak_in_flight: int = 0
     seen: dict[str, int] = field(default_factory=dict)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
 
     def reset(self) -> None:
         """Drop rules, log and counters; restore the default latency and item count."""
+        self.released.set()  # nothing stays held across tests
+        self.released = asyncio.Event()
         self.latency = self.default_latency
         self.default_items = 3
         self.rules.clear()
@@ -405,6 +411,8 @@ async def _respond(
             return Response(status_code=CLIENT_CLOSED)
     elif latency > 0:
         await asyncio.sleep(latency)
+    if rule is not None and rule.hold:
+        await state.released.wait()
     if fault == "500":
         return _error(500, "The server had an error processing your request.", "server_error")
     if fault == "429":
@@ -617,6 +625,12 @@ async def control_log(request: Request) -> Response:
     return JSONResponse(request.app.state.fake.log)
 
 
+async def control_release(request: Request) -> Response:
+    """``POST /_control/release``: answer every held request (and those held from now on)."""
+    request.app.state.fake.released.set()
+    return JSONResponse({"ok": True})
+
+
 async def control_stats(request: Request) -> Response:
     """``GET /_control/stats``: request count, concurrency and the server's CPU seconds so far."""
     state: FakeState = request.app.state.fake
@@ -639,6 +653,7 @@ def create_app(latency: float = 0.0) -> Starlette:
             Route("/_control/rules", control_rules, methods=["POST"]),
             Route("/_control/log", control_log, methods=["GET"]),
             Route("/_control/stats", control_stats, methods=["GET"]),
+            Route("/_control/release", control_release, methods=["POST"]),
         ]
     )
     app.state.fake = FakeState(default_latency=latency, latency=latency)
