@@ -143,6 +143,7 @@ def aegra(aegra_cluster: AegraCluster, fake_llm: FakeLLM) -> AegraCluster:
 # --- parallel runs (pytest-xdist) ------------------------------------------------------------
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Keep each embedded-model module on one xdist worker (``--dist loadgroup``).
 

@@ -54,11 +54,15 @@ def start_worker(
 
 def wait_until_ready(cwd: Path, name: str, process: subprocess.Popen[str]) -> None:
     """Wait for a worker's ``ready`` line (it polls its task queue from then on)."""
+    wait_for_text(cwd / f"{name}.err", "ready", process)
+
+
+def wait_for_text(log: Path, text: str, process: subprocess.Popen[str]) -> None:
+    """Wait until ``process`` has written ``text`` to ``log`` (it must not exit first)."""
     deadline = time.monotonic() + WAIT_TIMEOUT
-    log = cwd / f"{name}.err"
-    while "ready" not in log.read_text():
-        assert process.poll() is None, f"worker {name} exited:\n{log.read_text()}"
-        assert time.monotonic() < deadline, f"worker {name} not ready:\n{log.read_text()}"
+    while text not in log.read_text():
+        assert process.poll() is None, f"{process.args} exited:\n{log.read_text()}"
+        assert time.monotonic() < deadline, f"no {text!r} from {process.args}:\n{log.read_text()}"
         time.sleep(0.05)
 
 

@@ -80,8 +80,11 @@ def article_calls(log: list[dict[str, Any]]) -> dict[str, int]:
     return dict(sorted(calls.items()))
 
 
-def wait_for_in_flight(fake: FakeLLM, count: int, timeout: float = 10.0) -> None:
-    """Wait until ``count`` requests are in flight at the fake (the hanging ones)."""
+def wait_for_in_flight(fake: FakeLLM, count: int, timeout: float = 30.0) -> None:
+    """Wait until ``count`` requests are in flight at the fake (the hanging ones).
+
+    The timeout covers a `fanout` start and its first calls on a loaded 2-core machine.
+    """
     deadline = time.monotonic() + timeout
     while (in_flight := fake.stats()["in_flight"]) < count:
         assert time.monotonic() < deadline, f"only {in_flight} of {count} requests in flight"

@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,7 @@ SERVER_URL = "http://127.0.0.1:2024"  # blocks using the server run in tests/tes
 TEMPORAL_ADDRESS = "127.0.0.1:7233"  # blocks using Temporal run in tests/test_temporal.py
 
 
-def snippets() -> list[pytest.ParameterSet]:
+def snippets() -> list[Any]:  # pytest.param()s
     """The Python blocks of every page that need neither a server nor Temporal."""
     return [
         pytest.param(block, id=f"{page.name}-{i}")

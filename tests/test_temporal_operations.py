@@ -26,6 +26,7 @@ from tests.temporal_cluster import (  # noqa: E402
     DevServer,
     kill,
     start_worker,
+    wait_for_text,
     wait_until_ready,
 )
 from tests.test_durability import research_calls, wait_for_in_flight  # noqa: E402
@@ -100,7 +101,7 @@ def test_cli_rides_out_a_30_second_outage_and_prints_only_the_json(
 def test_thread_of_an_existing_run_attaches_instead_of_starting_another(
     fake_llm: FakeLLM, server: DevServer, tmp_path: Path
 ) -> None:
-    fake_llm.add_rules({"match": "Fake questions", "latency": 2.0})
+    fake_llm.add_rules({"match": "Fake questions", "hold": True})
     worker = start_worker(fake_llm, tmp_path, server.address, "ops", "w1")
     run_id = f"attach-{uuid.uuid4().hex[:8]}"
     command = (
@@ -111,8 +112,11 @@ def test_thread_of_an_existing_run_attaches_instead_of_starting_another(
         wait_until_ready(tmp_path, "w1", worker)
         first = submit(fake_llm, tmp_path, *command)
         wait_for_in_flight(fake_llm, 3)
-        kill(first)  # the CLI dies; the run goes on in Temporal
-        again = fanout(fake_llm, tmp_path, *command)
+        kill(first)  # the CLI dies; the run goes on in Temporal, its researchers held
+        attaching = submit(fake_llm, tmp_path, *command)
+        wait_for_text(tmp_path / "submit.err", "attached to the run", attaching)
+        fake_llm.release()  # the run finishes while the second CLI follows it
+        again = finished(attaching, tmp_path)
         twice = fanout(fake_llm, tmp_path, *command)  # the run has ended: its result again
         shown = fanout(fake_llm, tmp_path, "show", run_id, "--json", "--temporal", server.address)
         listed = fanout(fake_llm, tmp_path, "runs", "--json", "--temporal", server.address)
@@ -123,6 +127,7 @@ def test_thread_of_an_existing_run_attaches_instead_of_starting_another(
     finally:
         kill(worker)
 
+    assert again.returncode == 0, again.stderr
     assert "attached to the run this thread already holds" in again.stderr
     output = json_result(again)
     assert json_result(twice) == output

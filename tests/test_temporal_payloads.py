@@ -111,11 +111,15 @@ async def test_an_article_of_1000_sections_of_2000_characters_completes_on_tempo
     finally:
         kill(worker)
 
-    assert {k: v for k, v in remote.items() if k != "thread_id"} == {
-        k: v for k, v in local.items() if k != "thread_id"
-    }  # the output, and the LLM calls and tokens
-    assert len(remote["completed_sections"]) == 1000 and remote["usage"]["llm_calls"] == 1001
     output = {k: v for k, v in remote.items() if k not in ("thread_id", "usage")}
+    assert output == {k: v for k, v in local.items() if k not in ("thread_id", "usage")}
+    assert len(remote["completed_sections"]) == 1000
+    # Every reply counted once: the same tokens. A batch whose heartbeats came late on a
+    # starved worker (the full suite on 2 cores) is retried, and its calls then in flight are
+    # made again: they count as calls, without tokens.
+    calls = remote["usage"].pop("llm_calls")
+    assert remote["usage"] == {k: v for k, v in local["usage"].items() if k != "llm_calls"}
+    assert local["usage"]["llm_calls"] == 1001 and 1001 <= calls <= 1050, calls  # seen: 1006, 1008
     size = len(client.data_converter.payload_converter.to_payload(output).data)
     assert size > 2 * TEMPORAL_PAYLOAD_LIMIT  # what Temporal alone would have refused
     history = await client.get_workflow_handle(remote["thread_id"]).fetch_history()

@@ -10,8 +10,9 @@ at most ``LLM_ATTEMPTS x CLIENT_RETRIES`` waits of up to 120 s, plus about 11 s 
 
 from __future__ import annotations
 
+import sys
+
 import httpx
-import openai
 from langchain_core.exceptions import OutputParserException
 from langgraph.types import RetryPolicy
 
@@ -48,9 +49,13 @@ def is_retryable(exc: BaseException) -> bool:
             TimeoutError,
             ConnectionError,
             httpx.TransportError,
-            openai.APIConnectionError,  # includes APITimeoutError
         ),
     ):
+        return True
+    # An openai error exists only once the SDK is loaded: processes that never call a model
+    # (a Temporal client, the server's API process) need not import it (~0.5 s).
+    openai = sys.modules.get("openai")
+    if openai is not None and isinstance(exc, openai.APIConnectionError):  # incl. timeouts
         return True
     status = getattr(exc, "status_code", None)  # openai, anthropic, ... status errors
     return isinstance(status, int) and (status in TRANSIENT_STATUS or status >= 500)

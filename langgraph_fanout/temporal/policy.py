@@ -36,8 +36,12 @@ from state.context import Context
 logger = logging.getLogger("langgraph_fanout.temporal.worker")
 
 HEARTBEAT_INTERVAL = timedelta(seconds=1)
-"""How often a running LLM activity tells the server its worker is alive."""
-HEARTBEAT_TIMEOUT = timedelta(seconds=5)
+"""How often a running LLM activity records a heartbeat with the worker's SDK."""
+HEARTBEAT_THROTTLE = timedelta(seconds=2)
+"""Longest the SDK holds heartbeats back before it sends the latest to the server (its default,
+80% of the timeout, left 1 s of slack: a worker's event loop busy for 1 s under load lost its
+activities)."""
+HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 """Silence after which the server declares an activity's worker dead and retries it elsewhere."""
 ATTEMPT_SLACK = timedelta(seconds=15)
 """Added to ``Context.timeout`` (one LLM request) to bound one attempt of an LLM activity."""

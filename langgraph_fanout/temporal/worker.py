@@ -13,7 +13,7 @@ from temporalio.langgraph import LangGraphPlugin
 from temporalio.worker import Worker
 
 from langgraph_fanout.temporal.placement import ActivityPlacement
-from langgraph_fanout.temporal.policy import RunInterceptor
+from langgraph_fanout.temporal.policy import HEARTBEAT_THROTTLE, RunInterceptor
 from langgraph_fanout.temporal.versioning import (
     Promotion,
     build_id,
@@ -61,6 +61,7 @@ def new_worker(
         disable_eager_activity_execution=True,
         sticky_queue_schedule_to_start_timeout=STICKY_TIMEOUT,
         max_concurrent_activities=max_concurrent_activities,
+        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         **options,
     )
 
