@@ -8,6 +8,7 @@ from typing import Any
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
 from langgraph_fanout.persistence.batched_writes import BatchedWrites, QueuedWrites, by_query
+from langgraph_fanout.persistence.deferred_deletes import DeferredThreadDeletes
 
 
 class BatchedWritesPostgresSaver(BatchedWrites, AsyncPostgresSaver):
@@ -39,3 +40,7 @@ class BatchedWritesPostgresSaver(BatchedWrites, AsyncPostgresSaver):
             (upsert, [row for q in calls for row in self._dump_writes(*q.key, q.writes)])
             for upsert, calls in by_query(batch)
         ]
+
+
+class DeferredDeletePostgresSaver(DeferredThreadDeletes, BatchedWritesPostgresSaver):
+    """``AsyncPostgresSaver`` with batched writes and deferred thread deletes (for the server)."""

@@ -8,6 +8,7 @@ from langgraph.checkpoint.base import WRITES_IDX_MAP
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from langgraph_fanout.persistence.batched_writes import BatchedWrites, QueuedWrites, by_query
+from langgraph_fanout.persistence.deferred_deletes import DeferredThreadDeletes
 
 # The queries and the row layout of AsyncSqliteSaver.aput_writes (langgraph-checkpoint-sqlite
 # 3.1.2); tests/test_batched_writes.py checks that both savers store the same rows.
@@ -49,3 +50,7 @@ class BatchedWritesSqliteSaver(BatchedWrites, AsyncSqliteSaver):
         except Exception as error:
             return error
         return None
+
+
+class DeferredDeleteSqliteSaver(DeferredThreadDeletes, BatchedWritesSqliteSaver):
+    """``AsyncSqliteSaver`` with batched writes and deferred thread deletes (for the server)."""

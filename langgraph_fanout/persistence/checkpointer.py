@@ -212,8 +212,8 @@ async def aopen_checkpointer(
     async with AsyncExitStack() as stack:
         try:
             if is_postgres(url):
-                from langgraph_fanout.persistence.batched_postgres import BatchedWritesPostgresSaver
-                from langgraph_fanout.persistence.deferred_deletes import (
+                from langgraph_fanout.persistence.batched_postgres import (
+                    BatchedWritesPostgresSaver,
                     DeferredDeletePostgresSaver,
                 )
 
@@ -226,8 +226,10 @@ async def aopen_checkpointer(
                 saver = await stack.enter_async_context(pg.from_conn_string(url))
                 await saver.setup()
             else:
-                from langgraph_fanout.persistence.batched_sqlite import BatchedWritesSqliteSaver
-                from langgraph_fanout.persistence.deferred_deletes import DeferredDeleteSqliteSaver
+                from langgraph_fanout.persistence.batched_sqlite import (
+                    BatchedWritesSqliteSaver,
+                    DeferredDeleteSqliteSaver,
+                )
 
                 sqlite = (
                     DeferredDeleteSqliteSaver if defer_thread_deletes else BatchedWritesSqliteSaver

@@ -1,4 +1,4 @@
-"""Savers whose thread deletes return at once, for the ``langgraph dev`` server.
+"""Thread deletes that return at once, for the ``langgraph dev`` server (a saver mixin).
 
 langgraph-runtime-inmem 0.36.7 deletes a thread (also the temporary thread of every run made
 without one, e.g. ``POST /runs/wait``) by finding its index in a list, awaiting the
@@ -26,9 +26,6 @@ from langgraph.checkpoint.base import (
     CheckpointMetadata,
     CheckpointTuple,
 )
-
-from langgraph_fanout.persistence.batched_postgres import BatchedWritesPostgresSaver
-from langgraph_fanout.persistence.batched_sqlite import BatchedWritesSqliteSaver
 
 logger = logging.getLogger(__name__)
 
@@ -129,11 +126,3 @@ class DeferredThreadDeletes(BaseCheckpointSaver[Any]):
 def _thread(config: RunnableConfig | None) -> str | None:
     thread_id = ((config or {}).get("configurable") or {}).get("thread_id")
     return None if thread_id is None else str(thread_id)
-
-
-class DeferredDeleteSqliteSaver(DeferredThreadDeletes, BatchedWritesSqliteSaver):
-    """``AsyncSqliteSaver`` with deferred thread deletes (and batched writes)."""
-
-
-class DeferredDeletePostgresSaver(DeferredThreadDeletes, BatchedWritesPostgresSaver):
-    """``AsyncPostgresSaver`` with deferred thread deletes (and batched writes)."""
