@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from temporalio.client import Client
     from temporalio.testing import WorkflowEnvironment
 
+    from tests.test_server import Server
+
 # --- fake LLM -------------------------------------------------------------------------------
 
 
@@ -95,6 +97,24 @@ async def client(address: str, tmp_path: Path) -> Client:
     from langgraph_fanout.temporal.client import connect
 
     return await connect(address, db=str(tmp_path / "payloads.sqlite"))
+
+
+# --- langgraph dev ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def langgraph_dev(
+    fake_llm_server: FakeLLM, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """One ``langgraph dev`` process on SQLite for the session's server tests (never killed)."""
+    from tests.test_server import server_env, start_server
+
+    workdir = tmp_path_factory.mktemp("langgraph-dev")
+    running = start_server(workdir, server_env(fake_llm_server, workdir / "checkpoints.sqlite"))
+    try:
+        yield running
+    finally:
+        running.kill()
 
 
 # --- Redis and Aegra ------------------------------------------------------------------------

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -156,20 +155,15 @@ def start_server(workdir: Path, env: dict[str, str], jobs: int = 10) -> Server:
     )
 
 
-@pytest.fixture(scope="module")
-def server(fake_llm_server: FakeLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One ``langgraph dev`` process for the module."""
-    workdir = tmp_path_factory.mktemp("langgraph-dev")
-    running = start_server(workdir, server_env(fake_llm_server, workdir / "checkpoints.sqlite"))
-    try:
-        yield running
-    finally:
-        running.kill()
+@pytest.fixture
+def server(langgraph_dev: Server) -> Server:
+    """The session's ``langgraph dev`` process."""
+    return langgraph_dev
 
 
 @pytest.fixture
 def client(server: Server, fake_llm: FakeLLM) -> SyncLangGraphClient:
-    """A synchronous SDK client of the module's server, the fake LLM reset."""
+    """A synchronous SDK client of the session's server, the fake LLM reset."""
     return server.sync_client()
 
 

@@ -8,7 +8,6 @@ how (docs/production.md lists the differences). The Aegra replica is one of the 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -20,7 +19,6 @@ from langgraph_sdk.errors import NotFoundError
 from tests.aegra_cluster import AegraCluster, resume_thread
 from tests.fake_llm import FakeLLM
 from tests.test_durability import hang_once, research_calls, wait_for_in_flight
-from tests.test_server import Server, server_env, start_server
 
 pytestmark = [
     pytest.mark.server,
@@ -35,18 +33,6 @@ ONE_RUN = {"plan": 1, "q1": 1, "q2": 1, "q3": 1, "writer": 1}
 QUESTIONS = [f"Fake questions {i} for: Topic: {TOPIC}" for i in (1, 2, 3)]
 
 
-@pytest.fixture(scope="module")
-def dev_server(
-    fake_llm_server: FakeLLM, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
-    workdir = tmp_path_factory.mktemp("langgraph-dev-compat")
-    running = start_server(workdir, server_env(fake_llm_server, workdir / "checkpoints.sqlite"))
-    try:
-        yield running
-    finally:
-        running.kill()
-
-
 @pytest.fixture(params=[DEV, AEGRA])
 def server(request: pytest.FixtureRequest, fake_llm: FakeLLM) -> str:
     """Which server the test runs on."""
@@ -57,7 +43,7 @@ def server(request: pytest.FixtureRequest, fake_llm: FakeLLM) -> str:
 def client(request: pytest.FixtureRequest, server: str) -> SyncLangGraphClient:
     """An SDK client of ``server``."""
     if server == DEV:
-        return request.getfixturevalue("dev_server").sync_client()
+        return request.getfixturevalue("langgraph_dev").sync_client()
     cluster: AegraCluster = request.getfixturevalue("aegra_cluster")
     (url, *_) = [replica.url for replica in cluster.replicas if replica.alive()]
     return get_sync_client(url=url)

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +36,10 @@ REVIEW = {"review_plan": True}
 PLANNED = [f"Fake questions {i} for: Topic: {TOPIC['topic']}" for i in (1, 2, 3)]
 
 
-@pytest.fixture(scope="module")
-def server(fake_llm_server: FakeLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    workdir = tmp_path_factory.mktemp("langgraph-dev-review")
-    running = start_server(workdir, server_env(fake_llm_server, workdir / "checkpoints.sqlite"))
-    try:
-        yield running
-    finally:
-        running.kill()
+@pytest.fixture
+def server(langgraph_dev: Server) -> Server:
+    """The session's ``langgraph dev`` process."""
+    return langgraph_dev
 
 
 @pytest.fixture
