@@ -49,6 +49,21 @@ async def writer_activities(client: Client, run_id: str) -> list[str]:
     return found
 
 
+async def only_hung_batch_left(client: Client, run_id: str) -> bool:
+    """One writer activity still open on the server, with a finished task in its heartbeat.
+
+    The fake answering a call is not the worker reporting it: a kill in between would rerun
+    a finished section.
+    """
+    description = await client.get_workflow_handle(run_id).describe()
+    open_writers = [
+        pending
+        for pending in description.raw_description.pending_activities
+        if pending.activity_type.name == "article.write_section"
+    ]
+    return len(open_writers) == 1 and bool(open_writers[0].heartbeat_details.payloads)
+
+
 async def test_a_wide_fan_out_is_batched_with_the_output_of_an_in_process_run(
     fake_llm: FakeLLM, address: str, client: Client, task_queue: str, tmp_path: Path
 ) -> None:
@@ -96,6 +111,9 @@ async def test_a_failed_task_reruns_alone_and_a_killed_worker_loses_no_finished_
             lambda: sum(section_calls(fake_llm.log()).values()) >= 61,
         )
         wait_for_in_flight(fake_llm, 1)
+        await wait_for(
+            "the other batches reported", lambda: only_hung_batch_left(client, handle.id)
+        )
         kill(worker)  # its batch (sections 1 and 2) had section 1 done and 2 in flight
         fresh = start_worker(fake_llm, tmp_path, address, task_queue, "w2")
         output = await handle.result()
