@@ -87,10 +87,15 @@ lint: $(VENV)/.dev  ## ruff and mypy (no llama.cpp build needed)
 	$(BIN)/mypy
 
 test: system-deps install lint production-test-deps  ## everything CI runs (4 pytest workers)
+	$(COMPILE)
 	$(BIN)/python -m pytest -q -n 4 --dist loadgroup
 
+# Bytecode written once: the tests start ~300 Python processes, and where
+# PYTHONDONTWRITEBYTECODE is set (as on CI) each would compile the project again.
+COMPILE := $(BIN)/python -m compileall -q $(LINTED)
 FAST := not (local_model or postgres or server or temporal or aegra or cli)
 test-fast: $(VENV)/.dev  ## in-process tests only: no embedded model, database, server or fanout process
+	$(COMPILE)
 	$(BIN)/python -m pytest -q -n 4 -m "$(FAST)"
 
 $(VENV)/.bench: pyproject.toml constraints.txt $(VENV)/.installed

@@ -17,7 +17,9 @@ from nodes.prompts import ORCHESTRATOR_SYSTEM
 from state.context import Context
 from tests.requirements import local_model_weights
 
-pytestmark = pytest.mark.local_model
+# The ten articles take ~80 s of one core alone, and up to four times that with the other
+# pytest workers loading the same two cores (300 s was exceeded once).
+pytestmark = [pytest.mark.local_model, pytest.mark.timeout(600)]
 local_model_weights()
 
 MAX_TOKENS = 160

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import subprocess
+import sys
 import weakref
 from typing import Any
 
@@ -66,3 +68,26 @@ def test_clients_and_connections_are_closed_when_their_event_loop_ends(fake_llm:
     clients.clear()
     gc.collect()
     assert [loop() for loop in loops] == [None, None]  # nor the loops and their models
+
+
+SDKS_LOADED = """
+import sys
+import graphs.article, graphs.evaluation, graphs.research, langgraph_fanout.cli.main
+loaded = lambda: sorted({"openai", "langchain_openai", "aiohttp"} & set(sys.modules))
+print(loaded())
+from langgraph_fanout.llm.models import load_chat_model
+load_chat_model("openai:any-model", temperature=0.0, max_tokens=10, timeout=5.0)
+print(loaded())
+"""
+
+
+def test_the_provider_sdks_load_with_the_first_model_not_with_the_graphs() -> None:
+    """``fanout runs``/``show`` and a Temporal client read runs without calling a model."""
+    result = subprocess.run(
+        [sys.executable, "-c", SDKS_LOADED],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"OPENAI_API_KEY": "unused"},
+        check=True,
+    )
+    assert result.stdout.splitlines() == ["[]", "['aiohttp', 'langchain_openai', 'openai']"]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TypeVar, overload
 
-import openai
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_config
@@ -16,7 +16,11 @@ from langgraph.constants import TAG_NOSTREAM
 from pydantic import BaseModel
 
 from langgraph_fanout.llm.models import check_models, is_local, model_for, resolve_model
-from langgraph_fanout.llm.retry import LLMConnectionError, MalformedOutputError
+from langgraph_fanout.llm.retry import (
+    LLMConnectionError,
+    MalformedOutputError,
+    openai_connection_error,
+)
 from state.context import Context, Role
 
 Reply = TypeVar("Reply", bound=BaseModel)
@@ -148,14 +152,18 @@ async def call_model(
                 metadata=metadata | (labels or {}), tags=[TAG_NOSTREAM] if quiet else []
             )
             reply = await model_for(context, role, schema, stream=stream).ainvoke(prompt, config)
-    except openai.APIConnectionError as exc:  # includes timeouts; the SDK says neither where
-        what = "timed out" if _timed_out(exc) else "cannot connect"
-        raise LLMConnectionError(
-            f"{current_node()}: {what}: {exc.request.method} {exc.request.url}"
-        ) from exc
     except ValueError as exc:  # the reply did not parse or validate
         raise MalformedOutputError(
             f"{current_node()}: the model's reply is not a valid {expected}: {exc}"
+        ) from exc
+    except Exception as exc:
+        if not openai_connection_error(exc):
+            raise
+        # Timeouts too; the SDK says neither where.
+        what = "timed out" if _timed_out(exc) else "cannot connect"
+        request = exc.request  # type: ignore[attr-defined]  # an openai.APIConnectionError
+        raise LLMConnectionError(
+            f"{current_node()}: {what}: {request.method} {request.url}"
         ) from exc
     if schema is None:
         text = str(reply.text).strip()
@@ -167,7 +175,7 @@ async def call_model(
     return reply
 
 
-def _timed_out(exc: openai.APIConnectionError) -> bool:
+def _timed_out(exc: BaseException) -> bool:
     """Whether the request timed out, rather than finding no server.
 
     The SDK's aiohttp transport reports a refused connection as a timeout too (raised in
@@ -178,4 +186,4 @@ def _timed_out(exc: openai.APIConnectionError) -> bool:
         if isinstance(cause, ConnectionError):  # refused, reset, aborted
             return False
         cause = cause.__cause__
-    return isinstance(exc, openai.APITimeoutError)
+    return isinstance(exc, sys.modules["openai"].APITimeoutError)

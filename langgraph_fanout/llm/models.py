@@ -8,12 +8,9 @@ import logging
 import os
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, get_args
 from weakref import WeakKeyDictionary
 
-import httpx2
-import openai
-from langchain.chat_models import init_chat_model
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
 from pydantic import BaseModel
@@ -21,15 +18,15 @@ from pydantic import BaseModel
 from langgraph_fanout.llm.retry import CLIENT_RETRIES
 from state.context import MAX_SECTIONS_LIMIT, ConfigurationError, Context, Role
 
+if TYPE_CHECKING:
+    import httpx2
+
 DEFAULT_MODEL = "openai:gpt-4.1-mini"
 """The model used when an OpenAI key is set and nothing else is asked for."""
 LOCAL_MODEL = "local"
 """Spec of the embedded model; ``local:/path/to/model.gguf`` picks other weights."""
 
 logger = logging.getLogger(__name__)
-
-POOL_LIMITS = httpx2.Limits(max_connections=MAX_SECTIONS_LIMIT)
-"""An OpenAI client's connection pool: room for the largest fan-out at once."""
 
 _Key = tuple[str, float, int, float, type[BaseModel] | None, bool]
 
@@ -84,12 +81,20 @@ def load_chat_model(
         if not (provider and name):
             raise ValueError(f"must be 'provider:model', e.g. {DEFAULT_MODEL!r}")
         logger.debug("loading chat model %s", spec)
+        # Imported here: a process that reads runs but calls no model (``fanout runs``, a
+        # Temporal client) does without the SDKs (~0.8 s of imports).
+        import httpx2
+        import openai
+        from langchain.chat_models import init_chat_model
+
         http: dict[str, Any] = {}
         if provider == "openai":
             # The SDK's aiohttp transport: its default httpx pool re-scans every connection per
             # request, a CPU cost that grows with the square of the requests in flight.
             http["http_async_client"] = openai.DefaultAioHttpClient(
-                timeout=timeout, limits=POOL_LIMITS
+                # Room for the largest fan-out at once.
+                timeout=timeout,
+                limits=httpx2.Limits(max_connections=MAX_SECTIONS_LIMIT),
             )
             # Token usage of streamed replies too (langchain-openai asks for it only from
             # api.openai.com): the CLI's live view streams, and still reports tokens.

@@ -35,6 +35,16 @@ class LLMConnectionError(RuntimeError):
     """
 
 
+def openai_connection_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is the openai SDK's "could not connect or timed out" error.
+
+    Such an error exists only once the SDK is loaded: processes that never call a model (a
+    Temporal client, ``fanout runs``, the server's API process) need not import it (~0.6 s).
+    """
+    openai = sys.modules.get("openai")
+    return openai is not None and isinstance(exc, openai.APIConnectionError)
+
+
 def is_retryable(exc: BaseException) -> bool:
     """Transient provider failures and malformed model output.
 
@@ -52,10 +62,7 @@ def is_retryable(exc: BaseException) -> bool:
         ),
     ):
         return True
-    # An openai error exists only once the SDK is loaded: processes that never call a model
-    # (a Temporal client, the server's API process) need not import it (~0.5 s).
-    openai = sys.modules.get("openai")
-    if openai is not None and isinstance(exc, openai.APIConnectionError):  # incl. timeouts
+    if openai_connection_error(exc):
         return True
     status = getattr(exc, "status_code", None)  # openai, anthropic, ... status errors
     return isinstance(status, int) and (status in TRANSIENT_STATUS or status >= 500)
