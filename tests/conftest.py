@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from temporalio.client import Client
     from temporalio.testing import WorkflowEnvironment
 
-    from tests.test_server import Server
+    from tests.langgraph_server import Server
 
 # --- fake LLM -------------------------------------------------------------------------------
 
@@ -107,7 +107,7 @@ def langgraph_dev(
     fake_llm_server: FakeLLM, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     """One ``langgraph dev`` process on SQLite for the session's server tests (never killed)."""
-    from tests.test_server import server_env, start_server
+    from tests.langgraph_server import server_env, start_server
 
     workdir = tmp_path_factory.mktemp("langgraph-dev")
     running = start_server(workdir, server_env(fake_llm_server, workdir / "checkpoints.sqlite"))

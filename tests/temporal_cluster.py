@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from langgraph_fanout.production.postgres import free_port
 from tests.fake_llm import FakeLLM
 from tests.fanout_cli import FANOUT, fanout_env
 from tests.requirements import unavailable
@@ -95,13 +96,6 @@ async def wait_for(what: str, check: Callable[[], Any]) -> Any:
             return value
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.1)
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class DevServer:

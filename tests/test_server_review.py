@@ -20,14 +20,8 @@ import pytest
 from langgraph_sdk.client import SyncLangGraphClient
 
 from tests.fake_llm import FakeLLM
-from tests.test_server import (
-    DOCUMENTED_URL,
-    Server,
-    _wait_for_flush,
-    server_doc_blocks,
-    server_env,
-    start_server,
-)
+from tests.langgraph_server import Server, server_env, start_server
+from tests.test_server import DOCUMENTED_URL, _wait_for_flush, server_doc_blocks
 
 pytestmark = pytest.mark.server
 

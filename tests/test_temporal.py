@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import uuid
@@ -30,6 +29,7 @@ from temporalio.service import RPCError, RPCStatusCode  # noqa: E402
 from temporalio.worker import Replayer  # noqa: E402
 
 from graphs import article, evaluation, research  # noqa: E402
+from langgraph_fanout.production.postgres import free_port  # noqa: E402
 from langgraph_fanout.temporal.client import start_run  # noqa: E402
 from langgraph_fanout.temporal.policy import RunInterceptor  # noqa: E402
 from langgraph_fanout.temporal.worker import graph_builders, serving  # noqa: E402
@@ -504,12 +504,6 @@ def test_workflows_are_the_graphs() -> None:
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "temporal.md").read_text()
 README_ADDRESS = "127.0.0.1:7233"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_scaling_out_commands_run(fake_llm: FakeLLM, tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from state.context import ConfigurationError
 from state.inputs import InvalidInputError
 from tests.fake_llm import FakeLLM
 from tests.fanout_cli import RUN_TIMEOUT, start_fanout, wait_for_results
+from tests.langgraph_server import Server, server_env, start_server
 from tests.test_durability import (
     article_calls,
     hang_once,
@@ -29,7 +30,6 @@ from tests.test_durability import (
     research_calls,
     run_and_kill,
 )
-from tests.test_server import Server, server_env, start_server
 
 pytestmark = [pytest.mark.cli, pytest.mark.timeout(180)]
 BUSY = "is running elsewhere"

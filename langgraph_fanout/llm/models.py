@@ -92,9 +92,8 @@ def load_chat_model(
             # The SDK's aiohttp transport: its default httpx pool re-scans every connection per
             # request, a CPU cost that grows with the square of the requests in flight.
             http["http_async_client"] = openai.DefaultAioHttpClient(
-                # Room for the largest fan-out at once.
                 timeout=timeout,
-                limits=httpx2.Limits(max_connections=MAX_SECTIONS_LIMIT),
+                limits=httpx2.Limits(max_connections=MAX_SECTIONS_LIMIT),  # the widest fan-out
             )
             # Token usage of streamed replies too (langchain-openai asks for it only from
             # api.openai.com): the CLI's live view streams, and still reports tokens.
