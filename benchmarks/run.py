@@ -385,7 +385,7 @@ def main(argv: list[str] | None = None) -> None:
             if (bindir := find_bindir()) is None:
                 _progress("no PostgreSQL binaries (make system-deps): skipping project+postgres")
             else:
-                postgres = stack.enter_context(postgres_cluster(bindir))
+                postgres = stack.enter_context(postgres_cluster(bindir)).url
         if postgres is None:
             names = [c for c in names if c != "project+postgres"]
         fake = stack.enter_context(start_fake_llm(latency=args.latency))

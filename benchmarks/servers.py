@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     progress(f"load average at start: {' '.join(f'{x:.2f}' for x in load_start)}")
     with contextlib.ExitStack() as stack:
         fake = stack.enter_context(start_fake_llm(latency=args.latency))
-        postgres = stack.enter_context(postgres_cluster(bindir))
+        postgres = stack.enter_context(postgres_cluster(bindir)).url
         redis = stack.enter_context(redis_server(redis_binary))
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fanout-servers-")))
         clusters = []

@@ -58,8 +58,8 @@ def postgres_url() -> Iterator[str]:
             "PostgreSQL binaries not found (/usr/lib/postgresql/*/bin/initdb)",
             install="apt-get install postgresql",
         )
-    with postgres_cluster(bindir, fsync=False) as url:
-        yield url
+    with postgres_cluster(bindir, fsync=False) as cluster:
+        yield cluster.url
 
 
 # --- Temporal -------------------------------------------------------------------------------

@@ -22,6 +22,8 @@ from state.inputs import (
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_TAKEN_OVER = 4
+"""Another process took the thread after this one lost its lock (a database restart)."""
 MAX_THREAD_ID_CHARS = 200
 
 

@@ -13,10 +13,10 @@ import logging
 import shlex
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import TypeAdapter
 from rich.logging import RichHandler
@@ -25,6 +25,7 @@ from rich.markup import escape
 from langgraph_fanout.cli.arguments import (
     EXIT_FAILED,
     EXIT_OK,
+    EXIT_TAKEN_OVER,
     EXIT_USAGE,
     UsageError,
     check_run_models,
@@ -35,6 +36,7 @@ from langgraph_fanout.cli.arguments import (
     thread_id,
 )
 from langgraph_fanout.cli.output import (
+    NoticeHandler,
     print_header,
     print_result,
     print_runs,
@@ -53,7 +55,12 @@ from langgraph_fanout.persistence.checkpointer import (
     has_secret,
     redact,
 )
-from langgraph_fanout.persistence.thread_lock import ThreadBusyError, thread_lock
+from langgraph_fanout.persistence.thread_lock import (
+    HeldThread,
+    ThreadBusyError,
+    ThreadTakenOverError,
+    thread_lock,
+)
 from langgraph_fanout.workflows import COMMANDS, WORKFLOWS, Workflow
 from state.context import Context
 
@@ -64,6 +71,7 @@ if TYPE_CHECKING:
     from langgraph_fanout.cli.progress import RunProgress
     from langgraph_fanout.persistence.batched_writes import BatchedWrites
 
+T = TypeVar("T")
 CONTEXT_SCHEMA = TypeAdapter(Context).json_schema()
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 """Signals that stop a run: Ctrl-C, and what `timeout`, Docker and systemd send."""
@@ -188,6 +196,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         handlers=[RichHandler(console=stderr, show_path=False)],
         format="%(message)s",
     )
+    notices = logging.getLogger("langgraph_fanout.database")  # lost / back: one plain line each
+    notices.addHandler(NoticeHandler())
+    notices.propagate = False
+    # psycopg warns of each pipeline it could not close on a dropped connection: an outage
+    # the notices above already report.
+    logging.getLogger("psycopg").setLevel(logging.ERROR)
     # A run allocates many short-lived objects per worker; collecting less often saves
     # 20-40% CPU at 1,000 workers (measured while benchmarking issue 12).
     gc.set_threshold(10_000, 10, 10)
@@ -267,11 +281,14 @@ async def _start(args: argparse.Namespace, workflow: Workflow) -> int:
     value, context = new_run(args, workflow)
     answers = reviewer(args, workflow, context, paused=False)
     record = RunRecord.new(workflow, value, context, args.thread)
-    async with aopen_checkpointer(args.db) as saver, thread_lock(args.db, record.thread_id):
+    async with (
+        aopen_checkpointer(args.db) as saver,
+        thread_lock(args.db, record.thread_id, saver=saver) as held,
+    ):
         if args.thread:
             await _check_thread_free(saver, workflow, args.thread)
         payload = {workflow.input_field: value}
-        return await _execute(args, saver, workflow, record, payload, answers)
+        return await _execute(args, saver, held, workflow, record, payload, answers)
 
 
 async def _check_thread_free(
@@ -321,7 +338,10 @@ async def _not_ours(saver: BaseCheckpointSaver, args: argparse.Namespace) -> Usa
 
 
 async def _resume(args: argparse.Namespace) -> int:
-    async with _existing_run(args) as (saver, record), thread_lock(args.db, record.thread_id):
+    async with (
+        _existing_run(args) as (saver, record),
+        thread_lock(args.db, record.thread_id, saver=saver) as held,
+    ):
         record = replace(record, context=run_context(args, record.context))
         check_run_models(record.context)
         workflow = WORKFLOWS[record.graph]
@@ -329,12 +349,13 @@ async def _resume(args: argparse.Namespace) -> int:
         if status == "done":
             stderr.print("the run already finished: nothing to resume", highlight=False)
         answers = reviewer(args, workflow, record.context, paused=status == "paused")
-        return await _execute(args, saver, workflow, record, None, answers)
+        return await _execute(args, saver, held, workflow, record, None, answers)
 
 
 async def _execute(
     args: argparse.Namespace,
     saver: BatchedWrites,
+    held: HeldThread,
     workflow: Workflow,
     record: RunRecord,
     payload: dict[str, Any] | None,
@@ -351,7 +372,13 @@ async def _execute(
     graph = workflow.compile(saver)
     config = record.config([progress], args.max_concurrency)
     try:
-        output = await run_graph(graph, payload, config, record.context, progress, reviewer)
+        output = await _while_held(
+            held, run_graph(graph, payload, config, record.context, progress, reviewer)
+        )
+    except ThreadTakenOverError as exc:  # the lock was lost and another process took the thread
+        stderr.print(f"[bold red]stopped:[/] {escape(str(exc))}", highlight=False)
+        stderr.print(_show_hint(args, record), highlight=False, markup=False)
+        return EXIT_TAKEN_OVER
     except asyncio.CancelledError:  # Ctrl-C
         stderr.print(f"interrupted; {_resume_hint(args, record)}", highlight=False, markup=False)
         raise
@@ -364,6 +391,37 @@ async def _execute(
         return EXIT_FAILED
     print_result(args, workflow, record, output, progress.usage())
     return EXIT_REJECTED if (output.get("review") or {}).get("decision") == "rejected" else EXIT_OK
+
+
+async def _while_held(held: HeldThread, work: Coroutine[Any, Any, T]) -> T:
+    """``work``, stopped at once if another process takes the thread.
+
+    Its LLM calls start only while the thread is surely this process's.
+
+    Raises:
+        ThreadTakenOverError: it did (nothing of this process reaches the thread after it).
+    """
+    from langgraph_fanout.llm.call import CALL_ADMISSION
+
+    admission = CALL_ADMISSION.set(held.admit)
+    try:
+        task = asyncio.ensure_future(work)  # a copy of this context: admitted by the thread
+    finally:
+        CALL_ADMISSION.reset(admission)
+    held.lost.add_done_callback(lambda _: task.cancel())
+    try:
+        return await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if held.lost.done() and current is not None and not current.cancelling():
+            raise held.lost.result() from None
+        raise
+
+
+def _show_hint(args: argparse.Namespace, record: RunRecord) -> str:
+    db = f" --db {shlex.quote(redact(args.db))}" if args.db else ""
+    thread = shlex.quote(record.thread_id)
+    return f"the thread's run goes on there; see it with: fanout show {thread}{db}"
 
 
 def _resume_hint(args: argparse.Namespace, record: RunRecord) -> str:

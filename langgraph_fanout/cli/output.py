@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from typing import Any
 
 from rich.console import Console
@@ -44,6 +45,14 @@ def print_result(
         return
     else:
         stdout.print(printable(workflow.render(output)))
+
+
+class NoticeHandler(logging.Handler):
+    """Log records as one plain line each on stderr (above the live view, if one is up)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Print the record's message."""
+        stderr.print(printable(record.getMessage(), one_line=True), markup=False, highlight=False)
 
 
 def print_header(workflow: Workflow, thread_id: str, model: str, where: str = "") -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TypeVar, overload
@@ -64,6 +64,13 @@ class StreamSlots:
 
 STREAM_SLOTS: ContextVar[StreamSlots | None] = ContextVar("fanout_stream_slots", default=None)
 """The run's :class:`StreamSlots`; None (the default): every call may stream."""
+
+
+CALL_ADMISSION: ContextVar[Callable[[], Awaitable[None]] | None] = ContextVar(
+    "fanout_call_admission", default=None
+)
+"""Awaited before each LLM call of the run starts, which it may hold back or refuse by raising
+(a run that is not sure it still holds its thread waits: ``persistence/thread_lock.py``)."""
 
 
 @contextmanager
@@ -136,6 +143,8 @@ async def call_model(
         MalformedOutputError: the reply is empty or not a valid ``schema`` (retryable).
     """
     check_models(context)
+    if (admit := CALL_ADMISSION.get()) is not None:
+        await admit()
     model = resolve_model(context.model_for(role))
     metadata = {
         "fanout_role": role,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
@@ -180,11 +181,20 @@ def open_checkpointer(url: str | None = None) -> Iterator[BaseCheckpointSaver]:
     with ExitStack() as stack:
         try:
             if is_postgres(url):
+                import psycopg
                 from langgraph.checkpoint.postgres import PostgresSaver
+
+                from langgraph_fanout.persistence.batched_postgres import (
+                    SETUP_LOCK,
+                    SETUP_POLL_SECONDS,
+                )
 
                 saver: PostgresSaver | SqliteSaver
                 saver = stack.enter_context(PostgresSaver.from_conn_string(url))
-                saver.setup()
+                with psycopg.connect(url, autocommit=True) as lock:  # one setup at a time
+                    while not lock.execute(SETUP_LOCK).fetchone()[0]:  # type: ignore[index]
+                        time.sleep(SETUP_POLL_SECONDS)
+                    saver.setup()
             else:
                 from langgraph.checkpoint.sqlite import SqliteSaver
 

@@ -1,23 +1,32 @@
 """One writer per thread: a lock that a run holds while it runs, and that dies with its holder.
 
 PostgreSQL: a session-level advisory lock, on a connection of its own; the server drops it
-when that connection dies, whichever machine the holder ran on. SQLite: an OS file lock
-(``flock``, through filelock) on a file next to the database, one per thread and removed on
-release; the kernel drops it when the holder's process dies. Either way a ``kill -9`` leaves
-no stale lock behind.
+when that connection dies, whichever machine the holder ran on. Since a PostgreSQL restart or a
+network cut drops it too while its holder lives, taking it also raises the thread's generation
+(``fencing.py``): the holder's checkpoint writes check that generation in their own
+transaction, and a keeper takes the lock again as soon as the database is back. A holder whose
+thread another process took meanwhile is refused every write and learns it
+(:attr:`HeldThread.lost`).
 
-``fanout`` refuses a busy thread at once; the served graphs
-(``langgraph_fanout/server/one_writer.py``) wait for it a while, polling.
+SQLite: an OS file lock (``flock``, through filelock) on a file next to the database, one per
+thread; the kernel drops it when the holder's process dies, and only then: a frozen holder
+keeps it, so no takeover and no fence are needed there.
+
+Either way a ``kill -9`` leaves no stale lock behind. ``fanout`` refuses a busy thread at once;
+the served graphs (``langgraph_fanout/server/one_writer.py``) wait for it a while, polling.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from langgraph_fanout.persistence.checkpointer import (
     DatabaseError,
@@ -28,8 +37,13 @@ from langgraph_fanout.persistence.checkpointer import (
     sqlite_file,
 )
 
+if TYPE_CHECKING:
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+    from psycopg import AsyncConnection
+
 NAMESPACE = "langgraph-fanout thread "
 """Prefix of every advisory-lock key, so other applications' locks never collide with ours."""
+LOCK_KEY = "hashtextextended(%s, 0)"
 
 
 class ThreadBusyError(ValueError):
@@ -49,33 +63,83 @@ class ThreadBusyError(ValueError):
         self.thread_id = thread_id
 
 
+class ThreadTakenOverError(RuntimeError):
+    """Another process took the thread after this one lost its lock: its writes are refused."""
+
+    def __init__(self, thread_id: str, holder: str, taken_at: datetime | None = None) -> None:
+        when = f" at {taken_at:%Y-%m-%d %H:%M:%S %Z}" if taken_at else ""
+        super().__init__(
+            f"thread {thread_id!r} was taken over by {holder}{when} while this process had "
+            "lost its database connection; this process stops without writing to it again "
+            "(the thread's result is the other process's)"
+        )
+        self.thread_id = thread_id
+
+
 POLL_SECONDS = 0.25
 """How often a waiting run tries the lock again."""
 
 
+class HeldThread:
+    """A thread this process holds.
+
+    ``sure`` is set while the lock is known to be held (cleared from the moment its connection
+    dies until the keeper has taken it again); ``lost`` is set if another process took the
+    thread meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self.lost: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
+        self.sure = asyncio.Event()
+        self.sure.set()
+
+    async def admit(self) -> None:
+        """Return once the thread is surely still ours: an LLM call may start.
+
+        Raises:
+            ThreadTakenOverError: another process took the thread.
+        """
+        if not self.sure.is_set() and not self.lost.done():
+            sure: asyncio.Future[object] = asyncio.ensure_future(self.sure.wait())
+            lost = cast("asyncio.Future[object]", self.lost)
+            try:
+                await asyncio.wait([sure, lost], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sure.cancel()
+        if self.lost.done():
+            raise self.lost.result()
+
+
 @asynccontextmanager
-async def thread_lock(url: str | None, thread_id: str, *, wait: float = 0.0) -> AsyncIterator[None]:
+async def thread_lock(
+    url: str | None,
+    thread_id: str,
+    *,
+    wait: float = 0.0,
+    saver: BaseCheckpointSaver | None = None,
+) -> AsyncIterator[HeldThread]:
     """Hold ``thread_id``'s lock in database ``url`` for the block.
 
-    ``wait``: seconds to wait for a busy thread (0: refuse it at once).
+    ``wait``: seconds to wait for a busy thread (0: refuse it at once). ``saver``: the
+    checkpointer the holder writes with; on PostgreSQL its writes to the thread are fenced
+    (refused once another process has taken the thread).
 
     Raises:
         ThreadBusyError: another process holds it (after ``wait`` seconds).
         DatabaseError: the lock cannot be taken for another reason.
     """
     url = db_url(url)
-    lock = (
-        _advisory_lock(url, thread_id)
-        if is_postgres(url)
-        else _file_lock(lock_file(url, thread_id))
-    )
-    async with lock as try_lock:
+    lock: _Lock = _AdvisoryLock(url, thread_id) if is_postgres(url) else _FileLock(url, thread_id)
+    try:
         deadline = time.monotonic() + wait
-        while not await try_lock():
+        while not await lock.try_take():
             if time.monotonic() >= deadline:
                 raise ThreadBusyError(thread_id, wait)
             await asyncio.sleep(POLL_SECONDS)
-        yield
+        async with lock.fenced(saver):
+            yield lock.held
+    finally:
+        await lock.release()
 
 
 def lock_file(url: str, thread_id: str) -> Path:
@@ -85,65 +149,184 @@ def lock_file(url: str, thread_id: str) -> Path:
     return database.with_name(f"{database.name}.locks") / f"{digest}.lock"
 
 
-TryLock = Callable[[], Awaitable[bool]]
-"""Take the lock if it is free; whether it was."""
+class _Lock:
+    """What :func:`thread_lock` needs of a lock."""
+
+    def __init__(self) -> None:
+        self.held = HeldThread()
+
+    async def try_take(self) -> bool:
+        """Take the lock if it is free; whether it was."""
+        raise NotImplementedError
+
+    @asynccontextmanager
+    async def fenced(self, saver: BaseCheckpointSaver | None) -> AsyncIterator[None]:
+        """While held: ``saver``'s writes to the thread checked against takeovers, if need be."""
+        yield
+
+    async def release(self) -> None:
+        """Let the lock go (if taken); never raises for a connection already gone."""
 
 
-@asynccontextmanager
-async def _advisory_lock(url: str, thread_id: str) -> AsyncIterator[TryLock]:
-    import psycopg
-
-    key = NAMESPACE + thread_id
-    try:
-        connection = await psycopg.AsyncConnection.connect(url, autocommit=True)
-    except psycopg.Error as exc:
-        raise DatabaseError(f"cannot open {redact(url)}: {scrub(str(exc), url)}") from None
-    taken = False
-
-    async def try_lock() -> bool:
-        nonlocal taken
-        cursor = await connection.execute(
-            "select pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)
-        )
-        row = await cursor.fetchone()
-        taken = bool(row and row[0])
-        return taken
-
-    async with connection:
-        try:
-            yield try_lock
-        finally:
-            if taken:
-                await connection.execute(
-                    "select pg_advisory_unlock(hashtextextended(%s, 0))", (key,)
-                )
-
-
-@asynccontextmanager
-async def _file_lock(path: Path) -> AsyncIterator[TryLock]:
-    """The OS lock of the file at ``path``.
+class _FileLock(_Lock):
+    """The OS lock of the thread's lock file.
 
     Taken and released on a worker thread: file system calls would block the event loop
     (``langgraph dev`` fails a run that blocks it).
     """
-    from filelock import FileLock, Timeout
 
-    # A kernel lock only: a lock file left by a killed process must never count as held.
-    lock = FileLock(path, blocking=False, fallback_to_soft=False, thread_local=False)
+    def __init__(self, url: str, thread_id: str) -> None:
+        from filelock import FileLock
 
-    def take() -> bool:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            lock.acquire()
-        except Timeout:
-            return False
-        return True
+        super().__init__()
+        self.path = lock_file(url, thread_id)
+        # A kernel lock only: a lock file left by a killed process must never count as held.
+        self.lock = FileLock(self.path, blocking=False, fallback_to_soft=False, thread_local=False)
 
-    async def try_lock() -> bool:
+    async def try_take(self) -> bool:
+        from filelock import Timeout
+
+        def take() -> bool:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.lock.acquire()
+            except Timeout:
+                return False
+            return True
+
         return await asyncio.to_thread(take)
 
-    try:
-        yield try_lock
-    finally:
-        if lock.is_locked:
-            await asyncio.to_thread(lock.release)
+    async def release(self) -> None:
+        if self.lock.is_locked:
+            await asyncio.to_thread(self.lock.release)
+
+
+class _AdvisoryLock(_Lock):
+    """A session advisory lock on a connection of its own, kept through outages."""
+
+    def __init__(self, url: str, thread_id: str) -> None:
+        from langgraph_fanout.persistence.outages import outage_of
+
+        super().__init__()
+        self.url = url
+        self.thread_id = thread_id
+        self.key = NAMESPACE + thread_id
+        self.outage = outage_of(url)
+        self.conn: AsyncConnection[Any] | None = None
+        self.generation = 0
+        self.keeper: asyncio.Task[None] | None = None
+
+    async def connect(self) -> AsyncConnection[Any]:
+        """The lock's connection, made anew if it died."""
+        import psycopg
+
+        if self.conn is None or self.conn.closed:
+            # TCP keepalives: a peer gone without a word (a cut network) is noticed in ~10 s.
+            self.conn = await psycopg.AsyncConnection.connect(
+                self.url,
+                autocommit=True,
+                keepalives=1,
+                keepalives_idle=4,
+                keepalives_interval=2,
+                keepalives_count=3,
+            )
+        return self.conn
+
+    async def try_take(self) -> bool:
+        import psycopg
+
+        from langgraph_fanout.persistence.fencing import take
+        from langgraph_fanout.persistence.outages import ride_out
+
+        async def take_once() -> bool:
+            conn = await self.connect()
+            if not await self._try_lock(conn):
+                return False
+            self.generation = await take(conn, self.thread_id)
+            return True
+
+        if self.conn is None:  # a database that never answered fails at once
+            try:
+                await self.connect()
+            except psycopg.Error as exc:
+                message = f"cannot open {redact(self.url)}: {scrub(str(exc), self.url)}"
+                raise DatabaseError(message) from None
+        if not await ride_out(self.outage, take_once, self.connect):
+            return False
+        self.keeper = asyncio.get_running_loop().create_task(self.keep())
+        return True
+
+    async def _try_lock(self, conn: AsyncConnection[Any]) -> bool:
+        cursor = await conn.execute(f"select pg_try_advisory_lock({LOCK_KEY})", (self.key,))
+        row = await cursor.fetchone()
+        return bool(row and row[0])
+
+    async def keep(self) -> None:
+        """Wait for the lock's connection to die; take the lock again, or learn who has."""
+        import psycopg
+
+        from langgraph_fanout.persistence.fencing import Holder, holder_of
+        from langgraph_fanout.persistence.outages import ride_out
+
+        async def retake() -> tuple[bool, Holder | None]:
+            conn = await self.connect()
+            locked = await self._try_lock(conn)
+            return locked, await holder_of(conn, self.thread_id)
+
+        while True:
+            assert self.conn is not None
+            try:
+                async for _ in self.conn.notifies():  # returns only when the connection dies
+                    pass
+            except psycopg.OperationalError as exc:
+                self.outage.lost(exc)
+            self.held.sure.clear()  # no new LLM call until the thread is known to be ours
+            locked, holder = await ride_out(self.outage, retake, self.connect)
+            if locked and holder is not None and holder.generation == self.generation:
+                self.held.sure.set()
+                continue  # ours again: nobody took the thread meanwhile
+            if locked:
+                await self._unlock()
+            if not self.held.lost.done():
+                name = holder.holder if holder else "another process"
+                error = ThreadTakenOverError(
+                    self.thread_id, name, holder.taken_at if holder else None
+                )
+                self.held.lost.set_result(error)
+            return
+
+    @asynccontextmanager
+    async def fenced(self, saver: BaseCheckpointSaver | None) -> AsyncIterator[None]:
+        from langgraph_fanout.persistence.fencing import Fence, FencedWrites
+
+        if not isinstance(saver, FencedWrites):
+            yield
+            return
+        saver.fences[self.thread_id] = Fence(self.thread_id, self.generation)
+        try:
+            yield
+        finally:
+            saver.fences.pop(self.thread_id, None)
+
+    async def _unlock(self) -> None:
+        import psycopg
+
+        if self.conn is not None and not self.conn.closed:
+            with contextlib.suppress(psycopg.Error):  # a dead session holds no lock
+                await self.conn.execute(f"select pg_advisory_unlock({LOCK_KEY})", (self.key,))
+
+    async def release(self) -> None:
+        import psycopg
+
+        if self.keeper is None:  # never taken
+            if self.conn is not None:
+                await self.conn.close()
+            return
+        self.keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError, psycopg.Error):
+            await self.keeper
+        if not self.held.lost.done():
+            await self._unlock()
+        if self.conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                await self.conn.close()

@@ -43,8 +43,13 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, _exit_on_signal)
 
     with ExitStack() as stack:
-        database_url = os.environ.get("DATABASE_URL") or stack.enter_context(
-            postgres_cluster(_need(find_bindir(), "postgresql"), data_dir=args.data / "postgres")
+        database_url = (
+            os.environ.get("DATABASE_URL")
+            or stack.enter_context(
+                postgres_cluster(
+                    _need(find_bindir(), "postgresql"), data_dir=args.data / "postgres"
+                )
+            ).url
         )
         redis_url = os.environ.get("REDIS_URL") or stack.enter_context(
             redis_server(_need(find_redis_server(), "redis-server"), args.data / "redis")

@@ -54,39 +54,88 @@ def _run(command: list[str], timeout: float = START_TIMEOUT) -> None:
         )
 
 
+class PostgresCluster:
+    """A cluster in ``root`` (``root/data``, log ``root/server.log``), served on 127.0.0.1."""
+
+    def __init__(self, bindir: Path, root: Path, *, fsync: bool = True) -> None:
+        self.bindir = bindir
+        self.root = root.resolve()  # PostgreSQL resolves a relative socket dir from its data
+        self.data, self.log = self.root / "data", self.root / "server.log"
+        self.port = free_port()
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1"
+        options += f" -c unix_socket_directories={self.root}"
+        if not fsync:
+            options += " -c fsync=off -c full_page_writes=off"
+        self.options = options
+
+    @property
+    def url(self) -> str:
+        """The ``postgresql://`` URL of its database ``fanout``."""
+        return f"postgresql://{PG_USER}@127.0.0.1:{self.port}/{DATABASE}"
+
+    def start(self) -> None:
+        """Start it (initdb first if it has no data; database ``fanout`` made if missing).
+
+        Raises:
+            RuntimeError: it did not start; the message holds its log.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.root, PG_USER, PG_USER)
+        try:
+            if not (self.data / "PG_VERSION").exists():
+                _run([str(self.bindir / "initdb"), "-D", str(self.data), "-U", PG_USER,
+                      "-A", "trust", "-N"])  # fmt: skip
+            _run([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
+                  "-o", self.options, "-w", "-t", str(START_TIMEOUT), "start"])  # fmt: skip
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            server_log = self.log.read_text(errors="replace") if self.log.exists() else "(none)"
+            raise RuntimeError(
+                f"PostgreSQL did not start: {exc}\nserver log:\n{server_log}"
+            ) from None
+        admin = f"postgresql://{PG_USER}@127.0.0.1:{self.port}/postgres"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            query = "SELECT 1 FROM pg_database WHERE datname = %s"
+            if conn.execute(query, (DATABASE,)).fetchone() is None:
+                conn.execute(f"CREATE DATABASE {DATABASE}")
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop it: ``fast`` (clients disconnected, clean) or ``immediate`` (as if it crashed)."""
+        _run([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", mode, "stop"])
+
+    def running(self) -> bool:
+        """Whether its server process runs (``pg_ctl status``)."""
+        status = subprocess.run(
+            _as_postgres([str(self.bindir / "pg_ctl"), "-D", str(self.data), "status"]),
+            capture_output=True,
+            timeout=START_TIMEOUT,
+            check=False,
+        )
+        return status.returncode == 0
+
+
 @contextmanager
 def postgres_cluster(
     bindir: Path, *, fsync: bool = True, data_dir: Path | None = None
-) -> Iterator[str]:
-    """Start a cluster; yield a ``postgresql://`` URL of its database ``fanout``.
+) -> Iterator[PostgresCluster]:
+    """A started cluster for the block.
 
     With ``data_dir`` the cluster lives there and is kept (made on first use, started again
     after); without, it lives in a temp dir and is removed with its data.
     """
-    root = data_dir or Path(tempfile.mkdtemp(prefix="fanout-pg-"))
-    root.mkdir(parents=True, exist_ok=True)
-    data, log = root / "data", root / "server.log"
-    if os.geteuid() == 0:
-        shutil.chown(root, PG_USER, PG_USER)
-    port = free_port()
-    options = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={root}"
-    if not fsync:
-        options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-    pg_ctl = [str(bindir / "pg_ctl"), "-D", str(data)]
+    cluster = PostgresCluster(
+        bindir, data_dir or Path(tempfile.mkdtemp(prefix="fanout-pg-")), fsync=fsync
+    )
     try:
-        _start(bindir, data, log, options)
+        cluster.start()
         try:
-            admin = f"postgresql://{PG_USER}@127.0.0.1:{port}/postgres"
-            with psycopg.connect(admin, autocommit=True) as conn:
-                query = "SELECT 1 FROM pg_database WHERE datname = %s"
-                if conn.execute(query, (DATABASE,)).fetchone() is None:
-                    conn.execute(f"CREATE DATABASE {DATABASE}")
-            yield f"postgresql://{PG_USER}@127.0.0.1:{port}/{DATABASE}"
+            yield cluster
         finally:
-            _run([*pg_ctl, "-m", "immediate" if data_dir is None else "fast", "stop"])
+            if cluster.running():
+                cluster.stop("immediate" if data_dir is None else "fast")
     finally:
         if data_dir is None:
-            shutil.rmtree(root, ignore_errors=True)
+            shutil.rmtree(cluster.root, ignore_errors=True)
 
 
 def create_database(url: str, name: str) -> str:
@@ -95,15 +144,3 @@ def create_database(url: str, name: str) -> str:
         conn.execute(f"DROP DATABASE IF EXISTS {name}")
         conn.execute(f"CREATE DATABASE {name}")
     return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
-def _start(bindir: Path, data: Path, log: Path, options: str) -> None:
-    """Start the cluster in ``data`` (initdb first if it has none); raise with its log if not."""
-    try:
-        if not (data / "PG_VERSION").exists():
-            _run([str(bindir / "initdb"), "-D", str(data), "-U", PG_USER, "-A", "trust", "-N"])
-        _run([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options, "-w",
-              "-t", str(START_TIMEOUT), "start"])  # fmt: skip
-    except (RuntimeError, subprocess.TimeoutExpired) as exc:
-        server_log = log.read_text(errors="replace") if log.exists() else "(none)"
-        raise RuntimeError(f"PostgreSQL did not start: {exc}\nserver log:\n{server_log}") from None

@@ -1,0 +1,184 @@
+"""PostgreSQL restarts under a running ``fanout``: ridden out, and a lost lock is fenced.
+
+Each test has a PostgreSQL cluster of its own, stopped with ``pg_ctl -m immediate`` (as a crash
+would) while researchers are in flight at the fake LLM, then started again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from langgraph_fanout.production.postgres import PostgresCluster, find_bindir, postgres_cluster
+from tests.fake_llm import FakeLLM
+from tests.fanout_cli import RUN_TIMEOUT, fanout, json_result, saved_rows, start_fanout
+from tests.fanout_cli import wait_for_results as wait_for_saved
+from tests.requirements import unavailable
+from tests.test_durability import new_thread, research_calls, show, wait_for_in_flight
+from tests.test_thread_lock import branches
+
+pytestmark = [pytest.mark.cli, pytest.mark.postgres, pytest.mark.timeout(240)]
+
+ONE_RUN = {"plan": 1, "q1": 1, "q2": 1, "q3": 1, "q4": 1, "writer": 1}
+"""The LLM calls of one research run on four questions: the minimum."""
+HOLD_Q3_Q4 = [
+    {"schema": "ResearchPlan", "items": 4},
+    {"match": "Fake questions 3 for", "hold": True, "times": 1},
+    {"match": "Fake questions 4 for", "hold": True, "times": 1},
+]
+"""Researchers 3 and 4 wait at the fake until the test releases them."""
+
+
+@pytest.fixture
+def cluster() -> Iterator[PostgresCluster]:
+    """A PostgreSQL cluster of the test's own, to stop and start."""
+    bindir = find_bindir()
+    if bindir is None:
+        unavailable("PostgreSQL is not installed", install="apt-get install postgresql")
+    assert bindir is not None
+    with postgres_cluster(bindir, fsync=False) as started:
+        yield started
+
+
+def start_research(fake: FakeLLM, cwd: Path, db: str, thread: str) -> subprocess.Popen[str]:
+    """``fanout research`` on four questions, held once researchers 1 and 2 are saved."""
+    cwd.mkdir(exist_ok=True)
+    process = start_fanout(fake, cwd, "research", "tides", "--thread", thread, "--db", db, "--json")
+    wait_for_saved(db, "research", thread, "research_question", 2)
+    wait_for_in_flight(fake, 2)
+    return process
+
+
+def finish(process: subprocess.Popen[str], cwd: Path) -> tuple[int, str, str]:
+    """Wait for a ``start_fanout`` process: its exit code, stdout and stderr."""
+    try:
+        code = process.wait(timeout=RUN_TIMEOUT + 60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return code, (cwd / "fanout.out").read_text(), (cwd / "fanout.err").read_text()
+
+
+@pytest.mark.parametrize(
+    ("down", "release_while_down"),
+    [pytest.param(10, False, id="10s-calls-in-flight"), pytest.param(60, True, id="60s")],
+)
+def test_a_cli_run_rides_out_a_postgres_restart(
+    fake_llm: FakeLLM,
+    tmp_path: Path,
+    cluster: PostgresCluster,
+    down: float,
+    release_while_down: bool,
+) -> None:
+    """10 s: the calls in flight answer after the restart. 60 s: they answer while the
+    database is down, so their results wait a minute to be saved."""
+    fake_llm.add_rules(*HOLD_Q3_Q4)
+    thread = new_thread("outage")
+    run = start_research(fake_llm, tmp_path, cluster.url, thread)
+
+    cluster.stop("immediate")
+    stopped = time.monotonic()
+    if release_while_down:
+        fake_llm.release()
+    time.sleep(down)
+    cluster.start()
+    back = time.monotonic()
+    fake_llm.release()
+    code, out, err = finish(run, tmp_path)
+    ended = time.monotonic()
+
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert "lost the database" in err and "is back after" in err, err
+    assert research_calls(fake_llm.log()) == ONE_RUN  # nothing ran twice
+    output = json_result(subprocess.CompletedProcess([], code, out, err))
+    assert output["task_count"] == 4
+    assert [f["question"] for f in output["findings"]] == [
+        f"Fake questions {n} for: Topic: tides" for n in (1, 2, 3, 4)
+    ]
+    assert branches(cluster.url, thread) == 0
+    assert show(fake_llm, tmp_path, cluster.url, thread)["status"] == "done"
+    print(f"\n[{down:g}s] down {back - stopped:.1f} s; finished {ended - back:.1f} s after")
+
+
+def test_a_holder_that_lost_its_lock_never_writes_after_the_takeover(
+    fake_llm: FakeLLM, tmp_path: Path, cluster: PostgresCluster
+) -> None:
+    """A frozen (SIGSTOP) past a restart; B resumes the thread and finishes; A thawed stops."""
+    fake_llm.add_rules(*HOLD_Q3_Q4)
+    thread = new_thread("fenced")
+    a = start_research(fake_llm, tmp_path / "a", cluster.url, thread)
+    os.kill(a.pid, signal.SIGSTOP)
+    try:
+        cluster.stop("immediate")  # A's advisory lock dies with its session
+        cluster.start()
+        b = fanout(fake_llm, tmp_path, "resume", thread, "--db", cluster.url, "--json")
+        assert b.returncode == 0, b.stderr
+        rows = saved_rows(cluster.url, thread)
+    finally:
+        os.kill(a.pid, signal.SIGCONT)
+    fake_llm.release()  # A's two researchers answer now
+    code, _, err = finish(a, tmp_path / "a")
+
+    assert code == 4, err
+    assert f"thread {thread!r} was taken over by process" in err, err
+    assert "Traceback" not in err
+    assert saved_rows(cluster.url, thread) == rows  # nothing of A's after the takeover
+    assert branches(cluster.url, thread) == 0
+    shown = show(fake_llm, tmp_path, cluster.url, thread)
+    assert shown["status"] == "done"
+    assert shown["values"]["report"] == json_result(b)["report"]
+    calls = research_calls(fake_llm.log())
+    assert calls == {"plan": 1, "q1": 1, "q2": 1, "q3": 2, "q4": 2, "writer": 1}  # B's 3, 4
+
+
+def test_on_sqlite_a_frozen_holder_keeps_its_thread(fake_llm: FakeLLM, tmp_path: Path) -> None:
+    """The kernel keeps a frozen process's file lock: nobody takes the thread, so no fence."""
+    fake_llm.add_rules(*HOLD_Q3_Q4)
+    db = str(tmp_path / "runs.sqlite")
+    thread = new_thread("frozen")
+    a = start_research(fake_llm, tmp_path / "a", db, thread)
+    os.kill(a.pid, signal.SIGSTOP)
+    try:
+        b = fanout(fake_llm, tmp_path, "resume", thread, "--db", db)
+    finally:
+        os.kill(a.pid, signal.SIGCONT)
+    fake_llm.release()
+    code, out, err = finish(a, tmp_path / "a")
+
+    assert b.returncode == 2 and "is running elsewhere" in b.stderr, b.stderr
+    assert code == 0, err
+    assert json_result(subprocess.CompletedProcess([], code, out, err))["task_count"] == 4
+    assert research_calls(fake_llm.log()) == ONE_RUN
+
+
+STARTERS = 8
+
+
+@pytest.mark.parametrize("kind", ["postgres", "sqlite"])
+def test_eight_runs_start_together_on_an_empty_database(
+    fake_llm: FakeLLM, tmp_path: Path, kind: str, request: pytest.FixtureRequest
+) -> None:
+    """Their table set-ups are serialized: every run starts, and every one finishes."""
+    if kind == "postgres":
+        db = request.getfixturevalue("cluster").url  # a new cluster: no table yet
+    else:
+        db = str(tmp_path / "new.sqlite")
+    runs = []
+    for n in range(STARTERS):
+        cwd = tmp_path / f"p{n}"
+        cwd.mkdir()
+        runs.append((cwd, start_fanout(fake_llm, cwd, "research", f"topic {n}", "--db", db)))
+
+    results = [finish(process, cwd) for cwd, process in runs]
+
+    assert [code for code, _, _ in results] == [0] * STARTERS, [err for _, _, err in results]
+    listed = fanout(fake_llm, tmp_path, "runs", "--db", db, "--json", "--limit", "20")
+    assert sorted(r["status"] for r in json.loads(listed.stdout)) == ["done"] * STARTERS
