@@ -5,23 +5,24 @@ input that the first node refuses stays behind in the database (on SQLite a NUL 
 PostgreSQL, where a NUL cannot be stored, the run breaks off half-saved). A graph built by
 :class:`CheckedStateGraph` checks its input against its ``input_schema`` first. Every way of
 running a compiled graph goes through ``stream`` or ``astream`` (``invoke``, ``ainvoke``,
-``batch``, ``astream_events``, and what the LangGraph API servers call), so those two check.
+``batch``, ``astream_events``, and what the LangGraph API servers call), so those two check;
+so do the state updates (``update_state``, ``threads.update_state`` over the API).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from contextlib import aclosing
 from typing import Any, Self, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Command
+from langgraph.types import Command, StateUpdate
 from pydantic import BaseModel
 
 from state.context import Context
-from state.inputs import parse_input
+from state.inputs import check_update, parse_input
 
 
 class CheckedGraph(CompiledStateGraph[Any, Context, Any, Any]):
@@ -45,12 +46,36 @@ class CheckedGraph(CompiledStateGraph[Any, Context, Any, Any]):
         schema = self.builder.input_schema
         if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
             return
-        if isinstance(input, Command) and isinstance(input.update, dict):
-            fields = {k: v for k, v in input.update.items() if k in schema.model_fields}
-            if fields:
-                parse_input(schema, fields)
+        if isinstance(input, Command):
+            check_update(schema, self.builder.state_schema, input.update)
         elif isinstance(input, dict):
             parse_input(schema, input)
+
+    def check_updates(self, supersteps: Sequence[Sequence[StateUpdate]]) -> None:
+        """Refuse state updates that no run could make (:func:`state.inputs.check_update`).
+
+        Raises:
+            InvalidInputError: an update is refused; nothing has been saved.
+        """
+        schema = self.builder.input_schema
+        if isinstance(schema, type) and issubclass(schema, BaseModel):
+            for superstep in supersteps:
+                for update in superstep:
+                    check_update(schema, self.builder.state_schema, update.values)
+
+    def bulk_update_state(
+        self, config: RunnableConfig, supersteps: Sequence[Sequence[StateUpdate]]
+    ) -> RunnableConfig:
+        """``Pregel.bulk_update_state`` (``update_state`` too), once the updates are checked."""
+        self.check_updates(supersteps)
+        return super().bulk_update_state(config, supersteps)
+
+    async def abulk_update_state(
+        self, config: RunnableConfig, supersteps: Sequence[Sequence[StateUpdate]]
+    ) -> RunnableConfig:
+        """``Pregel.abulk_update_state`` (``aupdate_state`` too), once the updates are checked."""
+        self.check_updates(supersteps)
+        return await super().abulk_update_state(config, supersteps)
 
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any

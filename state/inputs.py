@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import unicodedata
-from typing import Annotated, Any, TypeVar
+from functools import cache
+from typing import Annotated, Any, TypeVar, get_type_hints
 
-from pydantic import AfterValidator, BaseModel, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, TypeAdapter, ValidationError
 
 MAX_TEXT_CHARS = 20_000
 """Longest text the evaluation graph accepts."""
@@ -41,6 +42,19 @@ def usable_text(value: str) -> str:
     that reorder text (:data:`BIDI_CONTROLS`). The same rule holds for every door (Python,
     CLI, server).
     """
+    refuse_controls(value)
+    stripped = value.strip()
+    if not any(unicodedata.category(char) not in INVISIBLE for char in stripped):
+        raise ValueError("must not be empty or only whitespace or invisible characters")
+    return stripped
+
+
+def refuse_controls(value: str) -> None:
+    """Refuse ``value`` if it holds a control character (but tab, newlines) or a bidi control.
+
+    Raises:
+        ValueError: it does; the message names the character and where it is.
+    """
     for position, char in enumerate(value):
         category = unicodedata.category(char)
         if (category == "Cc" and char not in ALLOWED_CONTROLS) or category == "Cs":
@@ -52,10 +66,6 @@ def usable_text(value: str) -> str:
                 f"must not contain bidirectional control characters (U+{ord(char):04X} at "
                 f"position {position}): they change the order in which text is shown"
             )
-    stripped = value.strip()
-    if not any(unicodedata.category(char) not in INVISIBLE for char in stripped):
-        raise ValueError("must not be empty or only whitespace or invisible characters")
-    return stripped
 
 
 Topic = Annotated[str, Field(min_length=1, max_length=MAX_TOPIC_CHARS), AfterValidator(usable_text)]
@@ -79,3 +89,60 @@ def explain(exc: ValidationError) -> str:
         f"{err['msg'].removeprefix('Value error, ')}"
         for err in exc.errors(include_url=False)
     )
+
+
+def check_update(input_schema: type[BaseModel], state_schema: Any, values: Any) -> None:
+    """Refuse a state update (``update_state``, a ``Command``'s ``update``) no run could make.
+
+    Input fields are held to the input check; every other field must be one of the state's,
+    of its type; no text anywhere in it may hold a control character.
+
+    Raises:
+        InvalidInputError: the update is refused; nothing has been saved.
+    """
+    from langgraph.types import Overwrite
+
+    if values is None:
+        return
+    if not isinstance(values, dict):
+        raise InvalidInputError(
+            f"a state update must be an object of state fields, got {type(values).__name__}"
+        )
+    values = {k: v.value if isinstance(v, Overwrite) else v for k, v in values.items()}
+    given = {k: v for k, v in values.items() if k in input_schema.model_fields}
+    if given:
+        parse_input(input_schema, given)
+    fields = _state_fields(state_schema)
+    if unknown := sorted(str(k) for k in values if k not in fields):
+        raise InvalidInputError(f"invalid state update: no state field {', '.join(unknown)}")
+    for key, value in values.items():
+        try:
+            fields[key].validate_python(value, strict=True)
+            _refuse_controls_within(value)
+        except ValidationError as exc:
+            problems = explain(exc).removeprefix("input: ")
+            raise InvalidInputError(f"invalid state update: {key}: {problems}") from None
+        except ValueError as exc:
+            raise InvalidInputError(f"invalid state update: {key}: {exc}") from None
+
+
+@cache
+def _state_fields(state_schema: Any) -> dict[str, TypeAdapter[Any]]:
+    """A validator of each field of a ``TypedDict`` state schema."""
+    return {
+        name: TypeAdapter(hint)
+        for name, hint in get_type_hints(state_schema, include_extras=True).items()
+    }
+
+
+def _refuse_controls_within(value: Any) -> None:
+    """:func:`refuse_controls` on every text in ``value`` (keys too)."""
+    if isinstance(value, str):
+        refuse_controls(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_controls_within(key)
+            _refuse_controls_within(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _refuse_controls_within(item)

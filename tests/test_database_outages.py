@@ -13,13 +13,18 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from langgraph_sdk import get_sync_client
 
 from langgraph_fanout.production.postgres import PostgresCluster, find_bindir, postgres_cluster
+from langgraph_fanout.production.redis_server import find_redis_server, redis_server
+from tests.aegra_cluster import AegraCluster, require_aegra, start_cluster
 from tests.fake_llm import FakeLLM
 from tests.fanout_cli import RUN_TIMEOUT, fanout, json_result, saved_rows, start_fanout
 from tests.fanout_cli import wait_for_results as wait_for_saved
+from tests.langgraph_server import server_env, start_server
 from tests.requirements import unavailable
 from tests.test_durability import new_thread, research_calls, show, wait_for_in_flight
 from tests.test_thread_lock import branches
@@ -66,46 +71,159 @@ def finish(process: subprocess.Popen[str], cwd: Path) -> tuple[int, str, str]:
     return code, (cwd / "fanout.out").read_text(), (cwd / "fanout.err").read_text()
 
 
+def hold_researchers(topic: str) -> list[dict[str, object]]:
+    """Rules: the plan of ``topic`` has 4 questions; researchers 3 and 4 wait for a release."""
+    return [
+        {"match": f"Topic: {topic}", "schema": "ResearchPlan", "items": 4},
+        {"match": f"Fake questions 3 for: Topic: {topic}", "hold": True, "times": 1},
+        {"match": f"Fake questions 4 for: Topic: {topic}", "hold": True, "times": 1},
+    ]
+
+
+def calls_on(fake: FakeLLM, topic: str) -> dict[str, int]:
+    """The LLM calls of the research runs on ``topic``, by role."""
+    return research_calls([r for r in fake.log() if f"Topic: {topic}" in r["last_user"]])
+
+
+def check_report(output: dict[str, object], topic: str) -> None:
+    """A research run's output on ``topic``: four findings in plan order, one report."""
+    assert output["task_count"] == 4, output
+    findings = output["findings"]
+    assert isinstance(findings, list)
+    assert [f["question"] for f in findings] == [
+        f"Fake questions {n} for: Topic: {topic}" for n in (1, 2, 3, 4)
+    ]
+    assert str(output["report"]).startswith(f"Fake answer to: Topic: {topic}")
+
+
+AEGRA_RUNS = 10
+
+
+@pytest.fixture
+def aegra_on_cluster(
+    fake_llm: FakeLLM, cluster: PostgresCluster, tmp_path: Path
+) -> Iterator[AegraCluster]:
+    """Two Aegra replicas on the test's cluster, with a Redis of their own."""
+    require_aegra()
+    binary = find_redis_server()
+    assert binary is not None
+    workdir = tmp_path / "aegra"
+    workdir.mkdir()
+    tmp_path.chmod(0o755)  # user postgres passes through to nothing here, but Aegra's cwd
+    with redis_server(binary) as redis_url:
+        replicas = start_cluster(fake_llm, cluster.url, redis_url, workdir, replicas=2)
+        try:
+            yield replicas
+        finally:
+            replicas.stop()
+
+
+def threads(
+    cli_thread: str, runs: list[tuple[Any, str, Any]], db: str, aegra: AegraCluster
+) -> list[tuple[str, str]]:
+    """Each run's thread and database: ``fanout``'s and ``langgraph dev``'s, then Aegra's."""
+    return [(cli_thread, db), (runs[0][1], db)] + [(t, aegra.database_url) for _, t, _ in runs[1:]]
+
+
+@pytest.mark.server
+@pytest.mark.aegra
 @pytest.mark.parametrize(
     ("down", "release_while_down"),
     [pytest.param(10, False, id="10s-calls-in-flight"), pytest.param(60, True, id="60s")],
 )
-def test_a_cli_run_rides_out_a_postgres_restart(
+def test_every_door_rides_out_a_postgres_restart(
     fake_llm: FakeLLM,
     tmp_path: Path,
     cluster: PostgresCluster,
+    aegra_on_cluster: AegraCluster,
     down: float,
     release_while_down: bool,
 ) -> None:
-    """10 s: the calls in flight answer after the restart. 60 s: they answer while the
-    database is down, so their results wait a minute to be saved."""
-    fake_llm.add_rules(*HOLD_Q3_Q4)
-    thread = new_thread("outage")
-    run = start_research(fake_llm, tmp_path, cluster.url, thread)
+    """A ``fanout`` run, a ``langgraph dev`` run (FANOUT_DB on the cluster) and ten runs on two
+    Aegra replicas, all with researchers in flight.
 
-    cluster.stop("immediate")
-    stopped = time.monotonic()
-    if release_while_down:
+    10 s: the calls in flight answer after the restart. 60 s: they answer while the database
+    is down, so their results wait a minute to be saved.
+    """
+    db = cluster.url
+    aegra_topics = [f"aegra-{n}-tides" for n in range(AEGRA_RUNS)]
+    for topic in ["cli-tides", "dev-tides", *aegra_topics]:
+        fake_llm.add_rules(*hold_researchers(topic))
+    (tmp_path / "dev").mkdir()
+    server = start_server(tmp_path / "dev", server_env(fake_llm, db))
+    try:
+        dev = server.sync_client()
+        dev_thread = dev.threads.create()["thread_id"]
+        runs = [
+            (dev, dev_thread, dev.runs.create(dev_thread, "research", input={"topic": "dev-tides"}))
+        ]
+        for n, topic in enumerate(aegra_topics):
+            client = get_sync_client(url=aegra_on_cluster.urls[n % 2])
+            thread = client.threads.create()["thread_id"]
+            runs.append(
+                (client, thread, client.runs.create(thread, "research", input={"topic": topic}))
+            )
+        cli_thread = new_thread("outage")
+        cli = start_fanout(
+            fake_llm,
+            tmp_path,
+            "research",
+            "cli-tides",
+            "--thread",
+            cli_thread,
+            "--db",
+            db,
+            "--json",
+        )
+        # Researchers 3 and 4 of every run held at the fake, 1 and 2 answered (saved or on
+        # their way): the held calls must not outlast the LLM timeout (60 s) either.
+        wait_for_in_flight(fake_llm, 2 * (AEGRA_RUNS + 2), timeout=60)
+
+        cluster.stop("immediate")
+        stopped = time.monotonic()
+        if release_while_down:
+            fake_llm.release()
+        time.sleep(down)
+        cluster.start()
+        back = time.monotonic()
         fake_llm.release()
-    time.sleep(down)
-    cluster.start()
-    back = time.monotonic()
-    fake_llm.release()
-    code, out, err = finish(run, tmp_path)
-    ended = time.monotonic()
+        code, out, err = finish(cli, tmp_path)
+        outputs = [client.runs.join(thread, run["run_id"]) for client, thread, run in runs]
+        statuses = [
+            client.runs.get(thread, run["run_id"])["status"] for client, thread, run in runs
+        ]
+        ended = time.monotonic()
+    finally:
+        server.kill()
 
     assert code == 0, err
     assert "Traceback" not in err
     assert "lost the database" in err and "is back after" in err, err
-    assert research_calls(fake_llm.log()) == ONE_RUN  # nothing ran twice
-    output = json_result(subprocess.CompletedProcess([], code, out, err))
-    assert output["task_count"] == 4
-    assert [f["question"] for f in output["findings"]] == [
-        f"Fake questions {n} for: Topic: tides" for n in (1, 2, 3, 4)
-    ]
-    assert branches(cluster.url, thread) == 0
-    assert show(fake_llm, tmp_path, cluster.url, thread)["status"] == "done"
-    print(f"\n[{down:g}s] down {back - stopped:.1f} s; finished {ended - back:.1f} s after")
+    check_report(json_result(subprocess.CompletedProcess([], code, out, err)), "cli-tides")
+    assert statuses == ["success"] * len(runs), (statuses, server.output()[-3000:])
+    for output, topic in zip(outputs, ["dev-tides", *aegra_topics], strict=True):
+        check_report(output, topic)
+    repeated = 0
+    for topic in ["cli-tides", "dev-tides", *aegra_topics]:
+        calls = calls_on(fake_llm, topic)
+        if not topic.startswith("aegra"):
+            assert calls == ONE_RUN, (topic, calls, server.output()[-6000:])  # nothing twice
+            continue
+        # Aegra's lease on a run ran out in the outage (its heartbeats failed): once the
+        # database is back its reaper queues the run again, and the replica that had it
+        # cancels it at its next heartbeat, after it took up its thread again. The calls it
+        # had in flight then (researchers 3 and 4, or the writer) run again on the other.
+        finished_before = {k: v for k, v in calls.items() if k in ("plan", "q1", "q2")}
+        assert finished_before == {"plan": 1, "q1": 1, "q2": 1}, (topic, calls)
+        assert calls.keys() == ONE_RUN.keys() and max(calls.values()) <= 2, (topic, calls)
+        repeated += sum(calls.values()) - sum(ONE_RUN.values())
+    for thread, database in threads(cli_thread, runs, db, aegra_on_cluster):
+        assert branches(database, thread) == 0
+    assert show(fake_llm, tmp_path, db, cli_thread)["status"] == "done"
+    print(
+        f"\n[{down:g}s] down {back - stopped:.1f} s; all finished {ended - back:.1f} s after; "
+        f"{repeated} calls in flight ran again"
+    )
 
 
 def test_a_holder_that_lost_its_lock_never_writes_after_the_takeover(

@@ -68,7 +68,10 @@ def run_both(fake: FakeLLM, cwd: Path, *argvs: list[str]) -> list[tuple[int, str
     if len(processes) > 1:
         deadline = time.monotonic() + RUN_TIMEOUT
         while all(p.poll() is None for _, p in processes):
-            assert time.monotonic() < deadline, "neither fanout exited"
+            if time.monotonic() > deadline:
+                fake.release()
+                errs = "\n".join((folder / "fanout.err").read_text() for folder, _ in processes)
+                raise AssertionError(f"neither fanout exited; stderr:\n{errs}")
             time.sleep(0.05)
         fake.release()
     results = []

@@ -283,7 +283,7 @@ async def _start(args: argparse.Namespace, workflow: Workflow) -> int:
     record = RunRecord.new(workflow, value, context, args.thread)
     async with (
         aopen_checkpointer(args.db) as saver,
-        thread_lock(args.db, record.thread_id, saver=saver) as held,
+        thread_lock(args.db, record.thread_id) as held,
     ):
         if args.thread:
             await _check_thread_free(saver, workflow, args.thread)
@@ -340,7 +340,7 @@ async def _not_ours(saver: BaseCheckpointSaver, args: argparse.Namespace) -> Usa
 async def _resume(args: argparse.Namespace) -> int:
     async with (
         _existing_run(args) as (saver, record),
-        thread_lock(args.db, record.thread_id, saver=saver) as held,
+        thread_lock(args.db, record.thread_id) as held,
     ):
         record = replace(record, context=run_context(args, record.context))
         check_run_models(record.context)
@@ -370,7 +370,7 @@ async def _execute(
     progress = RunProgress(stderr, durable=True)
     saver.saved_listeners.append(progress.saved)  # "done" once a task's result is committed
     graph = workflow.compile(saver)
-    config = record.config([progress], args.max_concurrency)
+    config = held.fenced(record.config([progress], args.max_concurrency))
     try:
         output = await _while_held(
             held, run_graph(graph, payload, config, record.context, progress, reviewer)

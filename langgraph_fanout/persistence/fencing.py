@@ -26,7 +26,7 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import DictRow
 
-from langgraph_fanout.persistence.thread_lock import ThreadTakenOverError
+from langgraph_fanout.persistence.thread_lock import FENCE_KEY, ThreadTakenOverError
 
 HOLDERS_TABLE = """
 CREATE TABLE IF NOT EXISTS fanout_thread_holders (
@@ -117,21 +117,24 @@ _FENCE: ContextVar[Fence | None] = ContextVar("fanout_fence", default=None)
 
 
 class FencedWrites(AsyncPostgresSaver):
-    """Mixin for an ``AsyncPostgresSaver``: writes of fenced threads check their fence.
+    """Mixin for an ``AsyncPostgresSaver``: the writes of a holder check its fence.
 
-    A holder registers its thread in ``fences`` while it holds it. Task writes check it in
-    their own transaction (``batched_postgres.py``); a checkpoint (``aput``) checks it in the
+    A holder puts its generation in its run's config (:data:`FENCE_KEY`), which LangGraph
+    hands to every write of the run, background ones too; a write still on its way after its
+    holder let go is checked against that generation like the others. Task writes check it in
+    their own transaction (``batched_postgres.py``); a checkpoint (``aput``) in the
     transaction its cursor opens here.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.fences: dict[str, Fence] = {}
-
-    def fences_of(self, configs: Iterable[RunnableConfig]) -> list[Fence]:
-        """The fences of the threads the ``configs`` write to."""
-        threads = {str(config["configurable"]["thread_id"]) for config in configs}
-        return [self.fences[t] for t in threads if t in self.fences]
+    @staticmethod
+    def fences_of(configs: Iterable[RunnableConfig]) -> list[Fence]:
+        """The fences the writes with ``configs`` must still find."""
+        fences = {
+            Fence(str(configurable["thread_id"]), int(configurable[FENCE_KEY]))
+            for configurable in (config["configurable"] for config in configs)
+            if configurable.get(FENCE_KEY) is not None
+        }
+        return sorted(fences, key=lambda fence: fence.thread_id)
 
     async def aput(
         self,

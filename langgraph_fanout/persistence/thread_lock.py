@@ -38,9 +38,12 @@ from langgraph_fanout.persistence.checkpointer import (
 )
 
 if TYPE_CHECKING:
-    from langgraph.checkpoint.base import BaseCheckpointSaver
+    from langchain_core.runnables import RunnableConfig
     from psycopg import AsyncConnection
 
+FENCE_KEY = "__fanout_fence"
+"""The run-config key (``configurable``) of the generation a holder's writes must still find
+(``fencing.py``); LangGraph keeps keys starting with ``__`` out of checkpoint metadata."""
 NAMESPACE = "langgraph-fanout thread "
 """Prefix of every advisory-lock key, so other applications' locks never collide with ours."""
 LOCK_KEY = "hashtextextended(%s, 0)"
@@ -92,6 +95,14 @@ class HeldThread:
         self.lost: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
         self.sure = asyncio.Event()
         self.sure.set()
+        self.generation: int | None = None  # on PostgreSQL, once taken
+
+    def fenced(self, config: RunnableConfig) -> RunnableConfig:
+        """``config`` for a run or update of the thread: its writes checked against takeovers."""
+        if self.generation is None:
+            return config
+        configurable = {**config.get("configurable", {}), FENCE_KEY: self.generation}
+        return {**config, "configurable": configurable}
 
     async def admit(self) -> None:
         """Return once the thread is surely still ours: an LLM call may start.
@@ -112,17 +123,13 @@ class HeldThread:
 
 @asynccontextmanager
 async def thread_lock(
-    url: str | None,
-    thread_id: str,
-    *,
-    wait: float = 0.0,
-    saver: BaseCheckpointSaver | None = None,
+    url: str | None, thread_id: str, *, wait: float = 0.0
 ) -> AsyncIterator[HeldThread]:
     """Hold ``thread_id``'s lock in database ``url`` for the block.
 
-    ``wait``: seconds to wait for a busy thread (0: refuse it at once). ``saver``: the
-    checkpointer the holder writes with; on PostgreSQL its writes to the thread are fenced
-    (refused once another process has taken the thread).
+    ``wait``: seconds to wait for a busy thread (0: refuse it at once). Runs and updates of
+    the thread pass their config through :meth:`HeldThread.fenced`: on PostgreSQL their
+    writes are then refused once another process has taken the thread.
 
     Raises:
         ThreadBusyError: another process holds it (after ``wait`` seconds).
@@ -136,8 +143,7 @@ async def thread_lock(
             if time.monotonic() >= deadline:
                 raise ThreadBusyError(thread_id, wait)
             await asyncio.sleep(POLL_SECONDS)
-        async with lock.fenced(saver):
-            yield lock.held
+        yield lock.held
     finally:
         await lock.release()
 
@@ -158,11 +164,6 @@ class _Lock:
     async def try_take(self) -> bool:
         """Take the lock if it is free; whether it was."""
         raise NotImplementedError
-
-    @asynccontextmanager
-    async def fenced(self, saver: BaseCheckpointSaver | None) -> AsyncIterator[None]:
-        """While held: ``saver``'s writes to the thread checked against takeovers, if need be."""
-        yield
 
     async def release(self) -> None:
         """Let the lock go (if taken); never raises for a connection already gone."""
@@ -213,7 +214,6 @@ class _AdvisoryLock(_Lock):
         self.key = NAMESPACE + thread_id
         self.outage = outage_of(url)
         self.conn: AsyncConnection[Any] | None = None
-        self.generation = 0
         self.keeper: asyncio.Task[None] | None = None
 
     async def connect(self) -> AsyncConnection[Any]:
@@ -242,7 +242,7 @@ class _AdvisoryLock(_Lock):
             conn = await self.connect()
             if not await self._try_lock(conn):
                 return False
-            self.generation = await take(conn, self.thread_id)
+            self.held.generation = await take(conn, self.thread_id)
             return True
 
         if self.conn is None:  # a database that never answered fails at once
@@ -282,7 +282,7 @@ class _AdvisoryLock(_Lock):
                 self.outage.lost(exc)
             self.held.sure.clear()  # no new LLM call until the thread is known to be ours
             locked, holder = await ride_out(self.outage, retake, self.connect)
-            if locked and holder is not None and holder.generation == self.generation:
+            if locked and holder is not None and holder.generation == self.held.generation:
                 self.held.sure.set()
                 continue  # ours again: nobody took the thread meanwhile
             if locked:
@@ -294,19 +294,6 @@ class _AdvisoryLock(_Lock):
                 )
                 self.held.lost.set_result(error)
             return
-
-    @asynccontextmanager
-    async def fenced(self, saver: BaseCheckpointSaver | None) -> AsyncIterator[None]:
-        from langgraph_fanout.persistence.fencing import Fence, FencedWrites
-
-        if not isinstance(saver, FencedWrites):
-            yield
-            return
-        saver.fences[self.thread_id] = Fence(self.thread_id, self.generation)
-        try:
-            yield
-        finally:
-            saver.fences.pop(self.thread_id, None)
 
     async def _unlock(self) -> None:
         import psycopg
