@@ -55,10 +55,11 @@ $(PRODUCTION_VENV)/bin/python:
 	python=$$(langgraph_fanout/production/find-python) && "$$python" -m venv $(PRODUCTION_VENV)
 	$(PRODUCTION_VENV)/bin/pip install --quiet --upgrade pip
 
-# Aegra and the project's dependencies, pinned for Python >= 3.12; the project itself is on
-# Aegra's path through aegra.json ("dependencies": ["."]).
-$(PRODUCTION_VENV)/.installed: constraints-production.txt | $(PRODUCTION_VENV)/bin/python
+# Aegra and the project's dependencies, pinned for Python >= 3.12, and the project itself
+# (editable): Aegra imports its HTTP app (aegra.json "http") before the graphs' "dependencies".
+$(PRODUCTION_VENV)/.installed: constraints-production.txt pyproject.toml | $(PRODUCTION_VENV)/bin/python
 	$(PRODUCTION_VENV)/bin/pip install --quiet -r constraints-production.txt
+	$(PRODUCTION_VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 
 production-install: $(PRODUCTION_VENV)/.installed  ## Aegra on Python >= 3.12 in .venv-production

@@ -155,6 +155,8 @@ COMMANDS = {w.command: w for w in WORKFLOWS.values()}
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVED_FROM = "./langgraph_fanout/server/graphs.py"
+AEGRA_APP = "./langgraph_fanout/server/aegra_app.py:app"
+"""Aegra's HTTP app: its routes behind the project's middleware."""
 
 
 def server_configs() -> dict[str, dict[str, Any]]:
@@ -168,6 +170,7 @@ def server_configs() -> dict[str, dict[str, Any]]:
         config = json.loads((ROOT / name).read_text())
         config["graphs"] = graphs
         configs[name] = config
+    configs["aegra.json"]["http"] = {"app": AEGRA_APP}
     return configs
 
 

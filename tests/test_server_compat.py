@@ -7,6 +7,7 @@ how (docs/production.md lists the differences). The Aegra replica is one of the 
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -197,4 +198,55 @@ def test_invalid_input_is_a_run_error(
     kind = "Error" if server == AEGRA else "InvalidInputError"
     with pytest.raises(Exception, match=f"^{kind}: invalid ResearchInput: topic: String should"):
         client.runs.wait(None, "research", input={"topic": ""})
+    assert fake_llm.log() == []
+
+
+BAD_UPDATES = {
+    "bidi-override": ({"topic": "Heat \u202epumps"}, "U+202E at position 5"),
+    "one-megabyte": ({"topic": "x" * 1_000_000}, "at most 2000 characters"),
+    "wrong-type": ({"topic": 42}, "Input should be a valid string"),
+    "nul": ({"topic": "Heat\u0000pumps"}, "U+0000 at position 4"),
+    "unknown-field": ({"nope": "x"}, "no state field nope"),
+    "nul-in-a-finding": ({"report": "Heat\u0000pumps"}, "U+0000 at position 4"),
+}
+
+
+@pytest.mark.parametrize("update", BAD_UPDATES)
+def test_a_state_update_the_input_check_refuses_is_refused_and_stores_nothing(
+    client: SyncLangGraphClient, server: str, update: str
+) -> None:
+    values, reason = BAD_UPDATES[update]
+    thread = client.threads.create()["thread_id"]
+    research(client, thread, input={"topic": TOPIC})
+    before = client.threads.get_state(thread)
+
+    with pytest.raises(httpx.HTTPStatusError) as refused:
+        client.threads.update_state(thread, values)
+
+    answer = refused.value.response
+    # langgraph dev answers 400; Aegra 422 for a NUL (the project's middleware), else 500
+    # with the check's message (it answers every failed update so).
+    nul = any("\x00" in str(value) for value in values.values())
+    expected = {DEV: 400, AEGRA: 422 if nul else 500}[server]
+    assert answer.status_code == expected, answer.text
+    assert reason in answer.text
+    assert "pumps" not in answer.text and "xxxx" not in answer.text  # the value is not echoed
+    after = client.threads.get_state(thread)
+    assert after["checkpoint"] == before["checkpoint"] and after["values"] == before["values"]
+
+
+def test_a_nul_in_a_run_input_is_refused_with_the_input_checks_message(
+    client: SyncLangGraphClient, server: str, fake_llm: FakeLLM
+) -> None:
+    reason = (
+        "invalid ResearchInput: topic: must not contain control characters (U+0000 at position 4)"
+    )
+    if server == AEGRA:  # refused before a run exists (Aegra would strip the NUL and run)
+        with pytest.raises(httpx.HTTPStatusError) as refused:
+            client.runs.wait(None, "research", input={"topic": "Heat\u0000pumps"})
+        assert refused.value.response.status_code == 422
+        assert refused.value.response.json() == {"detail": reason}
+    else:
+        with pytest.raises(Exception, match=f"^InvalidInputError: {re.escape(reason)}$"):
+            client.runs.wait(None, "research", input={"topic": "Heat\u0000pumps"})
     assert fake_llm.log() == []
