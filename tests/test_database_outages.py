@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from langgraph_sdk import get_sync_client
 
@@ -118,6 +119,24 @@ def aegra_on_cluster(
             replicas.stop()
 
 
+SERVES_AGAIN = 10.0
+"""Seconds after PostgreSQL's return by which a server's thread-state API must answer again."""
+
+
+def serves_state(url: str, thread: str) -> float:
+    """Seconds until ``GET /threads/{thread}/state`` on the server at ``url`` answers 200."""
+    started = time.monotonic()
+    with httpx.Client(timeout=3.0, trust_env=False) as http:
+        while time.monotonic() - started < 3 * SERVES_AGAIN:
+            try:
+                if http.get(f"{url}/threads/{thread}/state").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass  # timed out: the server still waits for a connection
+            time.sleep(0.2)
+    return time.monotonic() - started
+
+
 def threads(
     cli_thread: str, runs: list[tuple[Any, str, Any]], db: str, aegra: AegraCluster
 ) -> list[tuple[str, str]]:
@@ -186,6 +205,11 @@ def test_every_door_rides_out_a_postgres_restart(
         time.sleep(down)
         cluster.start()
         back = time.monotonic()
+        serving = {
+            url: serves_state(url, thread)
+            for url, thread in [(server.url, dev_thread)]
+            + [(url, runs[1 + n][1]) for n, url in enumerate(aegra_on_cluster.urls)]
+        }
         fake_llm.release()
         code, out, err = finish(cli, tmp_path)
         outputs = [client.runs.join(thread, run["run_id"]) for client, thread, run in runs]
@@ -199,6 +223,7 @@ def test_every_door_rides_out_a_postgres_restart(
     assert code == 0, err
     assert "Traceback" not in err
     assert "lost the database" in err and "is back after" in err, err
+    assert max(serving.values()) < SERVES_AGAIN, serving  # each server's state API
     check_report(json_result(subprocess.CompletedProcess([], code, out, err)), "cli-tides")
     assert statuses == ["success"] * len(runs), (statuses, server.output()[-3000:])
     for output, topic in zip(outputs, ["dev-tides", *aegra_topics], strict=True):
@@ -222,7 +247,8 @@ def test_every_door_rides_out_a_postgres_restart(
     assert show(fake_llm, tmp_path, db, cli_thread)["status"] == "done"
     print(
         f"\n[{down:g}s] down {back - stopped:.1f} s; all finished {ended - back:.1f} s after; "
-        f"{repeated} calls in flight ran again"
+        f"{repeated} calls in flight ran again; state API back after "
+        + ", ".join(f"{seconds:.1f} s" for seconds in serving.values())
     )
 
 

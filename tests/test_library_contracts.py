@@ -53,3 +53,50 @@ def test_no_module_of_the_project_imports_a_private_module() -> None:
         if private.search(path.read_text())
     ]
     assert offenders == []
+
+
+def test_a_checkpoint_is_written_through_the_cursor_the_fenced_saver_wraps() -> None:
+    # persistence/fencing.py checks a checkpoint's fence in the transaction of that cursor.
+    assert "self._cursor(pipeline=True)" in inspect.getsource(AsyncPostgresSaver.aput)
+
+
+async def test_the_fence_key_reaches_every_write_and_stays_out_of_checkpoint_metadata() -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from graphs.evaluation import builder
+    from langgraph_fanout.persistence.thread_lock import FENCE_KEY
+
+    seen: list[object] = []
+
+    class Spy(InMemorySaver):
+        async def aput(self, config, checkpoint, metadata, new_versions):  # type: ignore[no-untyped-def]
+            seen.append(config["configurable"].get(FENCE_KEY))
+            return await super().aput(config, checkpoint, metadata, new_versions)
+
+        async def aput_writes(self, config, writes, task_id, task_path=""):  # type: ignore[no-untyped-def]
+            seen.append(config["configurable"].get(FENCE_KEY))
+            await super().aput_writes(config, writes, task_id, task_path)
+
+    graph = builder.compile(checkpointer=Spy())
+    config = {"configurable": {"thread_id": "t", FENCE_KEY: 7}}
+    await graph.aupdate_state(config, {"text": "Tea."})
+    assert seen and set(seen) == {7}
+    saved = await graph.checkpointer.aget_tuple({"configurable": {"thread_id": "t"}})
+    assert saved is not None and FENCE_KEY not in saved.metadata
+    assert FENCE_KEY not in str(saved.metadata)
+
+
+def test_aegra_keeps_its_langgraph_pool_where_the_pool_guard_reads_it() -> None:
+    import subprocess
+
+    from langgraph_fanout.production.replicas import PYTHON
+    from tests.aegra_cluster import require_aegra
+
+    require_aegra()
+    check = (
+        "import inspect; from aegra_api.core.database import db_manager, DatabaseManager;"
+        "assert db_manager.lg_pool is None;"  # made at start-up, read once it is there
+        "assert 'self.lg_pool = AsyncConnectionPool(' in inspect.getsource(DatabaseManager)"
+    )
+    done = subprocess.run([str(PYTHON), "-c", check], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
