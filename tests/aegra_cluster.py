@@ -2,8 +2,9 @@
 
 The replicas share a database of their own in the suite's PostgreSQL cluster and one Redis,
 and serve ``aegra.json``'s graphs with the fake LLM as the model, in a working directory of
-their own. Leases are short so a killed replica's runs move within seconds: a lease of 6 s
-renewed every 2 s, and the reaper looking every second.
+their own. Leases are short so a killed replica's runs move within seconds: a lease of 10 s
+renewed every 2 s (five heartbeats may be late on a loaded machine before a live replica loses
+its run), and the reaper looking every second.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from tests.fake_llm import FakeLLM
 from tests.requirements import unavailable
 
 LEASE = {
-    "LEASE_DURATION_SECONDS": "6",
+    "LEASE_DURATION_SECONDS": "10",
     "HEARTBEAT_INTERVAL_SECONDS": "2",
     "REAPER_INTERVAL_SECONDS": "1",
 }

@@ -127,8 +127,8 @@ def redis_url() -> Iterator[str]:
     if binary is None:
         unavailable("redis-server is not installed", install="apt-get install redis-server")
     assert binary is not None
-    with redis_server(binary) as url:
-        yield url
+    with redis_server(binary) as redis:
+        yield redis.url
 
 
 @pytest.fixture(scope="session")

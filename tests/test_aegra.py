@@ -2,7 +2,7 @@
 
 The replicas are the session's (``aegra`` in tests/conftest.py, tests/aegra_cluster.py):
 ``aegra_api`` 0.11 under uvicorn from the production virtualenv (Python >= 3.12), the suite's
-PostgreSQL, a Redis of the session, the fake LLM as the model, leases of 6 s. Runs go to the
+PostgreSQL, a Redis of the session, the fake LLM as the model, leases of 10 s. Runs go to the
 replicas in turn, as a load balancer would send them; whichever replica's worker pops a run
 from the Redis queue runs it.
 """
@@ -33,6 +33,7 @@ from langgraph_fanout.production.replicas import CONFIG, Replica
 from tests.aegra_cluster import AegraCluster, offline_env
 from tests.docs import README, section
 from tests.fake_llm import FakeLLM
+from tests.production_launcher import launch
 from tests.test_durability import research_calls, research_role, wait_for_in_flight
 from tests.test_server import run_docs_curl_examples, run_docs_sdk_example
 
@@ -129,39 +130,6 @@ def free_port_and_next() -> int:
         return port
 
 
-def start_make(command: str, env: dict[str, str], cwd: Path, name: str) -> subprocess.Popen[str]:
-    """Run a ``make`` command line of the docs in a process group of its own."""
-    with (cwd / f"{name}.err").open("w") as err:
-        return subprocess.Popen(
-            ["bash", "-c", command],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=err,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-
-
-def wait_serving(process: subprocess.Popen[str], cwd: Path, name: str) -> None:
-    """Wait for the launcher's ``serving`` line (every replica healthy)."""
-    log = cwd / f"{name}.err"
-    wait_until(
-        lambda: "serving;" in log.read_text() or process.poll() is not None,
-        f"{name} serves",
-        timeout=240,
-    )
-    assert process.poll() is None, f"{name} exited:\n{log.read_text()[-5000:]}"
-
-
-def stop_make(process: subprocess.Popen[str]) -> None:
-    """SIGTERM the command's process group (the launcher stops what it started) and reap it."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=120)
-
-
 @pytest.fixture
 def traversable_tmp() -> Iterator[Path]:
     """A temp dir that user postgres may pass through (pytest's own are the owner's only)."""
@@ -175,23 +143,23 @@ def traversable_tmp() -> Iterator[Path]:
 def test_the_production_docs_commands_run(
     aegra: AegraCluster, fake_llm: FakeLLM, tmp_path: Path, traversable_tmp: Path
 ) -> None:
+    """Exactly as docs/production.md writes them, default data place included (under
+    $XDG_DATA_HOME here); Ctrl-C and SIGTERM stop them with exit 0."""
     serve, calls, existing = docs_blocks()
     assert serve.strip() == "make serve-production"
     readme = section(README, "## Production")
     assert re.findall(r"^make [\w-]+", readme, flags=re.M) == ["make serve-production"]
-    env = offline_env(fake_llm)
     own_port, joined_port = free_port_and_next(), free_port_and_next()
-    data = traversable_tmp / "data"
-    own = f"{serve.strip()} PRODUCTION_PORT={own_port} PRODUCTION_DATA={data}"
+    env = offline_env(fake_llm) | {"XDG_DATA_HOME": str(traversable_tmp)}
     joined = re.sub(r"DATABASE_URL=\S+", f"DATABASE_URL={aegra.database_url}", existing)
     joined = re.sub(r"REDIS_URL=\S+", f"REDIS_URL={aegra.redis_url}", joined)
     joined = joined.replace("HOST=0.0.0.0", "HOST=127.0.0.1").strip()
-    joined += f" PRODUCTION_PORT={joined_port} PRODUCTION_DATA={tmp_path / 'unused'}"
-    launchers = {"own": start_make(own, env, tmp_path, "own")}
-    launchers["joined"] = start_make(joined, env, tmp_path, "joined")
+    own = launch(serve.strip(), env | {"PRODUCTION_PORT": str(own_port)}, tmp_path / "own.log")
+    other = env | {"PRODUCTION_PORT": str(joined_port), "XDG_DATA_HOME": str(tmp_path / "unused")}
+    launchers = [own, launch(joined, other, tmp_path / "joined.log")]
     try:
-        for name, process in launchers.items():
-            wait_serving(process, tmp_path, name)
+        own.wait_serving()
+        joined_pid = launchers[1].wait_serving()
 
         script = calls.replace("2026", str(own_port)).replace("2027", str(own_port + 1))
         done = subprocess.run(
@@ -207,20 +175,32 @@ def test_the_production_docs_commands_run(
         shared.runs.wait(thread, "research", input={"topic": "Joined replicas"})
         state = get_sync_client(url=aegra.urls[0]).threads.get_state(thread)
         assert state["values"]["task_count"] == 3
+
+        own.ctrl_c()
+        os.kill(joined_pid, signal.SIGTERM)
+        codes = [launcher.exit_code() for launcher in launchers]
     finally:
-        for process in launchers.values():
-            stop_make(process)
+        for launcher in launchers:
+            launcher.kill()
+    assert codes == [0, 0], [launcher.output()[-3000:] for launcher in launchers]
+    assert "stopped" in own.output() and "Traceback" not in own.output()
     assert not (tmp_path / "unused").exists()  # nothing of its own started
-    assert "serving;" in (tmp_path / "own.err").read_text()
+    assert (traversable_tmp / "langgraph-fanout" / "production" / "postgres").is_dir()
 
     # Its PostgreSQL stopped with it and kept the data: a thread made before is still there.
-    again = start_make(f"{own} REPLICAS=1", env, tmp_path, "again")
+    again = launch(
+        f"{serve.strip()} REPLICAS=1",
+        env | {"PRODUCTION_PORT": str(own_port)},
+        tmp_path / "again.log",
+    )
     try:
-        wait_serving(again, tmp_path, "again")
+        again.wait_serving()
         client = get_sync_client(url=f"http://127.0.0.1:{own_port}")
         assert client.threads.get(kept)["thread_id"] == kept
+        again.ctrl_c()
+        assert again.exit_code() == 0, again.output()[-3000:]
     finally:
-        stop_make(again)
+        again.kill()
 
 
 def test_plan_review_pauses_and_resumes_through_either_replica(
@@ -351,7 +331,7 @@ def test_a_replica_frozen_past_its_lease_never_writes_beside_its_successor(
     (holder,) = [r for r in aegra.replicas if r.process.pid == holder_pid]
     (other,) = [r for r in aegra.replicas if r is not holder]
 
-    holder.process.send_signal(signal.SIGSTOP)  # stalled past its lease: 6 s without a heartbeat
+    holder.process.send_signal(signal.SIGSTOP)  # stalled past its lease: 10 s without a heartbeat
     try:
         wait_until(lambda: run in picked_up(other), "the other replica takes the run over")
     finally:

@@ -111,8 +111,8 @@ def aegra_on_cluster(
     workdir = tmp_path / "aegra"
     workdir.mkdir()
     tmp_path.chmod(0o755)  # user postgres passes through to nothing here, but Aegra's cwd
-    with redis_server(binary) as redis_url:
-        replicas = start_cluster(fake_llm, cluster.url, redis_url, workdir, replicas=2)
+    with redis_server(binary) as redis:
+        replicas = start_cluster(fake_llm, cluster.url, redis.url, workdir, replicas=2)
         try:
             yield replicas
         finally:

@@ -45,20 +45,29 @@ def db_url(url: str | None = None) -> str:
             SQLite.
     """
     chosen = url or os.environ.get("FANOUT_DB") or DEFAULT_DB
-    try:
-        parts = _url_parts(chosen)
-    except ValueError as exc:
-        source = "--db" if url else "$FANOUT_DB"
-        raise DatabaseError(
-            f"the database URL in {source} ({redact(chosen)}, not shown: it may hold a password) "
-            f"does not parse: {_why_malformed(exc)}"
-        ) from None
+    parts = check_url(chosen, "--db" if url else "$FANOUT_DB")
     if parts is not None and parts.scheme.lower() not in POSTGRES_SCHEMES:
         raise DatabaseError(
             f"unsupported database {redact(chosen)}: use a SQLite file path (or sqlite:///path) "
             "or a postgresql:// URL"
         )
     return chosen
+
+
+def check_url(url: str, source: str, kind: str = "database URL") -> SplitResult | None:
+    """``url`` (from ``source``: an option or a variable) split into its parts; None for a file.
+
+    Raises:
+        DatabaseError: it does not parse; the message names ``source`` and the part at fault,
+            and shows no password.
+    """
+    try:
+        return _url_parts(url)
+    except ValueError as exc:
+        raise DatabaseError(
+            f"the {kind} in {source} ({redact(url)}, not shown: it may hold a password) "
+            f"does not parse: {_why_malformed(exc)}"
+        ) from None
 
 
 def _url_parts(url: str) -> SplitResult | None:

@@ -22,42 +22,87 @@ def find_redis_server() -> str | None:
     return shutil.which("redis-server") or shutil.which("redis-server", path="/usr/bin:/usr/sbin")
 
 
+class RedisServer:
+    """``redis-server`` on a port of its own, its files in ``root`` (kept there if ``persist``).
+
+    Started again after a crash, it keeps its port (its URL) and, if ``persist``, its queue.
+    """
+
+    def __init__(self, binary: str, root: Path, *, persist: bool) -> None:
+        self.binary = binary
+        self.root = root.resolve()
+        self.persist = persist
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Its ``redis://`` URL (database 0)."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """Start it; return once it answers PING.
+
+        Raises:
+            RuntimeError: it exited or did not answer; the message holds its log.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        persistence = (
+            ["--appendonly", "yes"] if self.persist else ["--appendonly", "no", "--save", ""]
+        )
+        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += [
+            "--dir",
+            str(self.root),
+            *persistence,
+            "--logfile",
+            str(self.root / "redis.log"),
+        ]
+        self.process = subprocess.Popen(  # a session of its own: a Ctrl-C is ours to pass on
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True
+        )
+        self._wait_for_pong()
+
+    def alive(self) -> bool:
+        """Whether its process runs."""
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        """Stop it (SIGTERM: it saves its queue), if it runs."""
+        if self.process is not None:
+            stop(self.process)
+
+    def _wait_for_pong(self) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + START_TIMEOUT
+        while self.process.poll() is None and time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass  # not listening yet
+            time.sleep(0.05)  # or still loading its data: nothing to wait on but the port
+        log = self.root / "redis.log"
+        output = log.read_text(errors="replace") if log.exists() else "(no log)"
+        raise RuntimeError(f"redis-server did not answer PING on port {self.port}:\n{output}")
+
+
 @contextmanager
-def redis_server(binary: str, data_dir: Path | None = None) -> Iterator[str]:
-    """Run ``redis-server`` for the block; yield its ``redis://`` URL.
+def redis_server(binary: str, data_dir: Path | None = None) -> Iterator[RedisServer]:
+    """A started Redis for the block.
 
     With ``data_dir`` its append-only file is kept there (the queue survives a restart);
     without, it runs in a temp dir, in memory only, and the dir is removed.
     """
-    root = data_dir or Path(tempfile.mkdtemp(prefix="fanout-redis-"))
-    root.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    persistence = ["--appendonly", "yes"] if data_dir else ["--appendonly", "no", "--save", ""]
-    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(root)]
-    command += [*persistence, "--logfile", str(root / "redis.log")]
-    process = subprocess.Popen(  # a session of its own: a Ctrl-C is ours to pass on, in order
-        command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True
+    server = RedisServer(
+        binary, data_dir or Path(tempfile.mkdtemp(prefix="fanout-redis-")), persist=bool(data_dir)
     )
     try:
-        _wait_for_pong(port, process, root / "redis.log")
-        yield f"redis://127.0.0.1:{port}/0"
+        server.start()
+        yield server
     finally:
-        stop(process)
+        server.stop()
         if data_dir is None:
-            shutil.rmtree(root, ignore_errors=True)
-
-
-def _wait_for_pong(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Return once the server answers PING; raise with its log if it exits or never does."""
-    deadline = time.monotonic() + START_TIMEOUT
-    while process.poll() is None and time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
-                sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith(b"+PONG"):
-                    return
-        except OSError:
-            pass  # not listening yet
-        time.sleep(0.05)  # or still loading its data: nothing to wait on but the port
-    output = log.read_text(errors="replace") if log.exists() else "(no log)"
-    raise RuntimeError(f"redis-server did not answer PING on port {port}:\n{output}")
+            shutil.rmtree(server.root, ignore_errors=True)

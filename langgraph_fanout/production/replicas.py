@@ -11,16 +11,18 @@ again once their leases expire (``LEASE_DURATION_SECONDS``, checked every
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 import httpx
 
+from langgraph_fanout.persistence.checkpointer import aopen_checkpointer, scrub
 from langgraph_fanout.production.processes import stop
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,10 +56,14 @@ def replica_env(
 
 
 def migrate(env: Mapping[str, str], cwd: Path) -> None:
-    """Create or upgrade Aegra's tables (``aegra db upgrade``).
+    """Create or upgrade Aegra's tables (``aegra db upgrade``), then the checkpoint tables.
+
+    The checkpoint tables are set up here, under the project's set-up lock
+    (``persistence/batched_postgres.py``), so that replicas starting together find them made:
+    Aegra sets them up at start without a lock, and two set-ups of new tables collide.
 
     Raises:
-        RuntimeError: the upgrade failed; the message holds its output.
+        RuntimeError: the upgrade failed; the message holds its output, passwords hidden.
     """
     done = subprocess.run(
         [str(AEGRA), "db", "upgrade"],
@@ -69,17 +75,68 @@ def migrate(env: Mapping[str, str], cwd: Path) -> None:
         check=False,
     )
     if done.returncode != 0:
-        output = done.stdout + done.stderr
+        output = scrub_lines(done.stdout + done.stderr, env["DATABASE_URL"])
         raise RuntimeError(f"aegra db upgrade exited {done.returncode}:\n{output}")
+    asyncio.run(_set_up_checkpoints(env["DATABASE_URL"]))
+
+
+async def _set_up_checkpoints(url: str) -> None:
+    async with aopen_checkpointer(url):
+        pass
+
+
+def scrub_lines(text: str, url: str) -> str:
+    """``text`` with ``url``'s passwords hidden, line by line (the lines kept)."""
+    return "\n".join(scrub(line, url) for line in text.splitlines())
 
 
 @dataclass
 class Replica:
-    """One running replica."""
+    """One replica: an Aegra server on ``port``, started again there after a crash."""
 
-    process: subprocess.Popen[bytes]
-    url: str
-    log: IO[bytes] | None
+    env: Mapping[str, str]
+    port: int
+    host: str = "127.0.0.1"
+    cwd: Path = ROOT
+    log_dir: Path | None = None
+    """Where it logs (``replica-<port>.log``); None: to this terminal."""
+    process: subprocess.Popen[bytes] = field(init=False)
+    log: IO[bytes] | None = field(init=False, default=None)
+
+    @property
+    def url(self) -> str:
+        """Its base URL."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104
+        return f"http://{host}:{self.port}"
+
+    def spawn(self) -> None:
+        """Start its process (``aegra_api.main:app`` under uvicorn), without waiting."""
+        if self.log_dir is not None and self.log is None:
+            self.log = (self.log_dir / f"replica-{self.port}.log").open("a+b")
+        command = [str(PYTHON), "-m", "uvicorn", "aegra_api.main:app"]
+        command += ["--host", self.host, "--port", str(self.port)]
+        self.process = subprocess.Popen(
+            command,
+            cwd=self.cwd,
+            env={**self.env, "AEGRA_CONFIG": str(CONFIG)},
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=None if self.log is None else subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def start(self) -> None:
+        """Start it and return once it is healthy.
+
+        Raises:
+            RuntimeError: it exited or did not become healthy in time (it is stopped).
+        """
+        self.spawn()
+        try:
+            _wait_until_healthy(self)
+        except BaseException:
+            stop(self.process, signal.SIGKILL)
+            raise
 
     def output(self) -> str:
         """What the replica printed so far (empty when it prints to the terminal)."""
@@ -97,6 +154,7 @@ class Replica:
         stop(self.process, sig)
         if self.log is not None:
             self.log.close()
+            self.log = None
 
 
 def start_replicas(
@@ -118,37 +176,19 @@ def start_replicas(
     Raises:
         RuntimeError: a replica exited or did not answer ``/health`` in time (all are stopped).
     """
-    replicas: list[Replica] = []
+    replicas = [Replica(env, port, host, cwd, log_dir) for port in ports]
     try:
-        for batch in (ports[:1], ports[1:]):
-            started = [_spawn(env, port, host, cwd, log_dir) for port in batch]
-            replicas += started
-            for replica in started:
+        for batch in (replicas[:1], replicas[1:]):
+            for replica in batch:
+                replica.spawn()
+            for replica in batch:
                 _wait_until_healthy(replica)
     except BaseException:
         for replica in replicas:
-            replica.stop(signal.SIGKILL)
+            if hasattr(replica, "process"):
+                replica.stop(signal.SIGKILL)
         raise
     return replicas
-
-
-def _spawn(
-    env: Mapping[str, str], port: int, host: str, cwd: Path, log_dir: Path | None
-) -> Replica:
-    log = None if log_dir is None else (log_dir / f"replica-{port}.log").open("w+b")
-    command = [str(PYTHON), "-m", "uvicorn", "aegra_api.main:app"]
-    command += ["--host", host, "--port", str(port)]
-    process = subprocess.Popen(
-        command,
-        cwd=cwd,
-        env={**env, "AEGRA_CONFIG": str(CONFIG)},
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=None if log is None else subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
-    return Replica(process, f"http://{url_host}:{port}", log)
 
 
 def _wait_until_healthy(replica: Replica) -> None:

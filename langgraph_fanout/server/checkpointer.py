@@ -16,9 +16,13 @@ SQLite file would give every replica threads of its own, so only a PostgreSQL UR
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import signal
+import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import NoReturn
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
@@ -57,11 +61,34 @@ async def checkpointer() -> AsyncIterator[BaseCheckpointSaver]:
     """The saver for :func:`server_db_url`, open for the server's lifetime (tables made if missing).
 
     Thread deletes are deferred (``langgraph_fanout/persistence/deferred_deletes.py``); the ones
-    still running at shutdown are finished before the database closes.
+    still running at shutdown are finished before the database closes. A database that cannot
+    be used stops the server at once, with one line saying why (:func:`stop_server`).
     """
-    async with aopen_checkpointer(server_db_url(), defer_thread_deletes=True) as saver:
+    async with AsyncExitStack() as stack:
+        try:
+            url = server_db_url()
+            saver = await stack.enter_async_context(
+                aopen_checkpointer(url, defer_thread_deletes=True)
+            )
+        except DatabaseError as exc:
+            stop_server(f"error: {exc}")
         try:
             yield saver
         finally:
             if isinstance(saver, DeferredThreadDeletes):
                 await saver.settled(None)
+
+
+def stop_server(message: str) -> NoReturn:
+    """Print ``message`` and end the server (exit 2), its auto-reloader too.
+
+    The server calls the checkpointer in its start-up, which logs any exception with a long
+    traceback and then waits, not serving: so this exits at once. Under ``langgraph dev``'s
+    reloader (a process of its own that never learns its server died) it asks that process to
+    stop too; the reloader then exits as after a Ctrl-C, with status 0.
+    """
+    print(message, file=sys.stderr, flush=True)
+    reloader = multiprocessing.parent_process()
+    if reloader is not None and reloader.pid is not None:
+        os.kill(reloader.pid, signal.SIGTERM)
+    os._exit(2)
