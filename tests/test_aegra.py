@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +32,7 @@ from langgraph_sdk import get_client, get_sync_client
 from langgraph_fanout.production.postgres import free_port
 from langgraph_fanout.production.replicas import CONFIG, Replica
 from tests.aegra_cluster import AegraCluster, offline_env
-from tests.docs import README, section
+from tests.docs import README, blocks, section
 from tests.fake_llm import FakeLLM
 from tests.production_launcher import launch
 from tests.test_durability import research_calls, research_role, wait_for_in_flight
@@ -167,6 +168,13 @@ def test_the_production_docs_commands_run(
         )
         assert done.returncode == 0, done.stderr
         assert '"status":"healthy"' in done.stdout and '"task_count": 3' in done.stdout
+        (python,) = blocks(DOCS.read_text(), "python")
+        created = subprocess.run(
+            [sys.executable, "-c", python.replace("2026", str(own_port))],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert created.returncode == 0, created.stderr
+        assert "'task_count': 3" in created.stdout
         kept = get_sync_client(url=f"http://127.0.0.1:{own_port}").threads.create()["thread_id"]
 
         # The joined replicas serve the session cluster's threads, and it theirs.

@@ -154,8 +154,9 @@ def test_runs_lists_recent_runs_newest_first(fake_llm: FakeLLM, workspace: Works
     inputs = [r["input"] for r in runs]
     assert inputs[1:] == ["tides", "Tides", "A short, friendly text about tides."]
     assert all(r["started"] for r in runs)
+    assert {r["door"] for r in runs} == {"fanout"}
     lines = table.stdout.splitlines()
-    assert lines[0].split() == ["thread", "graph", "status", "started", "(UTC)", "input"]
+    assert lines[0].split() == ["thread", "graph", "status", "started", "(UTC)", "door", "input"]
     for run in runs:  # whole thread ids, even in 80 columns
         assert any(line.split()[:3] == [run["thread_id"], run["graph"], "done"] for line in lines)
 

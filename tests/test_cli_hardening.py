@@ -13,7 +13,6 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import StateGraph
 
-from langgraph_fanout.cli.runs import RunRecord
 from langgraph_fanout.persistence.checkpointer import (
     DatabaseError,
     db_url,
@@ -21,6 +20,7 @@ from langgraph_fanout.persistence.checkpointer import (
     redact,
     scrub,
 )
+from langgraph_fanout.persistence.run_records import RunRecord
 from langgraph_fanout.workflows import WORKFLOWS
 from state.context import Context
 from state.inputs import BIDI_CONTROLS, BIDI_MARKS, LINE_SEPARATORS

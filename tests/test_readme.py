@@ -20,16 +20,17 @@ FANOUT = str(Path(sys.executable).with_name("fanout"))
 
 
 SERVER_URL = "http://127.0.0.1:2024"  # blocks using the server run in tests/test_server.py
+PRODUCTION_URL = "http://127.0.0.1:2026"  # blocks using Aegra run in tests/test_aegra.py
 TEMPORAL_ADDRESS = "127.0.0.1:7233"  # blocks using Temporal run in tests/test_temporal.py
 
 
 def snippets() -> list[Any]:  # pytest.param()s
-    """The Python blocks of every page that need neither a server nor Temporal."""
+    """The Python blocks of every page that need no server and no Temporal."""
     return [
         pytest.param(block, id=f"{page.name}-{i}")
         for page in PAGES
         for i, block in enumerate(blocks(page.read_text(), "python"), 1)
-        if SERVER_URL not in block and TEMPORAL_ADDRESS not in block
+        if not any(url in block for url in (SERVER_URL, PRODUCTION_URL, TEMPORAL_ADDRESS))
     ]
 
 

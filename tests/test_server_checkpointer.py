@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from langgraph_fanout.persistence.checkpointer import DatabaseError
-from langgraph_fanout.server.checkpointer import checkpointer
+from langgraph_fanout.server.checkpointer import checkpointer, server_checkpointer
 
 ROOT = Path(__file__).resolve().parent.parent
 LANGGRAPH = str(Path(sys.executable).with_name("langgraph"))
@@ -46,7 +46,7 @@ async def test_a_multi_replica_server_refuses_sqlite_and_creates_nothing(
         monkeypatch.setenv("FANOUT_DB", fanout_db)
 
     with pytest.raises(DatabaseError) as refused:
-        async with checkpointer():
+        async with server_checkpointer():
             pytest.fail("opened a SQLite checkpointer on a multi-replica server")
 
     message = str(refused.value)
@@ -64,7 +64,7 @@ async def test_a_multi_replica_server_never_prints_the_refused_url(
     monkeypatch.setenv("FANOUT_DB", "sqlite://u:SECRET@host/file")
 
     with pytest.raises(DatabaseError) as refused:
-        async with checkpointer():
+        async with server_checkpointer():
             pass
     assert "SECRET" not in str(refused.value) and "host" not in str(refused.value)
 

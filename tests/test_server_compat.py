@@ -7,8 +7,10 @@ how (docs/production.md lists the differences). The Aegra replica is one of the 
 
 from __future__ import annotations
 
+import json
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +21,7 @@ from langgraph_sdk.errors import NotFoundError
 
 from tests.aegra_cluster import AegraCluster, resume_thread
 from tests.fake_llm import FakeLLM
+from tests.fanout_cli import fanout, json_result
 from tests.test_durability import hang_once, research_calls, wait_for_in_flight
 
 pytestmark = [
@@ -250,3 +253,36 @@ def test_a_nul_in_a_run_input_is_refused_with_the_input_checks_message(
         with pytest.raises(Exception, match=f"^InvalidInputError: {re.escape(reason)}$"):
             client.runs.wait(None, "research", input={"topic": "Heat\u0000pumps"})
     assert fake_llm.log() == []
+
+
+def test_fanout_lists_and_shows_the_runs_the_server_made(
+    request: pytest.FixtureRequest,
+    client: SyncLangGraphClient,
+    server: str,
+    fake_llm: FakeLLM,
+    tmp_path: Path,
+) -> None:
+    if server == DEV:
+        db = str(request.getfixturevalue("langgraph_dev").workdir / "checkpoints.sqlite")
+    else:
+        db = request.getfixturevalue("aegra_cluster").database_url
+    thread = client.threads.create()["thread_id"]
+    research(client, thread, input={"topic": f"Listed by fanout on {server}"})
+
+    listed = fanout(fake_llm, tmp_path, "runs", "--db", db, "--json", "--limit", "100")
+    shown = fanout(fake_llm, tmp_path, "show", thread, "--db", db, "--json")
+
+    assert listed.returncode == 0, listed.stderr
+    rows = {row["thread_id"]: row for row in json.loads(listed.stdout)}
+    door = {DEV: "langgraph-api", AEGRA: "aegra"}[server]
+    assert rows[thread] | {"started": ""} == {
+        "thread_id": thread,
+        "graph": "research",
+        "status": "done",
+        "started": "",
+        "door": door,
+        "input": f"Listed by fanout on {server}",
+    }
+    state = json_result(shown)
+    assert state["door"] == door and state["status"] == "done"
+    assert state["values"]["task_count"] == 3

@@ -146,7 +146,7 @@ def test_thread_of_an_existing_run_attaches_instead_of_starting_another(
     (row,) = [r for r in json.loads(listed.stdout) if r["thread_id"] == run_id]
     assert row | {"started": ""} == {
         "thread_id": run_id, "graph": "research", "status": "done", "started": "",
-        "input": "tides",
+        "door": "temporal", "input": "tides",
     }  # fmt: skip
     assert other.returncode == 2
     assert f"thread {run_id!r} holds another run" in other.stderr

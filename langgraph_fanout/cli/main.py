@@ -44,7 +44,6 @@ from langgraph_fanout.cli.output import (
     stderr,
 )
 from langgraph_fanout.cli.review import EXIT_REJECTED, Reviewer, ReviewStopped
-from langgraph_fanout.cli.runs import RunRecord, find_run, recent_runs, thread_config
 from langgraph_fanout.cli.terminal import to_json
 from langgraph_fanout.persistence.checkpointer import (
     DEFAULT_DB,
@@ -55,6 +54,7 @@ from langgraph_fanout.persistence.checkpointer import (
     has_secret,
     redact,
 )
+from langgraph_fanout.persistence.run_records import RunRecord, find_run, recent_runs, thread_config
 from langgraph_fanout.persistence.thread_lock import (
     HeldThread,
     ThreadBusyError,
@@ -467,6 +467,7 @@ async def _list(args: argparse.Namespace) -> int:
                     "graph": r.graph,
                     "status": (await _status(graphs[r.graph], r.thread_id))[0],
                     "started": r.started,
+                    "door": r.door,
                     "input": r.input_head,
                 }
                 for r in await recent_runs(saver, args.limit)
@@ -483,6 +484,7 @@ async def _show(args: argparse.Namespace) -> int:
         "graph": record.graph,
         "status": status,
         "started": record.started,
+        "door": record.door,
         "next": list(snapshot.next),
         "pending": [
             {"node": t.name, "error": t.error} for t in snapshot.tasks if t.error or not t.result

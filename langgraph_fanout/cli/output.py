@@ -11,8 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from langgraph_fanout.cli.runs import RunRecord
 from langgraph_fanout.cli.terminal import printable, to_json
+from langgraph_fanout.persistence.run_records import RunRecord
 from langgraph_fanout.workflows import Workflow
 
 stderr = Console(stderr=True, soft_wrap=True)
@@ -97,12 +97,13 @@ def _runs_table(rows: list[dict[str, str]]) -> None:
                 r["graph"],
                 r["status"],
                 r["started"][:16].replace("T", " "),
+                r["door"],
                 r["input"],
             )
         )
         for r in rows
     ]
-    headers = ("thread", "graph", "status", "started (UTC)", "input")
+    headers = ("thread", "graph", "status", "started (UTC)", "door", "input")
     fixed = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers[:-1])]
     room = out.width - sum(fixed) - 2 * len(headers)  # each column is padded by one each side
     table = Table(box=None, header_style="bold")

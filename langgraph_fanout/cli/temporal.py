@@ -30,8 +30,8 @@ from langgraph_fanout.cli.output import (
 )
 from langgraph_fanout.cli.progress import RunProgress, Task
 from langgraph_fanout.cli.review import EXIT_REJECTED, Reviewer, ReviewStopped
-from langgraph_fanout.cli.runs import RunRecord
 from langgraph_fanout.cli.terminal import to_json
+from langgraph_fanout.persistence.run_records import RunRecord
 from langgraph_fanout.workflows import COMMANDS, WORKFLOWS, Workflow
 from state.context import Context
 
@@ -437,6 +437,7 @@ async def list_runs(args: argparse.Namespace) -> int:
             "graph": r.graph,
             "status": r.status,
             "started": r.started,
+            "door": "temporal",
             "input": r.input,
         }
         for r in await recent(client, args.limit)

@@ -58,20 +58,30 @@ def server_db_url() -> str:
 
 @asynccontextmanager
 async def checkpointer() -> AsyncIterator[BaseCheckpointSaver]:
-    """The saver for :func:`server_db_url`, open for the server's lifetime (tables made if missing).
+    """What ``langgraph.json`` names: :func:`server_checkpointer`.
 
-    Thread deletes are deferred (``langgraph_fanout/persistence/deferred_deletes.py``); the ones
-    still running at shutdown are finished before the database closes. A database that cannot
-    be used stops the server at once, with one line saying why (:func:`stop_server`).
+    When the database cannot be used, the server stops at once with one line saying why
+    (:func:`stop_server`).
     """
     async with AsyncExitStack() as stack:
         try:
-            url = server_db_url()
-            saver = await stack.enter_async_context(
-                aopen_checkpointer(url, defer_thread_deletes=True)
-            )
+            saver = await stack.enter_async_context(server_checkpointer())
         except DatabaseError as exc:
             stop_server(f"error: {exc}")
+        yield saver
+
+
+@asynccontextmanager
+async def server_checkpointer() -> AsyncIterator[BaseCheckpointSaver]:
+    """The saver for :func:`server_db_url`, open for the server's lifetime (tables made if missing).
+
+    Thread deletes are deferred (``langgraph_fanout/persistence/deferred_deletes.py``); the ones
+    still running at shutdown are finished before the database closes.
+
+    Raises:
+        DatabaseError: the database cannot be used.
+    """
+    async with aopen_checkpointer(server_db_url(), defer_thread_deletes=True) as saver:
         try:
             yield saver
         finally:

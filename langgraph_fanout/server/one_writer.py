@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 from typing import Any, cast
@@ -47,13 +48,15 @@ from langgraph_fanout.persistence.checkpointer import (
     is_postgres,
     redact,
 )
+from langgraph_fanout.persistence.run_records import RunRecord
 from langgraph_fanout.persistence.thread_lock import (
     FENCE_KEY,
     HeldThread,
     ThreadTakenOverError,
     thread_lock,
 )
-from state.context import ConfigurationError
+from langgraph_fanout.workflows import WORKFLOWS
+from state.context import ConfigurationError, Context
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +86,7 @@ class OneWriterGraph(CheckedGraph):
                     yield part
             return
         self.check_input(input)
+        config = record_run(self.name, input, config or {}, kwargs.get("context"))
         while True:
             async with self._holding(thread_id) as (graph, held):
                 admission = CALL_ADMISSION.set(held.admit)  # the run's tasks copy this context
@@ -134,6 +138,27 @@ class OneWriterGraph(CheckedGraph):
         graph = self if saver is self.checkpointer else self.copy(update={"checkpointer": saver})
         async with thread_lock(url, thread_id, wait=lock_wait()) as held:
             yield graph, held
+
+
+def record_run(graph: str, input: Any, config: RunnableConfig, context: Any) -> RunnableConfig:
+    """``config`` with the run's record in its metadata, if it starts a run of a workflow.
+
+    So ``fanout runs`` and ``fanout show`` list the runs the servers make
+    (``persistence/run_records.py``); a resume or an answer to a review keeps the record the
+    run started with.
+    """
+    workflow = WORKFLOWS.get(graph)
+    if workflow is None or not isinstance(input, dict):
+        return config
+    door = "aegra" if "aegra_api" in sys.modules else "langgraph-api"
+    record = RunRecord.new(
+        workflow,
+        str(input.get(workflow.input_field, "")),
+        Context.of(context),
+        _thread_of(config),
+        door,
+    )
+    return {**config, "metadata": {**config.get("metadata", {}), **record.metadata}}
 
 
 def _latest(config: RunnableConfig | None) -> RunnableConfig:

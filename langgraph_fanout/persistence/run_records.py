@@ -1,5 +1,10 @@
 """Durable runs of the workflows against a checkpointer: what a thread's checkpoints say.
 
+Every run records, in the metadata of its checkpoints, which workflow it runs, the head of its
+input, when it started, its settings and the door it came in by: ``fanout`` writes the record of
+its runs, the served graphs (``langgraph_fanout/server/one_writer.py``) that of the runs the
+LangGraph API servers make. So ``fanout runs`` on a database the servers share lists them all.
+
 Importing this module is cheap (no LangGraph, no LangChain): a graph is built on first use,
 so the CLI can reject bad input at once.
 """
@@ -20,6 +25,8 @@ if TYPE_CHECKING:
     from langchain_core.runnables import RunnableConfig
     from langgraph.checkpoint.base import BaseCheckpointSaver
 
+CLI = "fanout"
+"""The door of the runs ``fanout`` starts."""
 INPUT_HEAD_CHARS = 60
 RUNS_PAGE = 200
 """Checkpoints read per query when listing runs."""
@@ -34,10 +41,17 @@ class RunRecord:
     input_head: str
     started: str
     context: Context
+    door: str = CLI
+    """Where the run came in: ``fanout``, ``langgraph-api`` (``langgraph dev``) or ``aegra``."""
 
     @classmethod
     def new(
-        cls, workflow: Workflow, value: str, context: Context, thread_id: str | None
+        cls,
+        workflow: Workflow,
+        value: str,
+        context: Context,
+        thread_id: str | None,
+        door: str = CLI,
     ) -> RunRecord:
         """A record for a run about to start on ``thread_id`` (a new id when None)."""
         return cls(
@@ -46,6 +60,7 @@ class RunRecord:
             input_head=" ".join(value.split())[:INPUT_HEAD_CHARS],
             started=datetime.now(UTC).isoformat(timespec="seconds"),
             context=context,
+            door=door,
         )
 
     @classmethod
@@ -61,7 +76,19 @@ class RunRecord:
             input_head=metadata.get("fanout_input", ""),
             started=metadata.get("fanout_started", ""),
             context=Context(**{k: v for k, v in saved.items() if k in known}),
+            door=metadata.get("fanout_door", CLI),
         )
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The record as checkpoint metadata (what :meth:`from_metadata` reads)."""
+        return {
+            "fanout_graph": self.graph,
+            "fanout_input": self.input_head,
+            "fanout_started": self.started,
+            "fanout_context": json.dumps(asdict(self.context)),
+            "fanout_door": self.door,
+        }
 
     def config(
         self, callbacks: list[BaseCallbackHandler], max_concurrency: int | None
@@ -69,12 +96,7 @@ class RunRecord:
         """The run config: thread, metadata persisted with every checkpoint, callbacks."""
         config: RunnableConfig = {
             "configurable": {"thread_id": self.thread_id},
-            "metadata": {
-                "fanout_graph": self.graph,
-                "fanout_input": self.input_head,
-                "fanout_started": self.started,
-                "fanout_context": json.dumps(asdict(self.context)),
-            },
+            "metadata": self.metadata,
             "callbacks": callbacks,
         }
         if max_concurrency:
