@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 
 from graphs.evaluation import graph as evaluation
-from langgraph_fanout.cli.progress import RunProgress
+from langgraph_fanout.cli.progress import RunProgress, short_label
 from langgraph_fanout.llm.retry import LLM_ATTEMPTS, MalformedOutputError
 from nodes.prompts import CRITERIA
 from state.context import ConfigurationError, Context
@@ -86,3 +86,20 @@ def test_with_a_checkpointer_a_task_is_done_once_its_result_is_committed() -> No
         assert _events(progress, "research_question") == ["started", "started", "done"]
     # The run ended normally: LangGraph waited for every write (a has none to save).
     assert [t.status for t in progress.tasks.values()] == ["done", "done"]
+
+
+@pytest.mark.parametrize(
+    ("label", "shown"),
+    [
+        ("Tides", "Tides"),
+        (
+            "Spring tides and neap tides explained at length (+19 more)",
+            "Spring tides and… (+19 more)",
+        ),
+        ("Spring tides and neap tides explained at length", "Spring tides and neap tides…"),
+        ("line\nbreak", "line\\nbreak"),
+    ],
+)
+def test_a_long_label_is_cut_with_an_ellipsis_keeping_its_count(label: str, shown: str) -> None:
+    assert short_label(label, 28) == shown
+    assert len(short_label(label, 28)) <= 28

@@ -6,6 +6,7 @@ OpenAI-compatible server, whose request log counts every LLM call, whichever wor
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shlex
@@ -212,6 +213,34 @@ async def test_an_error_that_is_not_transient_fails_the_activity_without_retry(
     (started,) = [e for e in events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED]
     assert started.activity_task_started_event_attributes.attempt == 1
     assert fake_llm.log() == []
+
+
+async def test_a_failed_run_stops_its_other_workers_before_it_ends(
+    fake_llm: FakeLLM, client: Client, task_queue: str
+) -> None:
+    fake_llm.add_rules(
+        {"match": "Section: Fake name 1 for", "fault": "500"},  # fails after its 3 attempts
+        {"match": "Article topic", "fault": "hang"},  # the other writers stay in flight
+    )
+    async with serving(client, task_queue):
+        handle = await start_run(
+            client, "article", INPUTS["article"], CONTEXT, task_queue=task_queue
+        )
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        at_the_end = fake_llm.log()
+        await asyncio.sleep(3)  # a call started after the end would arrive meanwhile
+
+    assert fake_llm.log() == at_the_end
+    others = [
+        r for r in at_the_end
+        if r["last_user"].startswith("Article topic") and "Fake name 1 for" not in r["last_user"]
+    ]  # fmt: skip
+    assert len(others) == 2
+    assert [r["status"] for r in others] == [499, 499], "a writer was still in flight at the end"
+    events = [e.event_type for e in await history_events(handle)]
+    assert events.count(EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED) == 2
+    assert events[-1] == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED
 
 
 # --- worker processes killed with SIGKILL -----------------------------------------------------

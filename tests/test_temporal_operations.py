@@ -1,4 +1,5 @@
-"""Operating Temporal runs: server outages, a CLI that dies, no worker yet, runs and show.
+"""Operating Temporal runs: server outages, a CLI that dies or is stopped, no worker yet, runs
+and show.
 
 A real ``temporal server start-dev`` keeping its state in a file (killed with SIGKILL and
 started again on the same port), real ``fanout worker`` and ``fanout`` processes, and the
@@ -8,12 +9,15 @@ fake LLM, whose request log counts every LLM call.
 from __future__ import annotations
 
 import json
+import re
+import signal
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import pexpect
 import pytest
 
 from tests.temporal_cluster import temporal_binary
@@ -29,11 +33,15 @@ from tests.temporal_cluster import (  # noqa: E402
     wait_for_text,
     wait_until_ready,
 )
+from tests.test_cli_review import PROMPT, spawn  # noqa: E402
 from tests.test_durability import research_calls, wait_for_in_flight  # noqa: E402
 
 pytestmark = [pytest.mark.temporal, pytest.mark.timeout(300)]
 
 OUTAGE_SECONDS = 30.0
+SIGNALS = [signal.SIGINT] * 3 + [signal.SIGTERM] * 2
+HANG = 10.0
+"""Seconds after which a CLI that has not exited counts as hung (it should take under 2)."""
 
 
 @pytest.fixture
@@ -124,6 +132,7 @@ def test_thread_of_an_existing_run_attaches_instead_of_starting_another(
             fake_llm, tmp_path, "research", "another topic", "--thread", run_id,
             "--temporal", server.address, "--task-queue", "ops",
         )  # fmt: skip
+        other_settings = fanout(fake_llm, tmp_path, *command, "--max-tokens", "99")
     finally:
         kill(worker)
 
@@ -150,6 +159,8 @@ def test_thread_of_an_existing_run_attaches_instead_of_starting_another(
     }  # fmt: skip
     assert other.returncode == 2
     assert f"thread {run_id!r} holds another run" in other.stderr
+    assert other_settings.returncode == 2
+    assert "was started with other settings (max_tokens=" in other_settings.stderr
 
 
 def test_cli_says_it_waits_for_a_worker_and_goes_on_when_one_comes(
@@ -186,3 +197,90 @@ def test_show_and_resume_of_an_unknown_thread(fake_llm: FakeLLM, address: str, t
         assert result.returncode == 2
         assert "no Temporal run with thread id 'no-such-run'" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+# --- Ctrl-C and SIGTERM: 20 real CLIs on pseudo-terminals, 5 in each state of a run ---
+
+
+def start_watched(fake: FakeLLM, cwd: Path, address: str, queue: str, *extra: str) -> pexpect.spawn:
+    child = spawn(
+        fake, cwd, "article", f"Tides {uuid.uuid4().hex[:6]}", "--temporal", address,
+        "--task-queue", queue, *extra,
+    )  # fmt: skip
+    child.logfile_read = None  # five at once: one log each would interleave
+    return child
+
+
+def stop_each(children: list[pexpect.spawn], address: str) -> tuple[list[float], list[str]]:
+    """Send each child its signal; the seconds each took to exit, and the runs it named."""
+    took, runs = [], []
+    for child, signum in zip(children, SIGNALS, strict=True):
+        sent = time.monotonic()
+        if signum == signal.SIGINT:
+            child.sendintr()  # Ctrl-C, through the terminal
+        else:
+            child.kill(signum)
+        try:
+            child.expect(pexpect.EOF, timeout=HANG)
+        except pexpect.TIMEOUT:
+            child.kill(signal.SIGKILL)
+            raise AssertionError(f"hung after {signum.name}:\n{child.before}") from None
+        took.append(time.monotonic() - sent)
+        child.close()
+        assert child.exitstatus == 128 + signum, (signum.name, child.before)
+        run_id = re.search(r"fanout resume (\S+) --temporal", child.before)
+        assert run_id, f"no way back printed:\n{child.before}"
+        assert f"--temporal {address}" in child.before
+        runs.append(run_id[1])
+    return took, runs
+
+
+def status(address: str, run_id: str) -> str:
+    described = subprocess.run(
+        [temporal_binary(), "workflow", "describe", "--workflow-id", run_id, "--address",
+         address, "--output", "json"],
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    return str(json.loads(described.stdout)["workflowExecutionInfo"]["status"])
+
+
+def test_ctrl_c_and_sigterm_stop_watching_at_once_in_every_state(
+    fake_llm: FakeLLM, server: DevServer, tmp_path: Path
+) -> None:
+    """Waiting for a worker, running, paused at review, Temporal out of reach: 5 CLIs each,
+    3 stopped with Ctrl-C and 2 with SIGTERM. Each exits with 128 + the signal and says how
+    to follow the run again; the runs go on."""
+    fake_llm.add_rules({"match": "Article topic", "hold": True})  # writers stay in flight
+    address, took = server.address, {}
+
+    idle = [start_watched(fake_llm, tmp_path, address, "nobody") for _ in SIGNALS]
+    for child in idle:
+        child.expect("waiting for a worker", timeout=60)
+    took["waiting for a worker"], _ = stop_each(idle, address)
+
+    worker = start_worker(fake_llm, tmp_path, address, "ops", "w1")
+    try:
+        wait_until_ready(tmp_path, "w1", worker)
+        running = [start_watched(fake_llm, tmp_path, address, "ops") for _ in SIGNALS]
+        for child in running:
+            child.expect("write_section", timeout=60)  # its row in the live table
+        took["running"], runs = stop_each(running, address)
+        assert {status(address, run) for run in runs} == {"WORKFLOW_EXECUTION_STATUS_RUNNING"}
+
+        paused = [start_watched(fake_llm, tmp_path, address, "ops", "--review") for _ in SIGNALS]
+        for child in paused:
+            child.expect(PROMPT, timeout=60)
+        took["paused at review"], _ = stop_each(paused, address)
+
+        cut_off = [start_watched(fake_llm, tmp_path, address, "ops") for _ in SIGNALS]
+        for child in cut_off:
+            child.expect("write_section", timeout=60)  # its row in the live table
+        server.kill()
+        for child in cut_off:
+            child.expect("lost Temporal", timeout=60)
+        took["Temporal out of reach"], _ = stop_each(cut_off, address)
+    finally:
+        kill(worker)
+
+    for state, seconds in took.items():
+        print(f"{state}: exited {', '.join(f'{s:.2f}' for s in seconds)} s after the signal")

@@ -76,6 +76,22 @@ class Task:
         return line if len(line) <= width else "…" + line[len(line) - width + 1 :]
 
 
+def short_label(label: str, width: int) -> str:
+    """``label`` on one line in at most ``width`` characters.
+
+    A long label loses the end of its text, marked with an ellipsis; a closing ``(...)``
+    (a batch's "+19 more") is kept whole.
+    """
+    text = printable(label, one_line=True)
+    if len(text) <= width:
+        return text
+    head, paren, tail = text.rpartition(" (")
+    suffix = f" ({tail}" if paren and tail.endswith(")") and len(tail) < width // 2 else ""
+    if suffix:
+        text = head
+    return text[: width - len(suffix) - 1].rstrip() + "…" + suffix
+
+
 def _label(inputs: Any) -> str:
     """What a worker works on: its section or question (empty for whole-state nodes)."""
     if not isinstance(inputs, dict):
@@ -232,7 +248,7 @@ class RunProgress(UsageMetadataCallbackHandler):
         """One plain line per event when stderr is not a terminal (logs, CI, pipes)."""
         if self._live is None:
             stamp = time.monotonic() - self._start
-            label = f" [{printable(task.label[:LABEL_CHARS], one_line=True)}]" if task.label else ""
+            label = f" [{short_label(task.label, LABEL_CHARS)}]" if task.label else ""
             event = printable(event, one_line=True)  # an error may quote a model's reply
             self.console.file.write(f"{stamp:7.2f}s {task.node}{label}: {event}\n")
 
@@ -273,7 +289,7 @@ class RunProgress(UsageMetadataCallbackHandler):
             text = escape(task.writing(writing))
             table.add_row(
                 task.node,
-                escape(printable(task.label[:LABEL_CHARS], one_line=True)),
+                escape(short_label(task.label, label)),
                 f"[{STYLES[task.status]}]{task.status}[/]",
                 str(task.attempts),
                 f"{task.elapsed(now):.2f}s",

@@ -47,11 +47,8 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=5)
 
 
 def where_to_look(address: str, run_id: str) -> str:
-    """How to inspect a Temporal run: the web UI or the ``temporal`` command."""
-    return (
-        f"the Temporal web UI (the dev server serves it on port 8233), or "
-        f"`temporal workflow show --workflow-id {run_id} --address {address}`"
-    )
+    """How to inspect a Temporal run (true whether or not the server has a web UI)."""
+    return f"`temporal workflow show --workflow-id {run_id} --address {address}`"
 
 
 async def dispatch(args: argparse.Namespace) -> int:
@@ -97,12 +94,10 @@ async def serve(args: argparse.Namespace) -> int:
     from langgraph_fanout.temporal.versioning import build_id
     from langgraph_fanout.temporal.worker import serving
 
-    log = logging.getLogger("langgraph_fanout.temporal")
-    handler = logging.StreamHandler()  # plain lines: cheap, and easy to collect on servers
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
+    handler = logging.StreamHandler()
+    handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+    logging.getLogger("langgraph_fanout.temporal").setLevel(logging.INFO)
     client = await _connect(args)
     identity = f"{os.getpid()}@{socket.gethostname()}"
     build = args.build_id or build_id()
@@ -129,6 +124,18 @@ async def serve(args: argparse.Namespace) -> int:
         stderr.print("stopping: finishing running activities", highlight=False, markup=False)
     stderr.print("worker stopped", highlight=False, markup=False)
     return EXIT_OK
+
+
+class OneLineFormatter(logging.Formatter):
+    """A worker's log: one plain line per message, as log collectors count them.
+
+    The Temporal core's warnings (a lost server, retried polls) span lines, and Rich would
+    wrap them further; a traceback still follows its line.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        """The message with every run of whitespace, line breaks included, as one space."""
+        return " ".join(super().formatMessage(record).split())
 
 
 # --- runs ------------------------------------------------------------------------------------

@@ -115,10 +115,10 @@ async def start_run(
     ``run_id`` (the thread id, a new UUID when None) becomes the workflow id. Any live
     worker on ``task_queue`` picks the run up; it survives the death of any of them. When
     ``run_id`` already holds a run of ``graph`` on the same input, running or finished, its
-    handle is returned and nothing new starts.
+    handle is returned and nothing new starts (if it has the same settings).
 
     Raises:
-        RunConflictError: ``run_id`` holds a run of another graph or input.
+        RunConflictError: ``run_id`` holds a run of another graph, input or settings.
     """
     if graph not in WORKFLOWS:
         raise ValueError(f"unknown graph {graph!r}; expected one of {sorted(WORKFLOWS)}")
@@ -142,6 +142,17 @@ async def start_run(
         raise RunConflictError(
             f"run {run_id!r} is a {started.graph} run on "
             f"{input_head(started.request.input)!r}: pick another id"
+        )
+    settings = {
+        name: value
+        for name, value in started.request.context.items()
+        if request.context.get(name) != value
+    }
+    if settings:
+        raise RunConflictError(
+            f"run {run_id!r} was started with other settings "
+            f"({', '.join(f'{name}={value!r}' for name, value in sorted(settings.items()))}): "
+            "attach with the same settings, or pick another id"
         )
     return handle
 

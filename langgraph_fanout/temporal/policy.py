@@ -23,12 +23,14 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import (
     ActivityInboundInterceptor,
     ExecuteActivityInput,
+    ExecuteWorkflowInput,
     Interceptor,
     StartActivityInput,
     WorkflowInboundInterceptor,
     WorkflowInterceptorClassInput,
     WorkflowOutboundInterceptor,
 )
+from temporalio.workflow import ActivityCancellationType
 
 from langgraph_fanout.llm.retry import LLM_RETRY, is_retryable
 from state.context import Context
@@ -182,12 +184,41 @@ async def _heartbeat(details: list[Any]) -> None:
 
 class _WorkflowInbound(WorkflowInboundInterceptor):
     def init(self, outbound: WorkflowOutboundInterceptor) -> None:
-        super().init(_WorkflowOutbound(outbound))
+        self._activities = _WorkflowOutbound(outbound)
+        super().init(self._activities)
+
+    async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
+        """Run the workflow; when it fails or is cancelled, stop its activities first.
+
+        So the run ends only once no LLM call of it can start any more (a node that failed
+        would otherwise leave its siblings running, and starting calls, until their next
+        heartbeat found the run closed).
+        """
+        try:
+            return await super().execute_workflow(input)
+        finally:
+            await self._activities.stop_running()
 
 
 class _WorkflowOutbound(WorkflowOutboundInterceptor):
+    def __init__(self, next: WorkflowOutboundInterceptor) -> None:
+        super().__init__(next)
+        self._running: dict[workflow.ActivityHandle[Any], None] = {}  # in start order
+
     def start_activity(self, input: StartActivityInput) -> workflow.ActivityHandle[Any]:
         context = getattr(workflow.instance(), "context", None)
         if isinstance(context, Context):  # every activity of our workflows is an LLM node
             input.start_to_close_timeout = attempt_timeout(context)
-        return super().start_activity(input)
+        input.cancellation_type = ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+        handle = super().start_activity(input)
+        self._running[handle] = None
+        handle.add_done_callback(lambda done: self._running.pop(done, None))
+        return handle
+
+    async def stop_running(self) -> None:
+        """Cancel the activities still running and wait until their workers stopped them."""
+        running = list(self._running)
+        for handle in running:
+            handle.cancel()
+        if running:
+            await workflow.wait(running)

@@ -16,6 +16,7 @@ half-second, and turns them into what a person or a script needs to know:
 from __future__ import annotations
 
 import asyncio
+import shlex
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from langgraph_fanout.temporal.progress import ActivityTracker, Listener, failure_cause
+from langgraph_fanout.temporal.worker import DEFAULT_TASK_QUEUE
 from langgraph_fanout.temporal.workflows import STATUS
 
 T = TypeVar("T")
@@ -144,7 +146,7 @@ class RunWatcher:
                 if plan is not None:
                     return Paused(plan)
         finally:
-            poller.cancel()
+            await _cancelled(poller)
 
     async def _unless_stuck(self, work: Awaitable[T]) -> T:
         """``work``'s value, or :class:`RunStuckError` as soon as the run is found stuck."""
@@ -154,8 +156,9 @@ class RunWatcher:
             await asyncio.wait({task, stuck}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stuck.cancel()
-        if not task.done():
-            task.cancel()
+            if not task.done():  # stuck, or the watcher is stopped: no call left running
+                await _cancelled(task)
+        if task.cancelled():
             assert self._task_failure is not None
             raise self._task_failure
         return task.result()
@@ -183,11 +186,29 @@ class RunWatcher:
         return bool(status == "paused")
 
     async def _pending_review(self) -> dict[str, Any] | None:
-        """The plan if the run waits for its review now (it may have been answered since)."""
-        plan: dict[str, Any] | None = await self.handle.query(
-            "pending_review", rpc_timeout=QUERY_TIMEOUT
-        )
-        return plan
+        """The plan if the run waits for its review now (it may have been answered since).
+
+        A worker answers the query; while none polls the run's task queue (all restarting,
+        or none started yet), the watcher says so once and asks again.
+        """
+        while True:
+            try:
+                plan: dict[str, Any] | None = await self.handle.query(
+                    "pending_review", rpc_timeout=QUERY_TIMEOUT
+                )
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.FAILED_PRECONDITION:  # "no poller seen"
+                    raise
+                if not self._said_no_worker:
+                    self._said_no_worker = True
+                    self.notice(
+                        f"waiting for a worker on task queue {self.task_queue!r} to read the "
+                        f"run's state (none polls it now; start one with "
+                        f"`{self._worker_command()}`)"
+                    )
+                await asyncio.sleep(POLL_SECONDS)
+                continue
+            return plan
 
     def _note_task(self, event: HistoryEvent) -> None:
         """Remember the last workflow task failure, until a workflow task completes."""
@@ -243,11 +264,20 @@ class RunWatcher:
             self.notice(
                 f"waiting for a worker{of} on task queue {self.task_queue!r} (none has taken "
                 f"the run's next task for {now - min(waiting):.0f} s; start one with "
-                "`fanout worker --temporal HOST:PORT`)"
+                f"`{self._worker_command()}`)"
             )
         elif not waiting and self._said_no_worker:
             self._said_no_worker = False
             self.notice("a worker took the run's tasks")
+
+    def _worker_command(self) -> str:
+        queue = self.task_queue
+        option = "" if queue == DEFAULT_TASK_QUEUE else f" --task-queue {shlex.quote(queue)}"
+        return f"fanout worker --temporal {self._address}{option}"
+
+    @property
+    def _address(self) -> str:
+        return self.client.service_client.config.target_host
 
     async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
         """``call()``, again and again while the server is out of reach."""
@@ -281,8 +311,18 @@ class RunWatcher:
             raise TemporalUnreachableError(
                 f"Temporal has been out of reach for {OUTAGE_LIMIT.total_seconds() / 60:.0f} "
                 f"minutes ({exc.message}); the run may still be going: check it later with "
-                f"`fanout show {self.handle.id} --temporal HOST:PORT`"
+                f"`fanout show {self.handle.id} --temporal {self._address}`"
             ) from None
+
+
+async def _cancelled(task: asyncio.Future[Any]) -> None:
+    """Cancel ``task`` and wait until it has stopped.
+
+    A Temporal call left running when the process exits would complete on a Rust thread
+    while the interpreter shuts down, and the process would hang there.
+    """
+    task.cancel()
+    await asyncio.wait({task})
 
 
 def _closes_run(event: HistoryEvent) -> bool:
