@@ -216,10 +216,10 @@ async def test_an_error_that_is_not_transient_fails_the_activity_without_retry(
 
 
 async def test_a_failed_run_stops_its_other_workers_before_it_ends(
-    fake_llm: FakeLLM, client: Client, task_queue: str
+    fake_llm: FakeLLM, client: Client, address: str, task_queue: str, tmp_path: Path
 ) -> None:
     fake_llm.add_rules(
-        {"match": "Section: Fake name 1 for", "fault": "500"},  # fails after its 3 attempts
+        {"match": "Section: Fake name 1 for", "fault": "empty"},  # fails after its attempts
         {"match": "Article topic", "fault": "hang"},  # the other writers stay in flight
     )
     async with serving(client, task_queue):
@@ -241,6 +241,8 @@ async def test_a_failed_run_stops_its_other_workers_before_it_ends(
     events = [e.event_type for e in await history_events(handle)]
     assert events.count(EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED) == 2
     assert events[-1] == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED
+    shown = fanout(fake_llm, tmp_path, "show", handle.id, "--json", "--temporal", address)
+    assert json.loads(shown.stdout)["usage"]["llm_calls"] == len(at_the_end)  # retries too
 
 
 # --- worker processes killed with SIGKILL -----------------------------------------------------

@@ -61,7 +61,10 @@ async def only_hung_batch_left(client: Client, run_id: str) -> bool:
         for pending in description.raw_description.pending_activities
         if pending.activity_type.name == "article.write_section"
     ]
-    return len(open_writers) == 1 and bool(open_writers[0].heartbeat_details.payloads)
+    if len(open_writers) != 1:
+        return False
+    beat = await client.data_converter.decode(open_writers[0].heartbeat_details.payloads)
+    return bool(beat and beat[0])  # [progress: the finished tasks, what the batch spent]
 
 
 async def test_a_wide_fan_out_is_batched_with_the_output_of_an_in_process_run(
@@ -129,3 +132,9 @@ async def test_a_failed_task_reruns_alone_and_a_killed_worker_loses_no_finished_
         f"Fake name {n} for: Topic: tides" for n in range(1, 61)
     ]
     assert "started article.write_section" in (tmp_path / "w2.err").read_text()
+    # Every call counts, the failed and the lost attempts' too (each batch carries its
+    # attempts' count in its heartbeats): what the fake saw.
+    shown = json_result(
+        fanout(fake_llm, tmp_path, "show", handle.id, "--json", "--temporal", address)
+    )
+    assert shown["usage"]["llm_calls"] == len(fake_llm.log()) == 63

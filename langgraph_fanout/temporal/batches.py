@@ -23,11 +23,10 @@ from typing import Any
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
 from langgraph.types import Send
-from temporalio import activity
 from typing_extensions import TypedDict
 
 from graphs.placement import AsyncFunction
-from langgraph_fanout.temporal.policy import checkpoint
+from langgraph_fanout.temporal.policy import checkpoint, earlier_progress
 
 MAX_WORKER_ACTIVITIES = 50
 """Most activities one fan-out makes; a wider one is batched."""
@@ -59,9 +58,8 @@ async def run_batch(batch: Batch, runtime: Runtime[Any]) -> dict[str, Any]:
     """The activity of a worker node: run each task not done yet; their updates joined."""
     worker = WORKERS[get_config()["metadata"]["langgraph_node"]]
     tasks = batch["tasks"]
-    done: dict[int, dict[str, Any]] = {}
-    if activity.info().heartbeat_details:  # an earlier attempt's finished tasks
-        done = {int(i): update for i, update in activity.info().heartbeat_details[0].items()}
+    earlier = earlier_progress() or {}  # an earlier attempt's finished tasks
+    done: dict[int, dict[str, Any]] = {int(i): update for i, update in earlier.items()}
 
     async def run(index: int) -> None:
         done[index] = await worker(tasks[index], runtime=runtime)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
@@ -55,34 +56,73 @@ CALLS_KEY = "llm_calls"
 
 
 class _Usage(UsageMetadataCallbackHandler):
-    """Token usage per model, and the number of LLM calls, of one activity attempt."""
+    """LLM calls and token usage per model of an activity, its earlier attempts' included.
+
+    An attempt sends what the activity has spent so far with each heartbeat; Temporal hands
+    the last heartbeat to the next attempt, which goes on counting from there. So a retried
+    activity's result, or its final failure, reports every call its attempts made (but the
+    last second of an attempt whose worker died).
+    """
 
     run_inline = True  # cheap bookkeeping: no thread hop per event
 
-    def __init__(self) -> None:
+    def __init__(self, earlier: Any) -> None:
         super().__init__()
         self.calls = 0
+        self.on_call: Callable[[], None] = lambda: None
+        if isinstance(earlier, dict):
+            self.calls = int(earlier.get(CALLS_KEY, 0))
+            self.usage_metadata = dict(earlier.get(USAGE_KEY) or {})
 
     def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
         """Count one LLM call."""
         self.calls += 1
+        self.on_call()
+
+    def spent(self) -> dict[str, Any]:
+        """``{CALLS_KEY: ..., USAGE_KEY: ...}`` so far."""
+        return {CALLS_KEY: self.calls, USAGE_KEY: dict(self.usage_metadata)}
 
 
 _usage: ContextVar[_Usage | None] = ContextVar("fanout_usage", default=None)
 register_configure_hook(_usage, inheritable=True)  # once: every chat model call reports to it
-_details: ContextVar[list[Any] | None] = ContextVar("fanout_heartbeat_details", default=None)
 
 
-def checkpoint(*details: Any) -> None:
-    """Record ``details`` as the running activity's progress (sent with each heartbeat).
+@dataclasses.dataclass
+class _Attempt:
+    """What a running attempt sends with each heartbeat: its progress and what it spent."""
 
-    Temporal keeps the last details it got for the activity's next attempt
-    (``activity.info().heartbeat_details``).
+    usage: _Usage
+    progress: Any = None
+
+    def heartbeat(self) -> None:
+        activity.heartbeat(self.progress, self.usage.spent())
+
+
+_attempt: ContextVar[_Attempt | None] = ContextVar("fanout_attempt", default=None)
+
+
+def checkpoint(progress: Any) -> None:
+    """Record ``progress`` as the running activity's (sent with each heartbeat).
+
+    Temporal keeps the last one it got for the activity's next attempt
+    (:func:`earlier_progress`).
     """
-    kept = _details.get()
-    if kept is not None:
-        kept[:] = details
-    activity.heartbeat(*details)
+    attempt = _attempt.get()
+    if attempt is not None:
+        attempt.progress = progress
+        attempt.heartbeat()
+
+
+def earlier_progress() -> Any:
+    """The progress the activity's last attempt recorded (None on its first attempt)."""
+    details = activity.info().heartbeat_details
+    return details[0] if details else None
+
+
+def _earlier_spent() -> Any:
+    details = activity.info().heartbeat_details
+    return details[1] if len(details) > 1 else None
 
 
 def retry_policy() -> RetryPolicy:
@@ -116,12 +156,6 @@ def activity_options() -> dict[str, Any]:
     }
 
 
-def non_retryable(exc: BaseException) -> ApplicationError:
-    """``exc`` as an error Temporal will not retry, keeping its type name and message."""
-    name = type(exc).__name__
-    return ApplicationError(f"{name}: {exc}", type=name, non_retryable=True)
-
-
 class RunInterceptor(Interceptor):
     """Worker interceptor: classifies activity errors, heartbeats, sets per-run timeouts."""
 
@@ -141,31 +175,54 @@ class _Activity(ActivityInboundInterceptor):
         info = activity.info()
         what = f"{info.activity_type} (run {info.workflow_id}, attempt {info.attempt})"
         logger.info("started %s", what)
-        details: list[Any] = []
-        details_token = _details.set(details)
-        beating = asyncio.create_task(_heartbeat(details)) if info.heartbeat_timeout else None
-        usage = _Usage()
-        token = _usage.set(usage)
+        usage = _Usage(_earlier_spent())
+        attempt = _Attempt(usage, earlier_progress())
+        attempt_token, usage_token = _attempt.set(attempt), _usage.set(usage)
+        beating = None
+        if info.heartbeat_timeout:
+            usage.on_call = attempt.heartbeat  # a call counts even if the worker dies next
+            beating = asyncio.create_task(_heartbeat(attempt))
         try:
             result = await self.next.execute_activity(input)
         except Exception as exc:
             logger.info("failed %s: %s: %s", what, type(exc).__name__, exc)
-            if isinstance(exc, ApplicationError) or is_retryable(exc):
+            if info.heartbeat_timeout:
+                attempt.heartbeat()  # the next attempt counts on from this one's calls
+            if isinstance(exc, ApplicationError):
                 raise
-            raise non_retryable(exc) from exc
+            raise failure(exc, usage.spent()) from exc
         finally:
-            _usage.reset(token)
-            _details.reset(details_token)
+            _usage.reset(usage_token)
+            _attempt.reset(attempt_token)
             if beating is not None:
                 beating.cancel()
         logger.info("done %s", what)
         return with_usage(result, usage)
 
 
+def non_retryable(exc: BaseException) -> ApplicationError:
+    """``exc`` as an error Temporal will not retry, keeping its type name and message."""
+    name = type(exc).__name__
+    return ApplicationError(f"{name}: {exc}", type=name, non_retryable=True)
+
+
+def failure(exc: BaseException, spent: dict[str, Any]) -> ApplicationError:
+    """``exc`` as the error Temporal records, with what the activity spent as its details.
+
+    Keeps its type name and message, and whether it is retried
+    (:func:`langgraph_fanout.llm.retry.is_retryable`).
+    """
+    if is_retryable(exc):
+        return ApplicationError(str(exc), spent, type=type(exc).__name__)
+    error = non_retryable(exc)
+    return ApplicationError(error.message, spent, type=error.type, non_retryable=True)
+
+
 def with_usage(result: Any, usage: _Usage) -> Any:
     """The plugin's activity result (a dataclass) as a JSON object, with usage added.
 
-    The attempt's LLM calls and token usage go under :data:`CALLS_KEY` and :data:`USAGE_KEY`.
+    The LLM calls and token usage of the activity's attempts go under :data:`CALLS_KEY` and
+    :data:`USAGE_KEY`.
 
     Decoding ignores keys a dataclass does not have, so the workflow reads the result as
     before; the token usage stays in the history for clients (``langgraph_fanout.temporal.watch``).
@@ -176,10 +233,10 @@ def with_usage(result: Any, usage: _Usage) -> Any:
     return {**fields, USAGE_KEY: usage.usage_metadata, CALLS_KEY: usage.calls}
 
 
-async def _heartbeat(details: list[Any]) -> None:
+async def _heartbeat(attempt: _Attempt) -> None:
     while True:  # a call shorter than the interval sends none: the server has enough to do
         await asyncio.sleep(HEARTBEAT_INTERVAL.total_seconds())
-        activity.heartbeat(*details)  # the latest progress (checkpoint), or none
+        attempt.heartbeat()
 
 
 class _WorkflowInbound(WorkflowInboundInterceptor):

@@ -7,7 +7,7 @@ description says which attempt a pending activity is on and why the last one fai
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,8 +33,9 @@ class ActivityState:
     status: str = "scheduled"  # scheduled, running, retrying, done, failed, cancelled
     attempt: int = 1
     error: str = ""
-    result: Payload | None = field(default=None, repr=False)  # encoded, while not read
-    calls: int = 0  # LLM calls its successful attempt made (known once its result is read)
+    spent: Payload | None = field(default=None, repr=False)  # its calls and usage, encoded
+    calls: int = 0  # LLM calls its attempts made (known once ``spent`` is read)
+    started: bool = False  # an attempt of it started on a worker
 
 
 Listener = Callable[[ActivityState], None]
@@ -54,24 +55,26 @@ class ActivityTracker:
         self.last_event_id = 0
 
     async def usage(self, converter: DataConverter) -> dict[str, Any]:
-        """LLM calls and token usage of the finished activities, as ``--json`` shows them.
+        """LLM calls and token usage of the ended activities, as ``--json`` shows them.
 
-        Calls and tokens are those each activity's successful attempt reported; an attempt
-        that failed leaves no result in the history, and counts as one call without tokens.
+        Each activity reports the calls and tokens of all its attempts: in its result, in
+        its final failure, or in the last heartbeat of an attempt that timed out
+        (``langgraph_fanout/temporal/policy.py``). An attempt that could report nothing
+        (its worker died at once, or it was cancelled) counts as one call, without tokens.
         """
         by_model: dict[str, Any] = {}
         calls = 0
         for state in self.activities.values():
-            if state.status not in ("done", "failed"):
+            if state.status not in FINISHED:
                 continue
-            failed_attempts = state.attempt - (state.status == "done")
-            calls += failed_attempts
-            if state.result is not None:
-                (value,) = await converter.decode([state.result])
-                state.result = None
-                state.calls = value.get(CALLS_KEY, 1) if isinstance(value, dict) else 1
+            if state.spent is not None:
+                (value,) = await converter.decode([state.spent])
+                state.spent = None
                 if isinstance(value, dict):
+                    state.calls = int(value.get(CALLS_KEY, 0))
                     merge_usage(by_model, value.get(USAGE_KEY) or {})
+            if state.status != "cancelled" or state.started:  # each attempt made a call
+                state.calls = max(state.calls, state.attempt)
             calls += state.calls
         return run_usage(calls, by_model)
 
@@ -94,20 +97,23 @@ class ActivityTracker:
             started = event.activity_task_started_event_attributes
             if (known := self._by_event.get(started.scheduled_event_id)) is not None:
                 known.attempt = max(known.attempt, started.attempt)
+                known.started = True
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
             done = event.activity_task_completed_event_attributes
-            if done.result.payloads and (known := self._by_event.get(done.scheduled_event_id)):
-                known.result = done.result.payloads[0]
-            self._close(done.scheduled_event_id, "done", "")
+            self._close(done.scheduled_event_id, "done", "", done.result.payloads[:1])
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
             failed = event.activity_task_failed_event_attributes
-            self._close(failed.scheduled_event_id, "failed", failure_cause(failed.failure))
+            spent = failed.failure.application_failure_info.details.payloads[:1]
+            self._close(failed.scheduled_event_id, "failed", failure_cause(failed.failure), spent)
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
             timed_out = event.activity_task_timed_out_event_attributes
-            self._close(timed_out.scheduled_event_id, "failed", failure_cause(timed_out.failure))
+            beat = timed_out.failure.timeout_failure_info.last_heartbeat_details.payloads[1:2]
+            self._close(
+                timed_out.scheduled_event_id, "failed", failure_cause(timed_out.failure), beat
+            )
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED:
             canceled = event.activity_task_canceled_event_attributes
-            self._close(canceled.scheduled_event_id, "cancelled", "")
+            self._close(canceled.scheduled_event_id, "cancelled", "", ())
 
     def pending(self, infos: list[PendingActivityInfo]) -> None:
         """Take the pending activities of the run's description: attempts and last failures."""
@@ -126,10 +132,13 @@ class ActivityTracker:
                 state.status, state.attempt, state.error = status, pending.attempt, error
                 self.listener(state)
 
-    def _close(self, scheduled_event_id: int, status: str, error: str) -> None:
+    def _close(
+        self, scheduled_event_id: int, status: str, error: str, spent: Sequence[Payload]
+    ) -> None:
         state = self._by_event.get(scheduled_event_id)
         if state is not None and state.status not in FINISHED:
             state.status, state.error = status, error
+            state.spent = spent[0] if spent else None
             self.listener(state)
 
 
