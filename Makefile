@@ -89,7 +89,8 @@ lint: $(VENV)/.dev  ## ruff and mypy (no llama.cpp build needed)
 
 test: system-deps install lint production-test-deps  ## everything CI runs (4 pytest workers)
 	$(COMPILE)
-	$(BIN)/python -m pytest -q -n 4 --dist loadgroup
+	$(BIN)/python -m pytest -q -n 4 --dist loadgroup -m "not alone"
+	$(BIN)/python -m pytest -q -m alone
 
 # Bytecode written once: the tests start ~300 Python processes, and where
 # PYTHONDONTWRITEBYTECODE is set (as on CI) each would compile the project again.

@@ -80,7 +80,7 @@ def article_calls(log: list[dict[str, Any]]) -> dict[str, int]:
     return dict(sorted(calls.items()))
 
 
-def wait_for_in_flight(fake: FakeLLM, count: int, timeout: float = 30.0) -> None:
+def wait_for_in_flight(fake: FakeLLM, count: int, timeout: float = 60.0) -> None:
     """Wait until ``count`` requests are in flight at the fake (the hanging ones).
 
     The timeout covers a `fanout` start and its first calls on a loaded 2-core machine.

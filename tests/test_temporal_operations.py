@@ -179,7 +179,10 @@ def test_cli_says_it_waits_for_a_worker_and_goes_on_when_one_comes(
         for line in (tmp_path / "submit.err").read_text().splitlines()
         if "waiting for a worker" in line
     )
-    assert "on task queue 'lonely'" in notice and "fanout worker" in notice
+    assert "on task queue 'lonely'" in notice
+    assert (
+        f"start one with `fanout worker --temporal {server.address} --task-queue lonely`" in notice
+    )
     worker = start_worker(fake_llm, tmp_path, server.address, "lonely", "w1")
     try:
         result = finished(run, tmp_path)

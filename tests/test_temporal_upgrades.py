@@ -28,11 +28,12 @@ from temporalio.client import Client  # noqa: E402
 
 from graphs import article  # noqa: E402
 from langgraph_fanout.temporal.client import run_graph  # noqa: E402
+from langgraph_fanout.temporal.versioning import build_id  # noqa: E402
 from langgraph_fanout.temporal.watch import RunStuckError  # noqa: E402
 from state.context import Context  # noqa: E402
 from tests.fake_llm import FakeLLM  # noqa: E402
 from tests.fanout_cli import FANOUT, fanout_env, json_result  # noqa: E402
-from tests.temporal_cluster import kill, wait_until_ready  # noqa: E402
+from tests.temporal_cluster import kill, wait_for, wait_until_ready  # noqa: E402
 from tests.test_durability import wait_for_in_flight  # noqa: E402
 
 pytestmark = [pytest.mark.temporal, pytest.mark.timeout(240)]
@@ -187,6 +188,36 @@ async def test_in_flight_run_finishes_on_its_version_while_new_runs_use_the_new_
     assert await identities(client, r2) == {f"{new.pid}@{socket.gethostname()}"}
     assert second["article"].startswith(title)
     assert second["usage"]["llm_calls"] == len(release_2_log) == release_2_calls
+
+
+async def test_a_run_whose_version_has_no_worker_names_the_code_it_waits_for(
+    fake_llm: FakeLLM, address: str, task_queue: str, tmp_path: Path
+) -> None:
+    fake_llm.add_rules(SLOW_WRITERS)
+    run_id = f"gone-{task_queue}"
+    old = start_worker(fake_llm, tmp_path, address, task_queue, "old", "--build-id", "release-1")
+    back = None
+    try:
+        wait_until_ready(tmp_path, "old", old)
+        run = submit(fake_llm, tmp_path, address, task_queue, run_id)
+        wait_for_in_flight(fake_llm, 3)
+        kill(old)  # release 1's only worker is gone, its writers with it
+        err = tmp_path / f"{run_id}.err"
+        await wait_for("the waiting note", lambda: "waiting for a worker" in err.read_text())
+        back = start_worker(
+            fake_llm, tmp_path, address, task_queue, "back", "--build-id", "release-1"
+        )
+        output = finished(run, tmp_path, run_id)
+    finally:
+        for worker in (old, *([back] if back else [])):
+            kill(worker)
+
+    (note,) = [line for line in err.read_text().splitlines() if "waiting for a worker" in line]
+    assert "waiting for a worker of version release-1" in note
+    assert f"this code is version {build_id()}, whose workers cannot take the run" in note
+    command = f"fanout worker --temporal {address} --task-queue {task_queue}"
+    assert f"start one with `{command}` from the code of version release-1" in note
+    assert output["article"].startswith("# tides")
 
 
 async def test_nondeterminism_is_reported_within_seconds_not_a_hang(

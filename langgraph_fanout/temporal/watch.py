@@ -34,6 +34,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from langgraph_fanout.temporal.progress import ActivityTracker, Listener, failure_cause
+from langgraph_fanout.temporal.versioning import build_id
 from langgraph_fanout.temporal.worker import DEFAULT_TASK_QUEUE
 from langgraph_fanout.temporal.workflows import STATUS
 
@@ -259,12 +260,17 @@ class RunWatcher:
         stalled = bool(waiting) and now - min(waiting) > NO_WORKER_NOTICE
         if stalled and not self._said_no_worker:
             self._said_no_worker = True
-            version = raw.workflow_execution_info.versioning_info.deployment_version
-            of = f" of version {version.build_id}" if version.build_id else ""
+            needed = raw.workflow_execution_info.versioning_info.deployment_version.build_id
+            of = f" of version {needed}" if needed else ""
+            start = f"start one with `{self._worker_command()}`"
+            if needed and needed != (current := build_id()):
+                start = (
+                    f"this code is version {current}, whose workers cannot take the run: "
+                    f"{start} from the code of version {needed} (docs/temporal.md, Upgrades)"
+                )
             self.notice(
                 f"waiting for a worker{of} on task queue {self.task_queue!r} (none has taken "
-                f"the run's next task for {now - min(waiting):.0f} s; start one with "
-                f"`{self._worker_command()}`)"
+                f"the run's next task for {now - min(waiting):.0f} s; {start})"
             )
         elif not waiting and self._said_no_worker:
             self._said_no_worker = False
