@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,7 @@ from tests.aegra_cluster import AegraCluster, require_aegra, start_cluster
 from tests.fake_llm import FakeLLM
 from tests.fanout_cli import RUN_TIMEOUT, fanout, json_result, saved_rows, start_fanout
 from tests.fanout_cli import wait_for_results as wait_for_saved
-from tests.langgraph_server import server_env, start_server
+from tests.langgraph_server import Server, server_env, start_server
 from tests.requirements import unavailable
 from tests.test_durability import new_thread, research_calls, show, wait_for_in_flight
 from tests.test_thread_lock import branches
@@ -310,19 +311,42 @@ STARTERS = 8
 def test_eight_runs_start_together_on_an_empty_database(
     fake_llm: FakeLLM, tmp_path: Path, kind: str, request: pytest.FixtureRequest
 ) -> None:
-    """Their table set-ups are serialized: every run starts, and every one finishes."""
+    """Their table set-ups are serialized: every run starts, and every one finishes.
+
+    On PostgreSQL one of the eight starters is a ``langgraph dev`` server (its checkpointer
+    sets the tables up as it starts), started in the same moment as seven CLIs.
+    """
+    servers: list[Server] = []
+    clis = STARTERS
     if kind == "postgres":
         db = request.getfixturevalue("cluster").url  # a new cluster: no table yet
+        (tmp_path / "dev").mkdir()
+        env = server_env(fake_llm, db)
+        starting = threading.Thread(
+            target=lambda: servers.append(start_server(tmp_path / "dev", env))
+        )
+        starting.start()
+        clis -= 1
     else:
         db = str(tmp_path / "new.sqlite")
     runs = []
-    for n in range(STARTERS):
+    for n in range(clis):
         cwd = tmp_path / f"p{n}"
         cwd.mkdir()
         runs.append((cwd, start_fanout(fake_llm, cwd, "research", f"topic {n}", "--db", db)))
 
     results = [finish(process, cwd) for cwd, process in runs]
+    if kind == "postgres":
+        starting.join()
+        assert servers, "langgraph dev did not start (see the test's log)"
+        (server,) = servers
+        try:
+            client = server.sync_client()
+            thread = client.threads.create()["thread_id"]
+            client.runs.wait(thread, "research", input={"topic": "served"})
+        finally:
+            server.kill()
 
-    assert [code for code, _, _ in results] == [0] * STARTERS, [err for _, _, err in results]
+    assert [code for code, _, _ in results] == [0] * clis, [err for _, _, err in results]
     listed = fanout(fake_llm, tmp_path, "runs", "--db", db, "--json", "--limit", "20")
     assert sorted(r["status"] for r in json.loads(listed.stdout)) == ["done"] * STARTERS

@@ -273,11 +273,12 @@ async def _dispatch(args: argparse.Namespace) -> int:
 def _no_run(args: argparse.Namespace, thread_id: str) -> UsageError:
     return UsageError(
         f"no run with thread id {thread_id!r} in {redact(db_url(args.db))} (a run started "
-        "with --temporal is in Temporal: the Temporal web UI or `temporal workflow show`)"
+        f"with --temporal is in Temporal: `fanout show {thread_id} --temporal HOST:PORT`)"
     )
 
 
 async def _start(args: argparse.Namespace, workflow: Workflow) -> int:
+    db_url(args.db)  # a malformed URL is refused before the models load (a second of CPU)
     value, context = new_run(args, workflow)
     answers = reviewer(args, workflow, context, paused=False)
     record = RunRecord.new(workflow, value, context, args.thread)
