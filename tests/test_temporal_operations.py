@@ -202,6 +202,38 @@ def test_show_and_resume_of_an_unknown_thread(fake_llm: FakeLLM, address: str, t
         assert "Traceback" not in result.stderr
 
 
+def test_a_worker_stopped_mid_run_exits_cleanly_and_another_finishes_the_run(
+    fake_llm: FakeLLM, server: DevServer, tmp_path: Path
+) -> None:
+    fake_llm.add_rules({"match": "Article topic", "hold": True, "times": 3})
+    worker = start_worker(fake_llm, tmp_path, server.address, "ops", "w1")
+    other = None
+    try:
+        wait_until_ready(tmp_path, "w1", worker)
+        run = submit(
+            fake_llm, tmp_path, "article", "tides", "--json",
+            "--temporal", server.address, "--task-queue", "ops",
+        )  # fmt: skip
+        wait_for_in_flight(fake_llm, 3)  # the writers are running, the workflow is cached
+        stopping = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(timeout=30)
+        took = time.monotonic() - stopping
+        fake_llm.release()
+        other = start_worker(fake_llm, tmp_path, server.address, "ops", "w2")
+        result = finished(run, tmp_path)
+    finally:
+        kill(worker)
+        if other is not None:
+            kill(other)
+
+    print(f"\nworker stopped {took:.1f} s after SIGTERM")
+    log = (tmp_path / "w1.err").read_text()
+    assert code == 0 and "worker stopped" in log
+    assert "Traceback" not in log and "Exception ignored" not in log, log
+    assert json_result(result)["article"].startswith("# tides")
+
+
 # --- Ctrl-C and SIGTERM: 20 real CLIs on pseudo-terminals, 5 in each state of a run ---
 
 

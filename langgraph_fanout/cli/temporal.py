@@ -14,7 +14,10 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
+import types
+import warnings
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -123,7 +126,26 @@ async def serve(args: argparse.Namespace) -> int:
         await stop.wait()
         stderr.print("stopping: finishing running activities", highlight=False, markup=False)
     stderr.print("worker stopped", highlight=False, markup=False)
+    drop_evicted_workflows()
     return EXIT_OK
+
+
+def drop_evicted_workflows() -> None:
+    """Let the workflows the stopped worker dropped die silently as the process exits.
+
+    At shutdown the SDK drops the runs it had cached without resuming them; their LangGraph
+    coroutines and generators are then finalized by the garbage collector, with no event
+    loop to run their cleanup in, and each printed a traceback ("Exception ignored in ...
+    no running event loop"). The runs go on from their histories on other workers: nothing
+    of them lives in this process. Any other unraisable error is still printed.
+    """
+    warnings.filterwarnings("ignore", "coroutine .* was never awaited", RuntimeWarning)
+
+    def hook(unraisable: Any) -> None:
+        if not isinstance(unraisable.object, types.CoroutineType | types.AsyncGeneratorType):
+            sys.__unraisablehook__(unraisable)
+
+    sys.unraisablehook = hook
 
 
 class OneLineFormatter(logging.Formatter):
