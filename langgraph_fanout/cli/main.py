@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -214,7 +215,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = 128 + signal.SIGINT
     except Stopped as stop:
         code = 128 + stop.signum
+    if args.temporal and args.command != "worker":
+        leave_now(code)
     sys.exit(code)
+
+
+def leave_now(code: int) -> None:
+    """Exit with ``code`` without the interpreter's shutdown (a Temporal client's way out).
+
+    A call the client cancelled (Ctrl-C while it long-polls the run's history) goes on in
+    the Temporal core's Rust threads; if it completes while the interpreter shuts down, pyo3
+    parks that thread for good and the shutdown waits for it: `fanout` hung after printing
+    its last line (1 of 20 stops under CI load). Nothing is left to save or flush but stdio.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 async def _until_stopped(args: argparse.Namespace) -> int:
