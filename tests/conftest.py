@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -118,6 +120,15 @@ def langgraph_dev(
 
 
 # --- Redis and Aegra ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def traversable_tmp() -> Iterator[Path]:
+    """A temp dir that user postgres may pass through (pytest's own are the owner's only)."""
+    path = Path(tempfile.mkdtemp(prefix="fanout-production-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

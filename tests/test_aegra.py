@@ -14,14 +14,12 @@ import itertools
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -129,15 +127,6 @@ def free_port_and_next() -> int:
             except OSError:
                 continue
         return port
-
-
-@pytest.fixture
-def traversable_tmp() -> Iterator[Path]:
-    """A temp dir that user postgres may pass through (pytest's own are the owner's only)."""
-    path = Path(tempfile.mkdtemp(prefix="fanout-production-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.mark.timeout(420)

@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 import uuid
@@ -40,15 +38,6 @@ pytestmark = [pytest.mark.aegra, pytest.mark.timeout(300)]
 
 LAUNCHER = [str(PYTHON), "-m", "langgraph_fanout.production"]
 ONE_RUN = {"plan": 1, "q1": 1, "q2": 1, "q3": 1, "q4": 1, "writer": 1}
-
-
-@pytest.fixture
-def traversable_tmp() -> Iterator[Path]:
-    """A temp dir that user postgres may pass through (pytest's own are the owner's only)."""
-    path = Path(tempfile.mkdtemp(prefix="fanout-production-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 # --- settings -------------------------------------------------------------------------------
