@@ -58,7 +58,7 @@ def offline_env(fake: FakeLLM) -> dict[str, str]:
     }
     env.update(
         LANGSMITH_TRACING="false",
-        OPENAI_BASE_URL=fake.base_url,
+        OPENAI_BASE_URL=fake.shared_url,
         OPENAI_API_KEY="test-key",
         FANOUT_MODEL="openai:fake-model",
     )

@@ -35,9 +35,13 @@ def fake_llm_server() -> Iterator[FakeLLM]:
 
 @pytest.fixture
 def fake_llm(fake_llm_server: FakeLLM, monkeypatch: pytest.MonkeyPatch) -> FakeLLM:
-    """The fake server, reset, with the OpenAI env vars pointing at it and tracing off."""
-    fake_llm_server.reset()
-    monkeypatch.setenv("OPENAI_BASE_URL", fake_llm_server.base_url)
+    """The fake server, reset, with the OpenAI env vars pointing at it and tracing off.
+
+    In-process runs use its shared URL (their models are cached across tests); the processes a
+    test starts use the test's own (``FakeLLM.begin_test``).
+    """
+    fake_llm_server.begin_test()
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_llm_server.shared_url)
     monkeypatch.setenv("OPENAI_API_KEY", "test-key")
     monkeypatch.setenv("FANOUT_MODEL", "openai:fake-model")
     for name in ("LANGSMITH_TRACING", "LANGCHAIN_TRACING_V2", "LANGSMITH_API_KEY"):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph_fanout.persistence.checkpointer import is_postgres, open_checkpointer, sqlite_file
 from langgraph_fanout.workflows import WORKFLOWS
 from tests.fake_llm import FakeLLM
+from tests.fanout_zygote import Zygote
 
 FANOUT = [sys.executable, "-m", "langgraph_fanout.cli"]
 RUN_TIMEOUT = 60.0
@@ -52,17 +55,26 @@ def fanout(
     timeout: float = RUN_TIMEOUT,
     env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``fanout *args`` to completion in ``cwd`` (``env``: variables to add)."""
-    return subprocess.run(
-        [*FANOUT, *args],
-        cwd=cwd,
-        env=fanout_env(fake) | (env or {}),
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    """Run ``fanout *args`` to completion in ``cwd`` (``env``: variables to add).
+
+    In a process forked from :func:`zygote` (``tests/fanout_zygote.py``): the same command
+    without its seconds of imports.
+    """
+    return zygote(fake).run(list(args), cwd, fanout_env(fake) | (env or {}), stdin, timeout)
+
+
+_zygote: Zygote | None = None
+_zygote_lock = threading.Lock()
+
+
+def zygote(fake: FakeLLM) -> Zygote:
+    """This test process's :class:`~tests.fanout_zygote.Zygote` (started on first use)."""
+    global _zygote
+    with _zygote_lock:
+        if _zygote is None or not _zygote.alive():
+            _zygote = Zygote(fanout_env(fake))
+            atexit.register(_zygote.close)
+        return _zygote
 
 
 def start_fanout(fake: FakeLLM, cwd: Path, *args: str) -> subprocess.Popen[str]:
@@ -90,9 +102,12 @@ def json_result(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
 
 
 def wait_for_results(
-    db: str, graph: str, thread_id: str, node: str, count: int, timeout: float = 30.0
+    db: str, graph: str, thread_id: str, node: str, count: int, timeout: float = 60.0
 ) -> None:
-    """Poll the checkpoint ``db`` until ``count`` ``node`` tasks of the run have saved results."""
+    """Poll the checkpoint ``db`` until ``count`` ``node`` tasks of the run have saved results.
+
+    The timeout covers a `fanout` start and its first calls on a loaded 2-core machine.
+    """
     workflow = WORKFLOWS[graph]
     config = RunnableConfig(configurable={"thread_id": thread_id})
     deadline = time.monotonic() + timeout
@@ -104,7 +119,7 @@ def wait_for_results(
             seen = sum(1 for t in tasks if t.name == node and t.result is not None)
             if seen >= count:
                 return
-            time.sleep(0.05)
+            time.sleep(0.1)
     raise AssertionError(f"only {seen} of {count} {node} results saved after {timeout:g}s")
 
 

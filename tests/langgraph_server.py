@@ -52,7 +52,7 @@ def server_env(fake: FakeLLM, db: Path | str) -> dict[str, str]:
         LANGGRAPH_CLI_NO_ANALYTICS="1",
         LANGGRAPH_NO_VERSION_CHECK="1",
         LANGSMITH_TRACING="false",
-        OPENAI_BASE_URL=fake.base_url,
+        OPENAI_BASE_URL=fake.shared_url,
         OPENAI_API_KEY="test-key",
         FANOUT_MODEL="openai:fake-model",
         FANOUT_DB=str(db),

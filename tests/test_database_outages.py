@@ -147,6 +147,7 @@ def threads(
 
 @pytest.mark.server
 @pytest.mark.aegra
+@pytest.mark.timeout(480)  # 75-90 s alone; over 240 s once in CI, beside the other workers
 @pytest.mark.parametrize(
     ("down", "release_while_down"),
     [pytest.param(10, False, id="10s-calls-in-flight"), pytest.param(60, True, id="60s")],

@@ -294,3 +294,29 @@ def test_invalid_rules_are_rejected(fake_llm: FakeLLM) -> None:
         fake_llm.add_rules({"fault": "explode"})
     with pytest.raises(ValueError, match="unknown rule keys"):
         fake_llm.add_rules({"matches": "typo"})
+
+
+def at(base_url: str) -> ChatOpenAI:
+    return ChatOpenAI(model="fake-model", base_url=base_url, api_key="test-key", max_retries=0)
+
+
+async def test_a_process_left_by_an_earlier_test_neither_answers_nor_shows_in_the_log(
+    fake_llm: FakeLLM,
+) -> None:
+    earlier = fake_llm.base_url  # what a process this test starts is given
+    await chat(fake_llm).ainvoke("Hello from the first test")
+
+    fake_llm.begin_test()  # the next test
+    fake_llm.add_rules({"match": "Hello", "fault": "500", "times": 1})
+    with pytest.raises(openai.APIStatusError) as refused:
+        await at(earlier).ainvoke("Hello from a leftover process")
+    with pytest.raises(openai.InternalServerError):  # the rule was left for this test's call
+        await at(fake_llm.base_url).ainvoke("Hello from this test")
+    reply = await at(fake_llm.shared_url).ainvoke("Hello from a shared server")
+
+    assert refused.value.status_code == 410
+    assert [r["last_user"] for r in fake_llm.log()] == [
+        "Hello from this test",
+        "Hello from a shared server",
+    ]
+    assert reply.content == "Fake answer to: Hello from a shared server"

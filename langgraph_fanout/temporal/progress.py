@@ -35,6 +35,7 @@ class ActivityState:
     error: str = ""
     spent: Payload | None = field(default=None, repr=False)  # its calls and usage, encoded
     calls: int = 0  # LLM calls its attempts made (known once ``spent`` is read)
+    reported: bool = False  # ``spent`` held its attempts' own count
     started: bool = False  # an attempt of it started on a worker
 
 
@@ -59,8 +60,9 @@ class ActivityTracker:
 
         Each activity reports the calls and tokens of all its attempts: in its result, in
         its final failure, or in the last heartbeat of an attempt that timed out
-        (``langgraph_fanout/temporal/policy.py``). An attempt that could report nothing
-        (its worker died at once, or it was cancelled) counts as one call, without tokens.
+        (``langgraph_fanout/temporal/policy.py``). An activity that could report nothing
+        (cancelled after it started, or its worker died before its first heartbeat) counts
+        one call per attempt, without tokens.
         """
         by_model: dict[str, Any] = {}
         calls = 0
@@ -70,10 +72,11 @@ class ActivityTracker:
             if state.spent is not None:
                 (value,) = await converter.decode([state.spent])
                 state.spent = None
+                state.reported = isinstance(value, dict)
                 if isinstance(value, dict):
                     state.calls = int(value.get(CALLS_KEY, 0))
                     merge_usage(by_model, value.get(USAGE_KEY) or {})
-            if state.status != "cancelled" or state.started:  # each attempt made a call
+            if not state.reported and (state.status != "cancelled" or state.started):
                 state.calls = max(state.calls, state.attempt)
             calls += state.calls
         return run_usage(calls, by_model)

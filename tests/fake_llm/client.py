@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,12 +27,23 @@ class FakeLLM:
 
     def __init__(self, port: int, host: str = HOST) -> None:
         self.url = f"http://{host}:{port}"
-        self.base_url = f"{self.url}/v1"
+        self.shared_url = self.base_url = f"{self.url}/v1"
         self._http = httpx.Client(base_url=self.url, timeout=10.0, trust_env=False)
 
     def reset(self) -> None:
         """Clear rules, log and counters; restore the default latency and item count."""
         self._post("/_control/reset", {})
+
+    def begin_test(self) -> None:
+        """Reset, and give ``base_url`` a prefix of this test's own.
+
+        Processes a test starts use ``base_url``; one left running by an earlier test gets
+        HTTP 410 from then on and never shows in this test's log. Servers shared by many tests
+        use ``shared_url``.
+        """
+        epoch = uuid.uuid4().hex[:12]
+        self._post("/_control/reset", {"epoch": epoch})
+        self.base_url = f"{self.url}/t/{epoch}/v1"
 
     def configure(self, *, latency: float | None = None, default_items: int | None = None) -> None:
         """Set the global latency (seconds) and/or generated array length."""

@@ -318,6 +318,7 @@ class FakeState:
     peak_in_flight: int = 0
     seen: dict[str, int] = field(default_factory=dict)
     released: asyncio.Event = field(default_factory=asyncio.Event)
+    epoch: str = ""  # the current test's: requests under another test's prefix are refused
 
     def reset(self) -> None:
         """Drop rules, log and counters; restore the default latency and item count."""
@@ -373,8 +374,14 @@ class FakeState:
 
 
 async def chat_completions(request: Request) -> Response:
-    """``POST /v1/chat/completions``."""
+    """``POST /v1/chat/completions``, or ``/t/<epoch>/v1/chat/completions`` from one test.
+
+    A request under an earlier test's epoch (a process that test left behind) gets 410, and
+    neither enters the log nor uses a rule.
+    """
     state: FakeState = request.app.state.fake
+    if request.path_params.get("epoch", state.epoch) != state.epoch:
+        return _error(410, "This fake LLM URL belongs to an earlier test.", "invalid_request_error")
     try:
         req = ChatRequest.parse(await request.json())
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
@@ -588,8 +595,13 @@ async def _body(request: Request) -> dict[str, Any]:
 
 
 async def control_reset(request: Request) -> Response:
-    """``POST /_control/reset``: clear rules, log and counters; restore the latency."""
-    request.app.state.fake.reset()
+    """``POST /_control/reset``: clear rules, log and counters; restore the latency.
+
+    ``{"epoch": ...}`` starts a new test: requests under the previous epoch are refused.
+    """
+    state: FakeState = request.app.state.fake
+    state.reset()
+    state.epoch = str((await _body(request)).get("epoch", state.epoch))
     return JSONResponse({"ok": True})
 
 
@@ -648,6 +660,7 @@ def create_app(latency: float = 0.0) -> Starlette:
     app = Starlette(
         routes=[
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/t/{epoch}/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/_control/reset", control_reset, methods=["POST"]),
             Route("/_control/config", control_config, methods=["POST"]),
             Route("/_control/rules", control_rules, methods=["POST"]),
