@@ -144,3 +144,29 @@ def _answers(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def attempts(client: Any, run_id: str) -> tuple[int, int]:
+    """The run's activities and their attempts in all, from its history.
+
+    More attempts than activities: some attempt was lost (a worker killed, or one that missed
+    its heartbeats on a loaded machine) and ran again.
+    """
+    from temporalio.api.enums.v1 import EventType
+
+    activities = made = 0
+    async for event in client.get_workflow_handle(run_id).fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            activities += 1
+            made += event.activity_task_started_event_attributes.attempt
+    return activities, made
+
+
+def attempts_at(address: str, run_id: str) -> tuple[int, int]:
+    """:func:`attempts` of ``run_id`` on the Temporal server at ``address``."""
+    from temporalio.client import Client
+
+    async def read() -> tuple[int, int]:
+        return await attempts(await Client.connect(address), run_id)
+
+    return asyncio.run(read())

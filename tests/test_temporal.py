@@ -39,7 +39,14 @@ from langgraph_fanout.workflows import WORKFLOWS  # noqa: E402
 from state.context import Context  # noqa: E402
 from tests.fake_llm import FakeLLM  # noqa: E402
 from tests.fanout_cli import FANOUT, fanout, fanout_env, json_result  # noqa: E402
-from tests.temporal_cluster import kill, start_worker, stop, wait_for, wait_until_ready  # noqa: E402
+from tests.temporal_cluster import (  # noqa: E402
+    attempts,
+    kill,
+    start_worker,
+    stop,
+    wait_for,
+    wait_until_ready,
+)
 from tests.test_durability import hang_once, research_calls, wait_for_in_flight  # noqa: E402
 
 pytestmark = [pytest.mark.temporal, pytest.mark.timeout(240)]
@@ -424,7 +431,7 @@ async def test_workflow_worker_killed_the_run_replays_from_history(
 
 
 async def test_cli_output_equals_an_in_process_run(
-    fake_llm: FakeLLM, address: str, task_queue: str, tmp_path: Path
+    fake_llm: FakeLLM, address: str, task_queue: str, tmp_path: Path, client: Client
 ) -> None:
     local = fanout(fake_llm, tmp_path, "article", "tides", "--max-sections", "4")
     assert local.returncode == 0, local.stderr
@@ -446,14 +453,19 @@ async def test_cli_output_equals_an_in_process_run(
         assert stop(worker) == 0  # SIGTERM: a clean stop
     assert remote.returncode == 0, remote.stderr
     assert remote.stdout == local.stdout
-    done_line = next(line for line in remote.stderr.splitlines() if line.startswith("done:"))
-    assert done_line == next(line for line in local.stderr.splitlines() if line.startswith("done:"))
-    assert done_line.startswith("done: 4 LLM calls, ")  # the planner and 3 section writers
     verdict = json_result(text)
     expected = await evaluation.graph.ainvoke(INPUTS["evaluation"], context=CONTEXT)
     assert {k: v for k, v in verdict.items() if k not in ("thread_id", "usage")} == expected
-    assert verdict["usage"] == local_verdict["usage"]  # LLM calls and tokens, per model too
-    assert verdict["usage"]["llm_calls"] == 4 and verdict["usage"]["input_tokens"] > 0
+    done_line = next(line for line in remote.stderr.splitlines() if line.startswith("done:"))
+    thread_ids = (remote.stderr.split()[1], verdict["thread_id"])  # "thread: ID" comes first
+    counts = [await attempts(client, thread_id) for thread_id in thread_ids]
+    if all(made == activities for activities, made in counts):
+        # No attempt lost (a loaded machine's worker can miss its heartbeats): the same counts.
+        local_done = next(line for line in local.stderr.splitlines() if line.startswith("done:"))
+        assert done_line == local_done
+        assert done_line.startswith("done: 4 LLM calls, ")  # the planner and 3 section writers
+        assert verdict["usage"] == local_verdict["usage"]  # LLM calls and tokens, per model too
+    assert verdict["usage"]["llm_calls"] >= 4 and verdict["usage"]["input_tokens"] > 0
     log = (tmp_path / "w1.err").read_text()
     assert "started article.write_section" in log and "worker stopped" in log
 

@@ -28,6 +28,7 @@ from tests.fake_llm import FakeLLM  # noqa: E402
 from tests.fanout_cli import FANOUT, fanout, fanout_env, json_result  # noqa: E402
 from tests.temporal_cluster import (  # noqa: E402
     DevServer,
+    attempts_at,
     kill,
     start_worker,
     wait_for_text,
@@ -147,7 +148,11 @@ def test_thread_of_an_existing_run_attaches_instead_of_starting_another(
         "q3": 1,
         "writer": 1,
     }
-    assert output["usage"]["llm_calls"] == 5
+    activities, made = attempts_at(server.address, run_id)
+    if made == activities:
+        assert output["usage"]["llm_calls"] == 5
+    else:  # an attempt lost on a loaded machine counts as a call, though it may have made none
+        assert 5 <= output["usage"]["llm_calls"] <= made
     show = json_result(shown)
     assert show["status"] == "done" and show["graph"] == "research"
     assert show["values"] == {k: v for k, v in output.items() if k not in ("thread_id", "usage")}

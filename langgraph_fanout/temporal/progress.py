@@ -35,7 +35,6 @@ class ActivityState:
     error: str = ""
     spent: Payload | None = field(default=None, repr=False)  # its calls and usage, encoded
     calls: int = 0  # LLM calls its attempts made (known once ``spent`` is read)
-    reported: bool = False  # ``spent`` held its attempts' own count
     started: bool = False  # an attempt of it started on a worker
 
 
@@ -60,9 +59,10 @@ class ActivityTracker:
 
         Each activity reports the calls and tokens of all its attempts: in its result, in
         its final failure, or in the last heartbeat of an attempt that timed out
-        (``langgraph_fanout/temporal/policy.py``). An activity that could report nothing
-        (cancelled after it started, or its worker died before its first heartbeat) counts
-        one call per attempt, without tokens.
+        (``langgraph_fanout/temporal/policy.py``). Every attempt counts as one call at
+        least, without tokens where it reported none (its worker died or stalled before its
+        heartbeat reached the server, or it was cancelled): an upper bound, since an attempt
+        whose worker stalled before its request made none.
         """
         by_model: dict[str, Any] = {}
         calls = 0
@@ -72,11 +72,10 @@ class ActivityTracker:
             if state.spent is not None:
                 (value,) = await converter.decode([state.spent])
                 state.spent = None
-                state.reported = isinstance(value, dict)
                 if isinstance(value, dict):
                     state.calls = int(value.get(CALLS_KEY, 0))
                     merge_usage(by_model, value.get(USAGE_KEY) or {})
-            if not state.reported and (state.status != "cancelled" or state.started):
+            if state.status != "cancelled" or state.started:  # each attempt made a call
                 state.calls = max(state.calls, state.attempt)
             calls += state.calls
         return run_usage(calls, by_model)
