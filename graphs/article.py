@@ -5,6 +5,7 @@ from langgraph.graph import END, START
 from graphs.checked import CheckedStateGraph
 from graphs.placement import IN_PROCESS, Placement
 from nodes.article import (
+    after_spending_check,
     assign_sections,
     plan_sections,
     review_sections,
@@ -12,6 +13,7 @@ from nodes.article import (
     synthesize_article,
     write_section,
 )
+from nodes.spending import check_spending
 from state.article import ArticleInput, ArticleOutput, ArticleState
 from state.context import Context
 
@@ -20,7 +22,8 @@ def build(placement: Placement = IN_PROCESS) -> CheckedStateGraph:
     """START -> plan_sections -> one write_section per section (Send) -> synthesize -> END.
 
     With ``Context.review_plan``, review_sections comes between the plan and the writers, and
-    may end the run (a rejected plan).
+    may end the run (a rejected plan). check_spending pauses the run when a spending limit
+    held writers back, and sends them again on resume.
     """
     builder = CheckedStateGraph(
         ArticleState,
@@ -31,6 +34,7 @@ def build(placement: Placement = IN_PROCESS) -> CheckedStateGraph:
     placement.add_llm_node(builder, plan_sections)
     placement.add_step(builder, review_sections)
     placement.add_worker_node(builder, write_section)
+    placement.add_step(builder, check_spending)
     placement.add_step(builder, synthesize_article)
     builder.add_edge(START, "plan_sections")
     builder.add_conditional_edges(
@@ -41,7 +45,12 @@ def build(placement: Placement = IN_PROCESS) -> CheckedStateGraph:
         placement.router(assign_sections),
         ["review_sections", "write_section", END],
     )
-    builder.add_edge("write_section", "synthesize_article")
+    builder.add_edge("write_section", "check_spending")
+    builder.add_conditional_edges(
+        "check_spending",
+        placement.router(after_spending_check),
+        ["write_section", "synthesize_article"],
+    )
     builder.add_edge("synthesize_article", END)
     return builder
 

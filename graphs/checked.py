@@ -16,13 +16,16 @@ from contextlib import aclosing
 from typing import Any, Self, cast
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateUpdate
 from pydantic import BaseModel
 
+from langgraph_fanout.llm.spending import LEDGER_KEY, Ledger, seed_from
 from state.context import Context
 from state.inputs import check_update, parse_input
+from state.spending import NOTHING_SPENT
 
 
 class CheckedGraph(CompiledStateGraph[Any, Context, Any, Any]):
@@ -80,20 +83,49 @@ class CheckedGraph(CompiledStateGraph[Any, Context, Any, Any]):
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
-        """``Pregel.stream``, once the input passed :meth:`check_input`."""
+        """``Pregel.stream``, once the input passed :meth:`check_input`, counting its spending."""
         self.check_input(input)
+        saver = self._saver_to_resume(input, config)
+        config = _with_ledger(
+            config, saver.get_tuple(cast(RunnableConfig, config)) if saver else None
+        )
         return super().stream(input, config, **kwargs)
 
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        """``Pregel.astream``, once the input passed :meth:`check_input`."""
+        """``Pregel.astream``, once the input passed :meth:`check_input`, counting its spending."""
         self.check_input(input)
+        saver = self._saver_to_resume(input, config)
+        saved = await saver.aget_tuple(cast(RunnableConfig, config)) if saver else None
+        config = _with_ledger(config, saved)
         # Closed with this generator, so LangGraph's cleanup runs when a caller stops early.
         parts = cast(AsyncGenerator[Any, None], super().astream(input, config, **kwargs))
         async with aclosing(parts):
             async for part in parts:
                 yield part
+
+    def _saver_to_resume(
+        self, input: Any, config: RunnableConfig | None
+    ) -> BaseCheckpointSaver | None:
+        """The checkpointer of the run that ``input`` (None, a ``Command``) goes on with.
+
+        None for a new run, or for a run that no checkpointer keeps.
+        """
+        thread = (config or {}).get("configurable", {}).get("thread_id")
+        resumes = input is None or isinstance(input, Command)
+        saver = self.checkpointer
+        return saver if thread and resumes and isinstance(saver, BaseCheckpointSaver) else None
+
+
+def _with_ledger(config: RunnableConfig | None, saved: CheckpointTuple | None) -> RunnableConfig:
+    """``config`` with a new ledger for its run: what its thread spent (``saved``) or nothing."""
+    spent = NOTHING_SPENT
+    if saved is not None:
+        spent = seed_from(saved.checkpoint["channel_values"], saved.pending_writes or [])
+    config = config or {}
+    configurable = {**config.get("configurable", {}), LEDGER_KEY: Ledger(spent)}
+    return {**config, "configurable": configurable}
 
 
 class CheckedStateGraph(StateGraph[Any, Context, Any, Any]):

@@ -5,6 +5,7 @@ from langgraph.graph import END, START
 from graphs.checked import CheckedStateGraph
 from graphs.placement import IN_PROCESS, Placement
 from nodes.research import (
+    after_spending_check,
     assign_questions,
     plan_research,
     research_question,
@@ -12,6 +13,7 @@ from nodes.research import (
     route_plan,
     write_report,
 )
+from nodes.spending import check_spending
 from state.context import Context
 from state.research import ResearchInput, ResearchOutput, ResearchState
 
@@ -20,7 +22,8 @@ def build(placement: Placement = IN_PROCESS) -> CheckedStateGraph:
     """START -> plan_research -> one research_question per question (Send) -> write_report.
 
     With ``Context.review_plan``, review_questions comes between the plan and the
-    researchers, and may end the run (a rejected plan).
+    researchers, and may end the run (a rejected plan). check_spending pauses the run when a
+    spending limit held researchers back, and sends them again on resume.
     """
     builder = CheckedStateGraph(
         ResearchState,
@@ -31,6 +34,7 @@ def build(placement: Placement = IN_PROCESS) -> CheckedStateGraph:
     placement.add_llm_node(builder, plan_research)
     placement.add_step(builder, review_questions)
     placement.add_worker_node(builder, research_question)
+    placement.add_step(builder, check_spending)
     placement.add_llm_node(builder, write_report)
     builder.add_edge(START, "plan_research")
     builder.add_conditional_edges(
@@ -41,7 +45,12 @@ def build(placement: Placement = IN_PROCESS) -> CheckedStateGraph:
         placement.router(assign_questions),
         ["review_questions", "research_question", END],
     )
-    builder.add_edge("research_question", "write_report")
+    builder.add_edge("research_question", "check_spending")
+    builder.add_conditional_edges(
+        "check_spending",
+        placement.router(after_spending_check),
+        ["research_question", "write_report"],
+    )
     builder.add_edge("write_report", END)
     return builder
 

@@ -16,6 +16,7 @@ from nodes.prompts import (
     SECTION_WRITER_USER,
 )
 from nodes.review import ask_reviewer, route_after_review
+from nodes.spending import deferred_work, in_plan_order
 from state.article import (
     MAX_DESCRIPTION_CHARS,
     MAX_NAME_CHARS,
@@ -31,6 +32,7 @@ from state.article import (
 from state.context import Context
 from state.inputs import parse_input
 from state.review import PENDING, Outcome, clean_text, visible
+from state.spending import NOTHING_SPENT
 
 
 async def plan_sections(state: ArticleState, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -54,6 +56,7 @@ async def plan_sections(state: ArticleState, runtime: Runtime[Context]) -> dict[
         "topic": topic,
         "sections": fit_plan(sections, what="sections", minimum=1, maximum=context.max_sections),
         "completed_sections": Overwrite([]),  # a new plan starts a new article
+        "spent": Overwrite(NOTHING_SPENT),  # and counts its spending from nothing
         "review": PENDING if context.review_plan else None,
     }
 
@@ -113,8 +116,15 @@ async def write_section(task: SectionTask, runtime: Runtime[Context]) -> dict[st
     return {"completed_sections": [CompletedSection(name=section["name"], content=content)]}
 
 
+async def after_spending_check(state: ArticleState) -> list[Send | str] | str:
+    """The writers a spending limit held back (to start on resume), else the synthesizer."""
+    return deferred_work(state) or "synthesize_article"
+
+
 async def synthesize_article(state: ArticleState) -> dict[str, Any]:
     """The synthesizer: join the written sections into one Markdown article, in plan order."""
+    planned = [section["name"] for section in state["sections"]]
+    in_order = in_plan_order(state["completed_sections"], planned, "name")
     parts = [f"# {state['topic']}"]
-    parts += [f"## {s['name']}\n\n{s['content']}" for s in state["completed_sections"]]
-    return {"article": "\n\n".join(parts)}
+    parts += [f"## {s['name']}\n\n{s['content']}" for s in in_order]
+    return {"article": "\n\n".join(parts), "completed_sections": Overwrite(in_order)}

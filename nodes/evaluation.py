@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from langgraph.runtime import Runtime
-from langgraph.types import Overwrite
+from langgraph.types import Overwrite, Send
 
 from langgraph_fanout.llm.call import call_model, messages
 from nodes.prompts import (
@@ -15,6 +15,7 @@ from nodes.prompts import (
     EVALUATOR_SYSTEM,
     EVALUATOR_USER,
 )
+from nodes.spending import deferred_work
 from state.context import Context
 from state.evaluation import (
     AggregatedVerdict,
@@ -62,6 +63,11 @@ async def evaluate(
         evaluator=criterion, explanation=verdict.explanation, is_appropriate=verdict.is_appropriate
     )
     return {"verdicts": [evaluation]}
+
+
+async def after_spending_check(state: EvaluationState) -> list[Send | str] | str:
+    """The branches a spending limit held back (to start on resume), else the aggregator."""
+    return deferred_work(state) or "aggregate"
 
 
 async def aggregate(state: EvaluationState, runtime: Runtime[Context]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from nodes.prompts import (
     RESEARCHER_USER,
 )
 from nodes.review import ask_reviewer, route_after_review
+from nodes.spending import deferred_work, in_plan_order
 from state.context import Context
 from state.inputs import parse_input
 from state.research import (
@@ -33,6 +34,7 @@ from state.research import (
     decide_questions,
 )
 from state.review import PENDING, Outcome, clean_text, visible
+from state.spending import NOTHING_SPENT
 
 
 async def plan_research(state: ResearchState, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -52,6 +54,7 @@ async def plan_research(state: ResearchState, runtime: Runtime[Context]) -> dict
             questions, what="distinct questions", minimum=MIN_QUESTIONS, maximum=MAX_QUESTIONS
         ),
         "findings": Overwrite([]),  # a new plan starts a new report
+        "spent": Overwrite(NOTHING_SPENT),  # and counts its spending from nothing
         "review": PENDING if context.review_plan else None,
     }
 
@@ -107,11 +110,17 @@ async def research_question(task: QuestionTask, runtime: Runtime[Context]) -> di
     return {"findings": [Finding(question=task["question"], answer=answer)]}
 
 
+async def after_spending_check(state: ResearchState) -> list[Send | str] | str:
+    """The researchers a spending limit held back (to start on resume), else the writer."""
+    return deferred_work(state) or "write_report"
+
+
 async def write_report(state: ResearchState, runtime: Runtime[Context]) -> dict[str, Any]:
     """The writer: combine the findings, in plan order, into one report."""
     context = Context.of(runtime.context)
     # Keys named one by one: the prompt must not depend on how a serializer ordered them.
-    findings = [{"question": f["question"], "answer": f["answer"]} for f in state["findings"]]
+    in_order = in_plan_order(state["findings"], state["questions"], "question")
+    findings = [{"question": f["question"], "answer": f["answer"]} for f in in_order]
     prompt = messages(
         REPORT_WRITER_SYSTEM,
         REPORT_WRITER_USER.format(
@@ -119,4 +128,4 @@ async def write_report(state: ResearchState, runtime: Runtime[Context]) -> dict[
         ),
     )
     report = await call_model(context, "writer", prompt)
-    return {"report": report, "task_count": len(state["findings"])}
+    return {"report": report, "task_count": len(in_order), "findings": Overwrite(in_order)}

@@ -21,6 +21,7 @@ from state.review import (
     outcome,
     parse_decision,
 )
+from state.spending import Deferred, Spent, add_spent
 
 MAX_NAME_CHARS = 200
 """Longest section name a plan may hold (a model's longer one is cut)."""
@@ -126,6 +127,9 @@ class ArticleState(TypedDict, total=False):
     completed_sections: Annotated[list[CompletedSection], operator.add]
     article: str
     review: Review | None
+    spent: Annotated[Spent, add_spent]  # LLM calls and tokens so far (state/spending.py)
+    deferred: Annotated[list[Deferred], operator.add]  # parallel calls the limit held back
+    resend: list[Deferred]  # what the budget check starts again on resume
 
 
 class SectionTask(TypedDict):

@@ -80,12 +80,28 @@ class Context:
         description="Most sections an article plan may fan out to; a longer plan is cut to "
         "this many.",
     )
+    max_llm_calls: int | None = Field(
+        default=None,
+        ge=1,
+        description="Most LLM calls the run may start, retries included; at the limit the run "
+        "pauses (resumable with a higher limit). None: no limit.",
+    )
+    max_total_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description="Once the run's finished calls used this many tokens (input + output), no "
+        "new call starts and the run pauses (resumable with a higher limit). None: no limit.",
+    )
     review_plan: bool = Field(
         default=False,
         description="Pause after planning (article, research) until a person runs, edits or "
         "rejects the plan: the interrupt's value is the plan; resume with the plan, "
         '{"approve": true} or {"reject": true}.',
     )
+
+    def limits(self) -> dict[str, int | None]:
+        """The spending limits, by setting name (None: no limit)."""
+        return {"max_llm_calls": self.max_llm_calls, "max_total_tokens": self.max_total_tokens}
 
     def model_for(self, role: Role) -> str:
         """The model spec for ``role``: its own field, else ``model`` (may be empty: auto)."""

@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, Field
 from typing_extensions import TypedDict
 
 from state.inputs import MAX_TEXT_CHARS, usable_text
+from state.spending import Deferred, Spent, add_spent
 
 
 class EvaluationInput(BaseModel):
@@ -71,3 +72,6 @@ class EvaluationState(TypedDict, total=False):
     votes: int
     summary: str
     is_appropriate: bool
+    spent: Annotated[Spent, add_spent]  # LLM calls and tokens so far (state/spending.py)
+    deferred: Annotated[list[Deferred], operator.add]  # parallel calls the limit held back
+    resend: list[Deferred]  # what the budget check starts again on resume

@@ -10,6 +10,7 @@ from typing_extensions import TypedDict
 
 from state.inputs import MAX_TOPIC_CHARS, Topic, usable_text
 from state.review import STRICT, TEXT, Outcome, Review, outcome, parse_decision
+from state.spending import Deferred, Spent, add_spent
 
 MIN_QUESTIONS = 2
 MAX_QUESTIONS = 4
@@ -63,6 +64,9 @@ class ResearchState(TypedDict, total=False):
     report: str
     task_count: int
     review: Review | None
+    spent: Annotated[Spent, add_spent]  # LLM calls and tokens so far (state/spending.py)
+    deferred: Annotated[list[Deferred], operator.add]  # parallel calls the limit held back
+    resend: list[Deferred]  # what the budget check starts again on resume
 
 
 class QuestionTask(TypedDict):

@@ -72,7 +72,7 @@ async def test_stream_updates_one_per_branch_then_aggregate(fake_llm):
 
     nodes = [next(iter(u)) for u in updates]
     assert sorted(nodes[:3]) == sorted(BRANCHES)
-    assert nodes[3:] == ["aggregate"]
+    assert nodes[3:] == ["check_spending", "aggregate"]  # nothing held back: straight on
 
 
 async def test_two_runs_in_one_process_on_fresh_event_loops(fake_llm):

@@ -51,11 +51,9 @@ def test_routers_are_async_so_no_executor_runs_them() -> None:
 def test_the_evaluation_graph_module_names_its_three_branches() -> None:
     source = (ROOT / "graphs" / "evaluation.py").read_text()
     for branch in ("evaluate_safety", "evaluate_tone", "evaluate_audience_fit"):
-        assert f"add_llm_node(builder, {branch})" in source
-    assert (
-        'add_edge(["evaluate_safety", "evaluate_tone", "evaluate_audience_fit"], "aggregate")'
-        in source
-    )
+        assert f"add_llm_node(builder, {branch}, parallel=True)" in source
+    assert 'names = ["evaluate_safety", "evaluate_tone", "evaluate_audience_fit"]' in source
+    assert 'builder.add_edge(name, "check_spending")' in source
 
 
 class ThreadsOfLLMCalls(BaseCallbackHandler):

@@ -199,7 +199,7 @@ def test_stream_updates_of_evaluation_has_one_update_per_branch(
 ) -> None:
     updates = _stream_updates(client, "evaluation")
     nodes = Counter(node for update in updates for node in update)
-    assert nodes == Counter({**dict.fromkeys(BRANCHES, 1), "aggregate": 1})
+    assert nodes == Counter({**dict.fromkeys(BRANCHES, 1), "check_spending": 1, "aggregate": 1})
     assert list(updates[-1]) == ["aggregate"]
     # The server streams only output-schema keys: a branch's own write (`verdicts`) is not one,
     # so its update is null; the aggregate's carries every branch's evaluation.
@@ -214,7 +214,7 @@ def test_stream_tasks_of_evaluation_shows_each_branch_verdict(
     verdicts = {
         t["name"]: t["result"]["verdicts"][0]["evaluator"]
         for t in results
-        if t["name"] != "aggregate"
+        if t["name"] not in ("check_spending", "aggregate")
     }
     assert verdicts == BRANCHES
 
@@ -230,7 +230,8 @@ def test_stream_updates_has_one_update_per_worker(
     client: SyncLangGraphClient, graph: str, planner: str, worker: str, writer: str, key: str
 ) -> None:
     updates = _stream_updates(client, graph)
-    assert [next(iter(u)) for u in updates] == [planner, worker, worker, worker, writer]
+    nodes = [next(iter(u)) for u in updates]
+    assert nodes == [planner, worker, worker, worker, "check_spending", writer]
     worker_writes = [u[worker][key] for u in updates[1:4]]
     assert all(len(write) == 1 for write in worker_writes)
     assert len({json.dumps(write) for write in worker_writes}) == 3

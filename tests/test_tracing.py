@@ -266,13 +266,15 @@ async def test_one_trace_per_run_with_named_nodes_worker_labels_thread_and_model
         str(r["trace_id"]) in {str(root["id"]) for root in roots.values()} for r in runs.values()
     )
 
-    # article: planner, one writer per planned section, synthesizer
-    nodes = [r for r in _children(runs, roots["article"]) if r["name"] != "assign_sections"]
+    # article: planner, one writer per planned section, budget check, synthesizer
+    routers = ("assign_sections", "after_spending_check")
+    nodes = [r for r in _children(runs, roots["article"]) if r["name"] not in routers]
     assert [n["name"] for n in nodes] == [
         "plan_sections",
         "write_section",
         "write_section",
         "write_section",
+        "check_spending",
         "synthesize_article",
     ]
     planned = [s["name"] for s in written["sections"]]
@@ -291,15 +293,15 @@ async def test_one_trace_per_run_with_named_nodes_worker_labels_thread_and_model
     assert _metadata(planner_llm)["fanout_model"] == TRACED_MODEL
 
     # evaluation: three branches, then the aggregator
-    nodes = _children(runs, roots["evaluation"])
+    nodes = [r for r in _children(runs, roots["evaluation"]) if r["name"] not in routers]
     assert sorted(n["name"] for n in nodes[:3]) == [
         "evaluate_audience_fit",
         "evaluate_safety",
         "evaluate_tone",
     ]
-    assert [n["name"] for n in nodes[3:]] == ["aggregate"]
+    assert [n["name"] for n in nodes[3:]] == ["check_spending", "aggregate"]
     criteria = []
-    for node in nodes:
+    for node in nodes[:3] + nodes[4:]:  # the budget check calls no model
         (llm,) = _llm_runs(runs, node)
         assert _metadata(llm)["fanout_model"] == TRACED_MODEL
         criteria.append(_metadata(llm).get("criterion"))

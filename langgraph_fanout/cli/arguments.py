@@ -24,6 +24,8 @@ from state.inputs import (
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_TAKEN_OVER = 4
 """Another process took the thread after this one lost its lock (a database restart)."""
+EXIT_LIMIT = 5
+"""The run paused at a spending limit: its finished work is saved; resume with a higher one."""
 MAX_THREAD_ID_CHARS = 200
 
 
@@ -90,8 +92,9 @@ def run_context(args: argparse.Namespace, base: Context) -> Context:
     for setting in {option for w in WORKFLOWS.values() for option in w.options}:
         if getattr(args, setting, None) is not None:
             changes[setting] = getattr(args, setting)
-    if args.max_tokens is not None:
-        changes["max_tokens"] = args.max_tokens
+    for setting in ("max_tokens", "max_llm_calls", "max_total_tokens"):
+        if getattr(args, setting, None) is not None:
+            changes[setting] = getattr(args, setting)
     if getattr(args, "review", False) or getattr(args, "plan", None):
         changes["review_plan"] = True
     try:

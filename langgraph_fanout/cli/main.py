@@ -25,6 +25,7 @@ from rich.markup import escape
 
 from langgraph_fanout.cli.arguments import (
     EXIT_FAILED,
+    EXIT_LIMIT,
     EXIT_OK,
     EXIT_TAKEN_OVER,
     EXIT_USAGE,
@@ -41,7 +42,9 @@ from langgraph_fanout.cli.output import (
     print_header,
     print_result,
     print_runs,
+    raised_limits,
     report_failure,
+    report_spending_pause,
     stderr,
 )
 from langgraph_fanout.cli.review import EXIT_REJECTED, Reviewer, ReviewStopped
@@ -64,6 +67,7 @@ from langgraph_fanout.persistence.thread_lock import (
 )
 from langgraph_fanout.workflows import COMMANDS, WORKFLOWS, Workflow
 from state.context import Context
+from state.spending import is_spending_pause
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -107,6 +111,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     running.add_argument(
         "--max-tokens", type=int, metavar="N", help="cap on tokens generated per LLM call"
+    )
+    running.add_argument(
+        "--max-llm-calls",
+        type=positive_int,
+        metavar="N",
+        help="pause the run (resumable with a higher limit) rather than start LLM call N+1; "
+        "retries count",
+    )
+    running.add_argument(
+        "--max-total-tokens",
+        type=positive_int,
+        metavar="N",
+        help="pause the run (resumable with a higher limit) once its calls used N tokens",
     )
     review = argparse.ArgumentParser(add_help=False)
     review.add_argument(
@@ -380,7 +397,7 @@ async def _execute(
 ) -> int:
     """Run (``payload``) or resume (None) ``record``'s graph, persisting to ``saver``."""
     from langgraph_fanout.cli.progress import RunProgress
-    from langgraph_fanout.cli.stream import run_graph
+    from langgraph_fanout.cli.stream import SpendingPaused, run_graph
     from langgraph_fanout.llm.models import resolve_model
 
     print_header(workflow, record.thread_id, resolve_model(record.context.model))
@@ -399,6 +416,9 @@ async def _execute(
     except asyncio.CancelledError:  # Ctrl-C
         stderr.print(f"interrupted; {_resume_hint(args, record)}", highlight=False, markup=False)
         raise
+    except SpendingPaused as paused:  # a spending limit: the run waits for a higher one
+        report_spending_pause(paused.pause, _resume_hint(args, record, paused.pause))
+        return EXIT_LIMIT
     except ReviewStopped as exc:  # the run is paused at its plan review
         stderr.print(f"[bold red]paused:[/] {escape(str(exc))}", highlight=False)
         stderr.print(_resume_hint(args, record), highlight=False, markup=False)
@@ -441,8 +461,10 @@ def _show_hint(args: argparse.Namespace, record: RunRecord) -> str:
     return f"the thread's run goes on there; see it with: fanout show {thread}{db}"
 
 
-def _resume_hint(args: argparse.Namespace, record: RunRecord) -> str:
-    thread = shlex.quote(record.thread_id)
+def _resume_hint(
+    args: argparse.Namespace, record: RunRecord, pause: dict[str, Any] | None = None
+) -> str:
+    thread = shlex.quote(record.thread_id) + (raised_limits(pause) if pause else "")
     if args.db and has_secret(args.db):  # never print an unusable *** URL
         return (
             f'finished work is saved; resume with: fanout resume {thread} --db "$FANOUT_DB" '
@@ -467,6 +489,8 @@ async def _status(
     if not snapshot.next and not snapshot.tasks:
         return "done", snapshot
     if snapshot.interrupts:
+        if is_spending_pause(snapshot.interrupts[0].value):
+            return "at limit", snapshot  # waiting to be resumed with a higher one
         return "paused", snapshot  # waiting for its plan review
     # Tasks but no next step: the run broke off between two steps (it saved no step since).
     failed = not snapshot.next or any(t.error for t in snapshot.tasks)

@@ -75,6 +75,36 @@ def report_failure(failed: list[tuple[str, str, str]], fallback: str) -> None:
     )
 
 
+def report_spending_pause(pause: dict[str, Any], resume_hint: str) -> None:
+    """Say that the run paused at a spending limit: what it spent, the limits, what is left."""
+    spent, limits = pause["spent"], pause["limits"]
+    stderr.print(
+        f"[bold yellow]paused at the spending limit[/] "
+        f"({escape(', '.join(f'{k}={v}' for k, v in limits.items()))}): "
+        f"{spent['llm_calls']} LLM calls started, {spent['total_tokens']} tokens used",
+        highlight=False,
+    )
+    left = ", ".join(pause["not_started"])
+    stderr.print(f"not started: {printable(left, one_line=True)}", highlight=False, markup=False)
+    stderr.print(resume_hint, highlight=False, markup=False)
+
+
+def raised_limits(pause: dict[str, Any]) -> str:
+    """The options of a resume past ``pause``: room for the calls that did not start.
+
+    That is one more call each and one for the step after them (retries need more); tokens
+    get twice the limit.
+    """
+    limits, spent = pause["limits"], pause["spent"]
+    options = ""
+    if "max_llm_calls" in limits:
+        calls = max(limits["max_llm_calls"], spent["llm_calls"]) + len(pause["not_started"]) + 1
+        options += f" --max-llm-calls {calls}"
+    if "max_total_tokens" in limits:
+        options += f" --max-total-tokens {2 * limits['max_total_tokens']}"
+    return options
+
+
 def print_runs(args: argparse.Namespace, rows: list[dict[str, str]], *, where: str) -> None:
     """Print runs (``RUN_COLUMNS`` each): JSON with ``--json``, else a table (``where``: source)."""
     if args.json:

@@ -38,6 +38,7 @@ STYLES = {
     "running": "yellow",
     "saving": "blue",
     "paused": "cyan",
+    "held": "cyan",
     "done": "green",
     "retrying": "magenta",
     "failed": "bold red",
@@ -153,11 +154,17 @@ class RunProgress(UsageMetadataCallbackHandler):
             self._log(task, f"attempt {task.attempts}")
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        """Mark a node task done, or saving until its result is committed (``durable``)."""
+        """Mark a node task done, or saving until its result is committed (``durable``).
+
+        A worker that a spending limit kept from calling is held (``nodes/spending.py``).
+        """
         if (task := self._task(run_id)) is None:
             return
         task.finished = time.monotonic()
-        if self.durable:
+        if isinstance(outputs, dict) and outputs.get("deferred"):
+            task.status = "held"
+            self._log(task, "held back (spending limit)")
+        elif self.durable:
             task.status = "saving"
             self._saving[task.key.rpartition(":")[2]] = task  # "node:task id"
         else:

@@ -20,6 +20,7 @@ from langgraph.types import Command, Interrupt, StreamMode
 from langgraph_fanout.cli.progress import MAX_ROWS
 from langgraph_fanout.cli.review import Reviewer, ReviewStopped
 from langgraph_fanout.llm.call import STREAM_SLOTS, StreamSlots
+from state.spending import is_spending_pause
 
 if TYPE_CHECKING:
     from langchain_core.runnables import RunnableConfig
@@ -46,6 +47,7 @@ async def run_graph(
 
     Raises:
         ReviewStopped: the run paused for a review that got no decision (it stays paused).
+        SpendingPaused: the run paused at a spending limit (it stays paused).
     """
     modes: list[StreamMode] = ["values", "messages"] if progress.live else ["values"]
     slots = STREAM_SLOTS.set(None if stream_slots is None else StreamSlots(stream_slots))
@@ -54,7 +56,7 @@ async def run_graph(
         if payload is None:  # a run paused at its review is answered before it goes on
             pending = (await graph.aget_state(config)).interrupts
             if pending:
-                run_input = await _answer(reviewer, pending)
+                run_input = await _answer(reviewer, pending, resuming=True)
         while True:
             output: dict[str, Any] = {}
             interrupts: tuple[Interrupt, ...] = ()
@@ -79,8 +81,29 @@ async def run_graph(
         STREAM_SLOTS.reset(slots)
 
 
-async def _answer(reviewer: Reviewer | None, interrupts: tuple[Interrupt, ...]) -> Command:
-    """The reviewer's decision on the first interrupt, as the command that resumes the run."""
+class SpendingPaused(Exception):
+    """The run paused at a spending limit (it stays paused); ``pause`` is the interrupt's value."""
+
+    def __init__(self, pause: dict[str, Any]) -> None:
+        super().__init__(pause.get("kind"))
+        self.pause = pause
+
+
+async def _answer(
+    reviewer: Reviewer | None, interrupts: tuple[Interrupt, ...], *, resuming: bool = False
+) -> Command:
+    """The command that resumes the run: a decision on its plan, or going on past a limit.
+
+    At a spending limit the run goes on only when it is being resumed (``resuming``), under
+    the limits it was resumed with.
+
+    Raises:
+        SpendingPaused: the run paused at its spending limit during this leg.
+    """
+    if is_spending_pause(interrupts[0].value):
+        if not resuming:
+            raise SpendingPaused(interrupts[0].value)
+        return Command(resume=True)
     if reviewer is None:
         raise ReviewStopped("the run paused for a plan review, which this run cannot answer")
     return Command(resume=await ask(reviewer, interrupts[0].value))

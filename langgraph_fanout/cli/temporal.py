@@ -212,6 +212,15 @@ def _header(args: argparse.Namespace, workflow: Workflow, run_id: str, model: st
     print_header(workflow, run_id, model, where)
 
 
+def _refuse_spending_limits(args: argparse.Namespace) -> None:
+    """Spending limits are counted in the process that runs the graph: not on Temporal yet."""
+    if args.max_llm_calls is not None or args.max_total_tokens is not None:
+        raise UsageError(
+            "spending limits (--max-llm-calls, --max-total-tokens) do not work on --temporal "
+            "runs yet: run in this process, or on a LangGraph API server"
+        )
+
+
 async def submit(args: argparse.Namespace, workflow: Workflow) -> int:
     """Start the run as a workflow (or attach to ``--thread``'s), follow it, print its output."""
     from langgraph_fanout.temporal.client import RunConflictError, start_run
@@ -221,6 +230,7 @@ async def submit(args: argparse.Namespace, workflow: Workflow) -> int:
             "--max-concurrency does not apply to --temporal runs: give it to the workers "
             "(fanout worker --max-concurrency N)"
         )
+    _refuse_spending_limits(args)
     value, context = new_run(args, workflow)
     answers = reviewer(args, workflow, context, paused=False)
     record = RunRecord.new(workflow, value, context, args.thread)
@@ -249,6 +259,7 @@ async def submit(args: argparse.Namespace, workflow: Workflow) -> int:
 
 async def resume(args: argparse.Namespace) -> int:
     """Attach to a Temporal run: follow it, answer its plan review, print its output."""
+    _refuse_spending_limits(args)
     client = await _connect(args)
     handle = client.get_workflow_handle(args.thread_id)
     started = await _started(client, handle, args)

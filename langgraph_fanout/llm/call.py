@@ -21,6 +21,7 @@ from langgraph_fanout.llm.retry import (
     MalformedOutputError,
     openai_connection_error,
 )
+from langgraph_fanout.llm.spending import counted_call
 from state.context import Context, Role
 
 Reply = TypeVar("Reply", bound=BaseModel)
@@ -139,6 +140,7 @@ async def call_model(
 
     Raises:
         ConfigurationError: a role's model cannot be loaded (every role is checked first).
+        SpendingLimitReached: a limit of ``context`` keeps the call from starting.
         LLMConnectionError: the server could not be reached or timed out (retryable).
         MalformedOutputError: the reply is empty or not a valid ``schema`` (retryable).
     """
@@ -155,7 +157,7 @@ async def call_model(
     if local_schema is not None and is_local(model):
         schema = local_schema
     try:
-        with _may_stream(schema is None) as stream:
+        with counted_call(context), _may_stream(schema is None) as stream:
             quiet = schema is None and not stream  # no slot: not in the messages stream either
             config = RunnableConfig(
                 metadata=metadata | (labels or {}), tags=[TAG_NOSTREAM] if quiet else []

@@ -28,7 +28,7 @@ LOCAL_MODEL = "local"
 
 logger = logging.getLogger(__name__)
 
-_Key = tuple[str, float, int, float, type[BaseModel] | None, bool]
+_Key = tuple[str, float, int, float, int, type[BaseModel] | None, bool]
 
 
 @dataclass
@@ -60,9 +60,11 @@ def is_local(spec: str) -> bool:
 
 
 def load_chat_model(
-    spec: str, temperature: float, max_tokens: int, timeout: float
+    spec: str, temperature: float, max_tokens: int, timeout: float, retries: int = CLIENT_RETRIES
 ) -> BaseChatModel:
     """A new chat model for a resolved ``spec`` (use :func:`model_for` in nodes: it caches).
+
+    ``retries``: how often its client repeats a failed request by itself.
 
     An OpenAI model's async HTTP client (``http_async_client``) belongs to the caller: close it
     when done (:func:`model_for` does, when its event loop ends).
@@ -103,7 +105,7 @@ def load_chat_model(
             temperature=temperature,
             max_tokens=max_tokens,
             timeout=timeout,
-            max_retries=CLIENT_RETRIES,
+            max_retries=retries,
             **http,
         )
     except Exception as exc:
@@ -128,13 +130,16 @@ def model_for(
         context.temperature,
         context.max_tokens,
         context.timeout,
+        # Under a call limit every request is a call the run counts: the graph's retry policy
+        # repeats it (counted), the client does not (it would repeat unseen).
+        0 if context.max_llm_calls is not None else CLIENT_RETRIES,
         schema,
         stream and schema is None,
     )
     models = _models_of(asyncio.get_running_loop())
     if (runnable := models.runnables.get(key)) is None:
         try:
-            model = load_chat_model(*key[:4])
+            model = load_chat_model(*key[:5])
         except ConfigurationError as exc:
             raise ConfigurationError(f"{role} {exc}") from exc.__cause__
         if (client := getattr(model, "http_async_client", None)) is not None:

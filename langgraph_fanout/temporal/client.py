@@ -37,7 +37,7 @@ from langgraph_fanout.temporal.watch import Paused, RunWatcher
 from langgraph_fanout.temporal.worker import DEFAULT_TASK_QUEUE
 from langgraph_fanout.temporal.workflows import STATUS, RunRequest
 from langgraph_fanout.workflows import WORKFLOWS
-from state.context import Context
+from state.context import ConfigurationError, Context
 from state.review import Review
 
 SETTLE_SECONDS = 0.02
@@ -119,9 +119,13 @@ async def start_run(
 
     Raises:
         RunConflictError: ``run_id`` holds a run of another graph, input or settings.
+        ConfigurationError: ``context`` sets a spending limit, which Temporal runs do not
+            count yet.
     """
     if graph not in WORKFLOWS:
         raise ValueError(f"unknown graph {graph!r}; expected one of {sorted(WORKFLOWS)}")
+    if context is not None and any(v is not None for v in context.limits().values()):
+        raise ConfigurationError("spending limits do not work on Temporal runs yet")
     request = RunRequest(input=graph_input, context=asdict(context or Context()))
     run_id = run_id or str(uuid.uuid4())
     try:

@@ -43,8 +43,14 @@ class ActivityPlacement:
     inline).
     """
 
-    def add_llm_node(self, builder: StateGraph[Any, Any, Any, Any], node: AsyncFunction) -> None:
-        """Add ``node`` as an activity, retried by Temporal."""
+    def add_llm_node(
+        self,
+        builder: StateGraph[Any, Any, Any, Any],
+        node: AsyncFunction,
+        *,
+        parallel: bool = False,
+    ) -> None:
+        """Add ``node`` as an activity, retried by Temporal (spending limits: not yet)."""
         metadata = {"execute_in": "activity", **activity_options()}
         builder.add_node(node.__name__, node, metadata=metadata)
 

@@ -1,0 +1,143 @@
+"""A run's spending, counted as its LLM calls start and end, and held to ``Context``'s limits.
+
+One :class:`Ledger` per run (``graphs/checked.py`` puts it in the run's config, seeded with
+what the thread's checkpoints say was spent, the current step's finished tasks included).
+``call_model`` asks
+:meth:`Ledger.admit` before each call: a call that would pass ``max_llm_calls``, or any call
+once the finished calls used ``max_total_tokens``, raises :class:`SpendingLimitReached`
+instead of starting. Each task's calls and tokens, all its attempts', go into its update
+(``graphs/placement.py``), so the checkpoints keep them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.callbacks import UsageMetadataCallbackHandler
+from langchain_core.tracers.context import register_configure_hook
+from langgraph.config import get_config
+
+from state.context import Context
+from state.spending import NOTHING_SPENT, Spent, add_spent
+
+
+class SpendingLimitReached(Exception):
+    """A limit of the run's ``Context`` keeps an LLM call from starting."""
+
+    def __init__(self, spent: Spent, limit: str) -> None:
+        super().__init__(
+            f"{limit} reached: {spent['llm_calls']} LLM calls started, "
+            f"{spent['total_tokens']} tokens used"
+        )
+        self.spent = spent
+        self.limit = limit
+
+
+@dataclass
+class Ledger:
+    """What one run has spent: before this process (``seed``) and in it, per task."""
+
+    seed: Spent = field(default_factory=lambda: NOTHING_SPENT)
+    tasks: dict[str, Spent] = field(default_factory=dict)
+
+    def total(self) -> Spent:
+        """Everything spent so far."""
+        total = self.seed
+        for spent in self.tasks.values():
+            total = add_spent(total, spent)
+        return total
+
+    def admit(self, context: Context) -> None:
+        """Count one call of the current task, or refuse it.
+
+        Raises:
+            SpendingLimitReached: it would start past ``max_llm_calls``, or the finished calls
+                already used ``max_total_tokens``.
+        """
+        total = self.total()
+        if context.max_llm_calls is not None and total["llm_calls"] >= context.max_llm_calls:
+            raise SpendingLimitReached(total, f"max_llm_calls={context.max_llm_calls}")
+        if (
+            context.max_total_tokens is not None
+            and total["total_tokens"] >= context.max_total_tokens
+        ):
+            raise SpendingLimitReached(total, f"max_total_tokens={context.max_total_tokens}")
+        self._add(Spent(llm_calls=1, total_tokens=0))
+
+    def used(self, tokens: int) -> None:
+        """Add the tokens of the current task's call that just finished."""
+        self._add(Spent(llm_calls=0, total_tokens=tokens))
+
+    def take(self, task: str) -> Spent:
+        """What ``task`` spent (its attempts' calls), moved from here into its update."""
+        spent = self.tasks.pop(task, NOTHING_SPENT)
+        self.seed = add_spent(self.seed, spent)  # the update reaches the state at step end
+        return spent
+
+    def _add(self, spent: Spent) -> None:
+        task = current_task()
+        self.tasks[task] = add_spent(self.tasks.get(task), spent)
+
+
+LEDGER_KEY = "__fanout_ledger"
+"""Key of the run's :class:`Ledger` in its config's ``configurable``, which LangGraph hands to
+every task (a context variable would not do: the API servers step a run's stream in a new task
+each time, so what one step sets, the next one's tasks do not see). A ``__`` key: never
+checkpoint metadata."""
+
+_call_usage: ContextVar[UsageMetadataCallbackHandler | None] = ContextVar(
+    "fanout_call_usage", default=None
+)
+register_configure_hook(_call_usage, inheritable=True)
+
+
+def current_ledger() -> Ledger | None:
+    """The running task's run's ledger (None outside a run of a checked graph: no counting)."""
+    try:
+        ledger = get_config().get("configurable", {}).get(LEDGER_KEY)
+    except RuntimeError:  # not inside a runnable
+        return None
+    return ledger if isinstance(ledger, Ledger) else None
+
+
+def current_task() -> str:
+    """The running task's id in its checkpoint namespace ("" outside a graph run)."""
+    try:
+        metadata = get_config().get("metadata", {})
+    except RuntimeError:  # not inside a runnable
+        return ""
+    return str(metadata.get("langgraph_checkpoint_ns", ""))
+
+
+@contextmanager
+def counted_call(context: Context) -> Iterator[None]:
+    """Admit one LLM call to the run's ledger and add its tokens when it ends.
+
+    Raises:
+        SpendingLimitReached: the call must not start.
+    """
+    ledger = current_ledger()
+    if ledger is None:
+        yield
+        return
+    ledger.admit(context)
+    usage = UsageMetadataCallbackHandler()
+    token = _call_usage.set(usage)
+    try:
+        yield
+    finally:
+        _call_usage.reset(token)
+        ledger.used(sum(u.get("total_tokens", 0) for u in usage.usage_metadata.values()))
+
+
+def seed_from(values: dict[str, Any], pending_writes: list[tuple[str, str, Any]]) -> Spent:
+    """What a thread spent: its state's ``spent`` and its current step's finished tasks'."""
+    spent = values.get("spent") or NOTHING_SPENT
+    for _, channel, value in pending_writes:
+        if channel == "spent":
+            spent = add_spent(spent, value)
+    return spent

@@ -1,0 +1,208 @@
+"""Spending limits: no LLM call past ``max_llm_calls`` / ``max_total_tokens``; a pause, not an
+error; a resume with a higher limit runs only the work that did not start.
+
+Every count is the fake LLM's: the requests it received, retries included.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import Command
+
+from graphs.article import builder as article_builder
+from graphs.evaluation import builder as evaluation_builder
+from graphs.research import builder as research_builder
+from langgraph_fanout.llm.retry import CLIENT_RETRIES
+from state.context import Context
+from tests.fake_llm import FakeLLM
+from tests.fanout_cli import fanout, json_result
+from tests.langgraph_server import Server
+from tests.test_durability import article_calls, research_calls
+
+FOUR_QUESTIONS = {"schema": "ResearchPlan", "items": 4}
+MINIMUM = {"plan": 1, "q1": 1, "q2": 1, "q3": 1, "q4": 1, "writer": 1}
+"""A research run on four questions: its minimum of LLM calls."""
+
+
+def limited(**limits: int) -> Context:
+    return Context(model="openai:fake-model", **limits)
+
+
+def thread() -> dict[str, Any]:
+    return {"configurable": {"thread_id": f"limits-{uuid.uuid4().hex[:8]}"}}
+
+
+async def test_a_run_at_its_call_limit_pauses_and_a_higher_limit_finishes_it(
+    fake_llm: FakeLLM,
+) -> None:
+    fake_llm.add_rules(FOUR_QUESTIONS)
+    graph = research_builder.compile(checkpointer=InMemorySaver())
+    config = thread()
+
+    paused = await graph.ainvoke({"topic": "tides"}, config, context=limited(max_llm_calls=3))
+
+    assert research_calls(fake_llm.log()) == {"plan": 1, "q1": 1, "q2": 1}
+    (pause,) = paused["__interrupt__"]
+    assert pause.value["kind"] == "spending_limit"
+    assert pause.value["spent"]["llm_calls"] == 3 and pause.value["spent"]["total_tokens"] > 0
+    assert pause.value["limits"] == {"max_llm_calls": 3}
+    assert pause.value["not_started"] == [
+        f"research_question: Fake questions {n} for: Topic: tides" for n in (3, 4)
+    ]
+    state = await graph.aget_state(config)
+    assert [f["question"][:16] for f in state.values["findings"]] == [
+        "Fake questions 1",
+        "Fake questions 2",
+    ]  # the finished workers' results are saved
+
+    again = await graph.ainvoke(Command(resume=True), config, context=limited(max_llm_calls=3))
+    assert again["__interrupt__"][0].value["spent"]["llm_calls"] == 3  # the same limit: no call
+    assert len(fake_llm.log()) == 3
+
+    done = await graph.ainvoke(Command(resume=True), config, context=limited(max_llm_calls=6))
+
+    assert "__interrupt__" not in done
+    assert research_calls(fake_llm.log()) == MINIMUM
+    assert [f["question"] for f in done["findings"]] == [
+        f"Fake questions {n} for: Topic: tides" for n in (1, 2, 3, 4)
+    ]  # plan order, the held-back ones included
+    assert done["task_count"] == 4
+    spent = (await graph.aget_state(config)).values["spent"]
+    assert spent["llm_calls"] == 6
+
+
+async def test_a_lone_node_at_the_limit_pauses_itself_and_goes_on_when_raised(
+    fake_llm: FakeLLM,
+) -> None:
+    fake_llm.add_rules(FOUR_QUESTIONS)
+    graph = research_builder.compile(checkpointer=InMemorySaver())
+    config = thread()
+
+    paused = await graph.ainvoke({"topic": "tides"}, config, context=limited(max_llm_calls=5))
+    (pause,) = paused["__interrupt__"]
+    done = await graph.ainvoke(Command(resume=True), config, context=limited(max_llm_calls=6))
+
+    assert pause.value["not_started"] == ["write_report"]
+    assert research_calls(fake_llm.log()) == MINIMUM
+    assert done["report"].startswith("Fake answer to: Topic: tides")
+
+
+async def test_retries_count_as_calls(fake_llm: FakeLLM) -> None:
+    """Under a call limit the client does not retry unseen: each request is a counted call."""
+    fake_llm.add_rules(
+        FOUR_QUESTIONS, {"match": "Fake questions 1 for", "fault": "500", "times": 2}
+    )
+    graph = research_builder.compile(checkpointer=InMemorySaver())
+    config = thread()
+
+    paused = await graph.ainvoke({"topic": "tides"}, config, context=limited(max_llm_calls=6))
+    done = await graph.ainvoke(Command(resume=True), config, context=limited(max_llm_calls=8))
+
+    assert CLIENT_RETRIES > 0  # without a limit the client would have retried by itself
+    # plan, q1 (500), q2, q3, q4, q1 (500): six; q1's third attempt waits for the resume
+    assert paused["__interrupt__"][0].value["spent"]["llm_calls"] == 6
+    assert research_calls(fake_llm.log()) == MINIMUM | {"q1": 3}
+    assert (await graph.aget_state(config)).values["spent"]["llm_calls"] == 8
+    assert done["task_count"] == 4
+
+
+async def test_the_token_limit_stops_new_calls_once_reached(fake_llm: FakeLLM) -> None:
+    fake_llm.add_rules({"schema": "Sections", "items": 3})
+    graph = article_builder.compile(checkpointer=InMemorySaver())
+    config = thread()
+
+    paused = await graph.ainvoke(
+        {"topic": "tides"}, config, context=limited(max_total_tokens=1, max_sections=3)
+    )
+
+    (pause,) = paused["__interrupt__"]
+    assert article_calls(fake_llm.log()) == {"plan": 1}  # its tokens reached the limit
+    assert pause.value["limits"] == {"max_total_tokens": 1}
+    assert len(pause.value["not_started"]) == 3
+    done = await graph.ainvoke(
+        Command(resume=True), config, context=limited(max_total_tokens=100_000, max_sections=3)
+    )
+    assert article_calls(fake_llm.log()) == {"plan": 1, "s1": 1, "s2": 1, "s3": 1}
+    assert done["article"].count("## Fake name") == 3
+
+
+async def test_parallel_branches_pause_once_and_only_the_held_back_ones_run_again(
+    fake_llm: FakeLLM,
+) -> None:
+    graph = evaluation_builder.compile(checkpointer=InMemorySaver())
+    config = thread()
+    text = {"text": "A short text to judge."}
+
+    paused = await graph.ainvoke(text, config, context=limited(max_llm_calls=2))
+    done = await graph.ainvoke(Command(resume=True), config, context=limited(max_llm_calls=4))
+
+    assert len(paused["__interrupt__"]) == 1  # one pause: one Command(resume=...) answers it
+    assert len(paused["__interrupt__"][0].value["not_started"]) == 1
+    assert len(fake_llm.log()) == 4  # three branches and the aggregator, none twice
+    assert len(done["evaluations"]) == 3
+
+
+def test_bad_limits_are_refused() -> None:
+    for bad in (0, -1, "5", 1.5, True):
+        with pytest.raises(ValueError):
+            Context(max_llm_calls=bad)  # type: ignore[arg-type]
+        with pytest.raises(ValueError):
+            Context(max_total_tokens=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.cli
+def test_cli_pauses_with_exit_5_and_resume_with_a_higher_limit_finishes(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    fake_llm.add_rules(FOUR_QUESTIONS)
+
+    paused = fanout(
+        fake_llm, tmp_path, "research", "tides", "--thread", "t", "--max-llm-calls", "3"
+    )
+    listed = fanout(fake_llm, tmp_path, "runs", "--json")
+    same = fanout(fake_llm, tmp_path, "resume", "t")
+    done = fanout(fake_llm, tmp_path, "resume", "t", "--max-llm-calls", "6", "--json")
+    refused = [
+        fanout(fake_llm, tmp_path, "research", "x", "--max-llm-calls", value)
+        for value in ("0", "-2", "three")
+    ]
+
+    assert paused.returncode == 5, paused.stderr
+    assert paused.stdout == ""
+    lines = paused.stderr.splitlines()
+    assert "paused at the spending limit (max_llm_calls=3): 3 LLM calls started" in lines[-3]
+    assert lines[-2].startswith("not started: research_question: Fake questions 3 for")
+    assert lines[-1] == "finished work is saved; resume with: fanout resume t --max-llm-calls 6"
+    assert [r["status"] for r in json.loads(listed.stdout)] == ["at limit"]
+    assert same.returncode == 5  # the same limit: paused again, no call
+    output = json_result(done)
+    assert research_calls(fake_llm.log()) == MINIMUM
+    assert output["task_count"] == 4
+    assert all(r.returncode == 2 and "--max-llm-calls" in r.stderr for r in refused)
+
+
+@pytest.mark.server
+def test_over_the_api_the_pause_is_an_interrupt_and_a_resume_command_goes_on(
+    langgraph_dev: Server, fake_llm: FakeLLM
+) -> None:
+    fake_llm.add_rules(FOUR_QUESTIONS)
+    client = langgraph_dev.sync_client()
+    thread_id = client.threads.create()["thread_id"]
+
+    client.runs.wait(thread_id, "research", input={"topic": "tides"}, context={"max_llm_calls": 3})
+    state = client.threads.get_state(thread_id)
+    output = client.runs.wait(
+        thread_id, "research", command={"resume": True}, context={"max_llm_calls": 6}
+    )
+
+    (pause,) = state["interrupts"]
+    assert pause["value"]["kind"] == "spending_limit"
+    assert pause["value"]["spent"]["llm_calls"] == 3
+    assert research_calls(fake_llm.log()) == MINIMUM
+    assert isinstance(output, dict) and output["task_count"] == 4
