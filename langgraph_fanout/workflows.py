@@ -42,7 +42,7 @@ class Plan:
     ``decide(value, plan, context)`` is the rule a review applies to a decision (raising
     ``InvalidDecisionError`` for an invalid one); ``items(plan)`` gives each planned item as
     (heading, detail) for a person to read; ``bound(context)`` says how many items a plan
-    may hold, in words.
+    may hold, in words; one worker makes one LLM call per item.
     """
 
     key: str
@@ -51,6 +51,8 @@ class Plan:
     decide: Callable[[Any, dict[str, Any], Context], Outcome[Any]]
     items: Callable[[dict[str, Any]], list[tuple[str, str]]]
     bound: Callable[[Context], str]
+    calls_after: int = 0
+    """LLM calls the run makes after its workers (the research report's writer)."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,7 @@ RESEARCH = Workflow(
         decide=lambda value, plan, context: decide_questions(value, plan.get("questions", [])),
         items=lambda plan: [(question, "") for question in plan["questions"]],
         bound=lambda context: f"{MIN_QUESTIONS} to {MAX_QUESTIONS}",
+        calls_after=1,
     ),
 )
 

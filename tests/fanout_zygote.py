@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-START_TIMEOUT = 60.0
+START_TIMEOUT = 120.0
 """Seconds for the zygote's imports (or a fork) on a loaded 2-core machine."""
 
 PRELOAD = (

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import logging
 import re
+import sys
 import uuid
 
 import pytest
@@ -103,3 +106,28 @@ def test_with_a_checkpointer_a_task_is_done_once_its_result_is_committed() -> No
 def test_a_long_label_is_cut_with_an_ellipsis_keeping_its_count(label: str, shown: str) -> None:
     assert short_label(label, 28) == shown
     assert len(short_label(label, 28)) <= 28
+
+
+def test_a_worker_logs_a_cancelled_attempt_in_one_line_and_other_errors_with_their_traceback():
+    from langgraph_fanout.cli.temporal import OneLineFormatter
+
+    formatter = OneLineFormatter("%(levelname)s %(name)s: %(message)s")
+
+    def record(error: BaseException) -> logging.LogRecord:
+        try:
+            raise error
+        except BaseException:
+            return logging.LogRecord(
+                "temporalio.activity", logging.WARNING, __file__, 1,
+                "Completing activity as failed (%s)", ("{'attempt': 1}",), sys.exc_info(),
+            )  # fmt: skip
+
+    cancelled = formatter.format(record(asyncio.CancelledError("Activity cancelled")))
+    failed = formatter.format(record(ValueError("bad\nreply")))
+
+    assert cancelled == (
+        "WARNING temporalio.activity: Completing activity as failed ({'attempt': 1}): "
+        "CancelledError: Activity cancelled"
+    )
+    assert failed.startswith("WARNING temporalio.activity: Completing activity as failed (")
+    assert "Traceback (most recent call last)" in failed and "ValueError: bad" in failed

@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pexpect
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
@@ -23,6 +24,7 @@ from state.context import Context
 from tests.fake_llm import FakeLLM
 from tests.fanout_cli import fanout, json_result
 from tests.langgraph_server import Server
+from tests.test_cli_review import PROMPT, spawn
 from tests.test_durability import article_calls, research_calls
 
 FOUR_QUESTIONS = {"schema": "ResearchPlan", "items": 4}
@@ -166,6 +168,7 @@ def test_cli_pauses_with_exit_5_and_resume_with_a_higher_limit_finishes(
         fake_llm, tmp_path, "research", "tides", "--thread", "t", "--max-llm-calls", "3"
     )
     listed = fanout(fake_llm, tmp_path, "runs", "--json")
+    shown = json_result(fanout(fake_llm, tmp_path, "show", "t", "--json"))
     same = fanout(fake_llm, tmp_path, "resume", "t")
     done = fanout(fake_llm, tmp_path, "resume", "t", "--max-llm-calls", "6", "--json")
     refused = [
@@ -180,6 +183,12 @@ def test_cli_pauses_with_exit_5_and_resume_with_a_higher_limit_finishes(
     assert lines[-2].startswith("not started: research_question: Fake questions 3 for")
     assert lines[-1] == "finished work is saved; resume with: fanout resume t --max-llm-calls 6"
     assert [r["status"] for r in json.loads(listed.stdout)] == ["at limit"]
+    assert (shown["status"], shown["limits"], shown["review"]) == (
+        "at limit",
+        {"max_llm_calls": 3},
+        [],
+    )
+    assert shown["spent"]["llm_calls"] == 3
     assert same.returncode == 5  # the same limit: paused again, no call
     output = json_result(done)
     assert research_calls(fake_llm.log()) == MINIMUM
@@ -206,3 +215,21 @@ def test_over_the_api_the_pause_is_an_interrupt_and_a_resume_command_goes_on(
     assert pause["value"]["spent"]["llm_calls"] == 3
     assert research_calls(fake_llm.log()) == MINIMUM
     assert isinstance(output, dict) and output["task_count"] == 4
+
+
+@pytest.mark.cli
+def test_the_plan_review_shows_the_plan_against_the_limit(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    fake_llm.add_rules(FOUR_QUESTIONS)
+    child = spawn(fake_llm, tmp_path, "research", "tides", "--review", "--max-llm-calls", "3")
+
+    child.expect(PROMPT)
+    shown = child.before
+    child.sendline("run")
+    child.expect(pexpect.EOF)
+    child.close()
+
+    assert "6 LLM calls planned, limit 3: 2 of 4 workers would not start" in shown
+    assert child.exitstatus == 5  # and it did pause there
+    assert research_calls(fake_llm.log()) == {"plan": 1, "q1": 1, "q2": 1}

@@ -107,6 +107,20 @@ def parse_text(text: str, *, json_only: bool = False) -> Any:
     return value
 
 
+def calls_against_limit(workers: int, after: int, limit: int) -> str:
+    """What a plan of ``workers`` costs against ``max_llm_calls``, before it runs.
+
+    Counted with the planner's call, made, and the ``after`` calls that follow the workers;
+    retries would need more.
+    """
+    planned = 1 + workers + after
+    if planned <= limit:
+        return f"{planned} LLM calls planned, limit {limit} (retries need more)"
+    held = workers - min(workers, limit - 1)
+    what = f"{held} of {workers} workers would not start" if held else "the last step would wait"
+    return f"{planned} LLM calls planned, limit {limit}: {what} (the run pauses; resume it higher)"
+
+
 @dataclass
 class Reviewer:
     """Answers a run's plan review: with the ``--plan`` decision, else at the terminal."""
@@ -157,6 +171,9 @@ class Reviewer:
             self.console.print(f"{i:>3}. [bold]{escape(printable(heading))}[/]", highlight=False)
             if detail:
                 self.console.print(f"     {escape(printable(detail))}", highlight=False)
+        if (limit := self.context.max_llm_calls) is not None:
+            line = calls_against_limit(len(items), self.plan.calls_after, limit)
+            self.console.print(line, highlight=False, markup=False)
 
     def _ask(self, plan: dict[str, Any]) -> dict[str, Any]:
         choice = self._choose("Run this plan, edit it, or reject it?", "run")

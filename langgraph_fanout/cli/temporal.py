@@ -152,8 +152,20 @@ class OneLineFormatter(logging.Formatter):
     """A worker's log: one plain line per message, as log collectors count them.
 
     The Temporal core's warnings (a lost server, retried polls) span lines, and Rich would
-    wrap them further; a traceback still follows its line.
+    wrap them further; a traceback still follows its line, but for a cancellation: an attempt
+    the server gave up on (its heartbeats came late on a loaded machine) is cancelled on the
+    worker, which the SDK logs with the cancelled call's whole stack.
     """
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as one line; a cancellation's traceback as its one-line cause."""
+        if record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError):
+            error = record.exc_info[1]
+            record = logging.makeLogRecord(
+                {**record.__dict__, "exc_info": None, "exc_text": None}
+                | {"msg": f"{record.getMessage()}: {type(error).__name__}: {error}", "args": ()}
+            )
+        return super().format(record)
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
         """The message with every run of whitespace, line breaks included, as one space."""
