@@ -2,11 +2,10 @@
 
 One :class:`Ledger` per run (``graphs/checked.py`` puts it in the run's config, seeded with
 what the thread's checkpoints say was spent, the current step's finished tasks included).
-``call_model`` asks
-:meth:`Ledger.admit` before each call: a call that would pass ``max_llm_calls``, or any call
-once the finished calls used ``max_total_tokens``, raises :class:`SpendingLimitReached`
-instead of starting. Each task's calls and tokens, all its attempts', go into its update
-(``graphs/placement.py``), so the checkpoints keep them.
+``call_model`` asks :meth:`Ledger.admit` before each call: a call that would pass
+``max_llm_calls``, or any call once the finished calls used ``max_total_tokens``, raises
+:class:`SpendingLimitReached` instead of starting. Each task's calls and tokens, all its
+attempts', go into its update (``graphs/placement.py``), so the checkpoints keep them.
 """
 
 from __future__ import annotations
@@ -34,22 +33,17 @@ class SpendingLimitReached(Exception):
             f"{spent['total_tokens']} tokens used"
         )
         self.spent = spent
-        self.limit = limit
 
 
 @dataclass
 class Ledger:
-    """What one run has spent: before this process (``seed``) and in it, per task."""
+    """What one run has spent: in all (``total``, from what its checkpoints held), and per task.
 
-    seed: Spent = field(default_factory=lambda: NOTHING_SPENT)
+    A task's own count goes into its update when it ends (:meth:`take`); ``total`` keeps it.
+    """
+
+    total: Spent = field(default_factory=lambda: NOTHING_SPENT)
     tasks: dict[str, Spent] = field(default_factory=dict)
-
-    def total(self) -> Spent:
-        """Everything spent so far."""
-        total = self.seed
-        for spent in self.tasks.values():
-            total = add_spent(total, spent)
-        return total
 
     def admit(self, context: Context) -> None:
         """Count one call of the current task, or refuse it.
@@ -58,7 +52,7 @@ class Ledger:
             SpendingLimitReached: it would start past ``max_llm_calls``, or the finished calls
                 already used ``max_total_tokens``.
         """
-        total = self.total()
+        total = self.total
         if context.max_llm_calls is not None and total["llm_calls"] >= context.max_llm_calls:
             raise SpendingLimitReached(total, f"max_llm_calls={context.max_llm_calls}")
         if (
@@ -73,14 +67,13 @@ class Ledger:
         self._add(Spent(llm_calls=0, total_tokens=tokens))
 
     def take(self, task: str) -> Spent:
-        """What ``task`` spent (its attempts' calls), moved from here into its update."""
-        spent = self.tasks.pop(task, NOTHING_SPENT)
-        self.seed = add_spent(self.seed, spent)  # the update reaches the state at step end
-        return spent
+        """What ``task`` spent (its attempts' calls), for its update; ``total`` keeps it."""
+        return self.tasks.pop(task, NOTHING_SPENT)
 
     def _add(self, spent: Spent) -> None:
         task = current_task()
         self.tasks[task] = add_spent(self.tasks.get(task), spent)
+        self.total = add_spent(self.total, spent)
 
 
 LEDGER_KEY = "__fanout_ledger"
