@@ -15,6 +15,8 @@ import pytest
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
+from graphs.research import graph as research
+from langgraph_fanout.llm.call import current_node, with_admission
 from langgraph_fanout.persistence.checkpointer import aopen_checkpointer, open_checkpointer
 from langgraph_fanout.persistence.thread_lock import ThreadBusyError, thread_lock
 from langgraph_fanout.server.graphs import SERVED
@@ -304,6 +306,31 @@ async def test_a_served_run_waits_for_its_thread_then_gives_up_clearly(
         assert 0.3 < time.monotonic() - started < 10
         await holder
     assert fake_llm.log() == []  # nothing was left to run
+
+
+async def test_every_llm_call_awaits_the_admission_when_each_step_runs_in_a_new_task(
+    fake_llm: FakeLLM,
+) -> None:
+    """langgraph-api steps a run's stream with each ``anext`` in a task of its own
+    (``wait_if_not_done``): the calls of every step, not only the first, await the admission
+    by which a run that is not sure it still holds its thread holds them back."""
+    from langgraph_api.asyncio import ValueEvent, wait_if_not_done
+
+    admitted: list[str] = []
+
+    async def admit() -> None:
+        admitted.append(current_node())
+
+    fake_llm.add_rules({"match": "Topic: Tides", "schema": "ResearchPlan", "items": 4})
+    config = with_admission(RunnableConfig(), admit)
+    stream = research.astream({"topic": "Tides"}, config, stream_mode="updates")
+    done, end = ValueEvent(), object()
+    steps = 0
+    while await wait_if_not_done(anext(stream, end), done) is not end:
+        steps += 1
+    assert steps >= 3  # plan, researchers, writer: each in a task of its own
+    assert len(fake_llm.log()) == 6
+    assert Counter(admitted) == {"plan_research": 1, "research_question": 4, "write_report": 1}
 
 
 async def test_a_served_run_checks_its_input_before_waiting_for_the_thread(

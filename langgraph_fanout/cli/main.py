@@ -398,6 +398,7 @@ async def _execute(
     """Run (``payload``) or resume (None) ``record``'s graph, persisting to ``saver``."""
     from langgraph_fanout.cli.progress import RunProgress
     from langgraph_fanout.cli.stream import SpendingPaused, run_graph
+    from langgraph_fanout.llm.call import with_admission
     from langgraph_fanout.llm.models import resolve_model
 
     print_header(workflow, record.thread_id, resolve_model(record.context.model))
@@ -405,6 +406,7 @@ async def _execute(
     saver.saved_listeners.append(progress.saved)  # "done" once a task's result is committed
     graph = workflow.compile(saver)
     config = held.fenced(record.config([progress], args.max_concurrency))
+    config = with_admission(config, held.admit)  # calls start only while the thread is ours
     try:
         output = await _while_held(
             held, run_graph(graph, payload, config, record.context, progress, reviewer)
@@ -433,18 +435,10 @@ async def _execute(
 async def _while_held(held: HeldThread, work: Coroutine[Any, Any, T]) -> T:
     """``work``, stopped at once if another process takes the thread.
 
-    Its LLM calls start only while the thread is surely this process's.
-
     Raises:
         ThreadTakenOverError: it did (nothing of this process reaches the thread after it).
     """
-    from langgraph_fanout.llm.call import CALL_ADMISSION
-
-    admission = CALL_ADMISSION.set(held.admit)
-    try:
-        task = asyncio.ensure_future(work)  # a copy of this context: admitted by the thread
-    finally:
-        CALL_ADMISSION.reset(admission)
+    task = asyncio.ensure_future(work)
     held.lost.add_done_callback(lambda _: task.cancel())
     try:
         return await task

@@ -67,11 +67,18 @@ STREAM_SLOTS: ContextVar[StreamSlots | None] = ContextVar("fanout_stream_slots",
 """The run's :class:`StreamSlots`; None (the default): every call may stream."""
 
 
-CALL_ADMISSION: ContextVar[Callable[[], Awaitable[None]] | None] = ContextVar(
-    "fanout_call_admission", default=None
-)
-"""Awaited before each LLM call of the run starts, which it may hold back or refuse by raising
-(a run that is not sure it still holds its thread waits: ``persistence/thread_lock.py``)."""
+ADMISSION_KEY = "__fanout_admission"
+"""Key, in a run config's ``configurable``, of what each LLM call of the run awaits before it
+starts, which may hold it back or refuse it by raising (a run not sure it still holds its
+thread waits: ``persistence/thread_lock.py``). In the config, which LangGraph hands to every
+task, not in a context variable: the API servers step a run's stream in a new task each time,
+so what the first step set, later steps' tasks would not see."""
+
+
+def with_admission(config: RunnableConfig, admit: Callable[[], Awaitable[None]]) -> RunnableConfig:
+    """``config`` whose run's LLM calls each await ``admit()`` before they start."""
+    configurable = {**config.get("configurable", {}), ADMISSION_KEY: admit}
+    return {**config, "configurable": configurable}
 
 
 @contextmanager
@@ -82,6 +89,13 @@ def _may_stream(wanted: bool) -> Iterator[bool]:
         return
     with slots.take() as stream:
         yield stream
+
+
+def _admission() -> Callable[[], Awaitable[None]] | None:
+    try:
+        return get_config().get("configurable", {}).get(ADMISSION_KEY)
+    except RuntimeError:  # not inside a runnable
+        return None
 
 
 def messages(system: str, user: str) -> list[BaseMessage]:
@@ -145,7 +159,7 @@ async def call_model(
         MalformedOutputError: the reply is empty or not a valid ``schema`` (retryable).
     """
     check_models(context)
-    if (admit := CALL_ADMISSION.get()) is not None:
+    if (admit := _admission()) is not None:
         await admit()
     model = resolve_model(context.model_for(role))
     metadata = {

@@ -26,7 +26,6 @@ run that is about to finish.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import sys
@@ -40,7 +39,7 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.types import StateUpdate
 
 from graphs.checked import CheckedGraph
-from langgraph_fanout.llm.call import CALL_ADMISSION
+from langgraph_fanout.llm.call import with_admission
 from langgraph_fanout.persistence.batched_writes import BatchedWrites
 from langgraph_fanout.persistence.checkpointer import (
     aopen_checkpointer,
@@ -89,9 +88,8 @@ class OneWriterGraph(CheckedGraph):
         config = record_run(self.name, input, config or {}, kwargs.get("context"))
         while True:
             async with self._holding(thread_id) as (graph, held):
-                admission = CALL_ADMISSION.set(held.admit)  # the run's tasks copy this context
                 try:
-                    fenced = held.fenced(config or {})
+                    fenced = with_admission(held.fenced(config or {}), held.admit)
                     run = _parts(super(OneWriterGraph, graph).astream(input, fenced, **kwargs))
                     async with aclosing(run):
                         async for part in run:
@@ -99,9 +97,6 @@ class OneWriterGraph(CheckedGraph):
                     return
                 except ThreadTakenOverError as exc:
                     logger.warning("%s; waiting for it to end, then going on from there", exc)
-                finally:
-                    with contextlib.suppress(ValueError):  # closed from another context
-                        CALL_ADMISSION.reset(admission)
             # Whoever took the thread (the same run, queued again by the server after the
             # outage, or `fanout resume`) has it now: once it lets go, this run goes on from
             # the thread's latest checkpoint, which is usually the end: so the run ends with
