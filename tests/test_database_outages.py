@@ -13,6 +13,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from tests.fanout_cli import RUN_TIMEOUT, fanout, json_result, saved_rows, start
 from tests.fanout_cli import wait_for_results as wait_for_saved
 from tests.langgraph_server import Server, server_env, start_server
 from tests.requirements import unavailable
+from tests.test_aegra import log_records
 from tests.test_durability import new_thread, research_calls, show, wait_for_in_flight
 from tests.test_thread_lock import branches
 
@@ -120,6 +122,16 @@ def aegra_on_cluster(
             replicas.stop()
 
 
+def run_events(cluster: AegraCluster, run_id: str) -> list[str]:
+    """What Aegra's replicas logged about run ``run_id``: time, replica, event (for failures)."""
+    return sorted(
+        f"{record['timestamp']} {replica.port} {record['event']}"
+        for replica in cluster.replicas
+        for record in log_records(replica)
+        if record.get("run_id") == run_id
+    )
+
+
 SERVES_AGAIN = 10.0
 """Seconds after PostgreSQL's return by which a server's thread-state API must answer again."""
 
@@ -202,6 +214,7 @@ def test_every_door_rides_out_a_postgres_restart(
 
         cluster.stop("immediate")
         stopped = time.monotonic()
+        outage = datetime.now(UTC).isoformat()
         if release_while_down:
             fake_llm.release()
         time.sleep(down)
@@ -241,7 +254,13 @@ def test_every_door_rides_out_a_postgres_restart(
         # cancels it at its next heartbeat, after it took up its thread again. The calls it
         # had in flight then (researchers 3 and 4, or the writer) run again on the other.
         finished_before = {k: v for k, v in calls.items() if k in ("plan", "q1", "q2")}
-        assert finished_before == {"plan": 1, "q1": 1, "q2": 1}, (topic, calls)
+        run_id = runs[1 + aegra_topics.index(topic)][2]["run_id"]
+        assert finished_before == {"plan": 1, "q1": 1, "q2": 1}, (
+            topic,
+            calls,
+            f"database stopped at {outage}",  # a lease lost before: the run moved then too
+            run_events(aegra_on_cluster, run_id),
+        )
         assert calls.keys() == ONE_RUN.keys() and max(calls.values()) <= 2, (topic, calls)
         repeated += sum(calls.values()) - sum(ONE_RUN.values())
     for thread, database in threads(cli_thread, runs, db, aegra_on_cluster):

@@ -59,6 +59,19 @@ def is_local(spec: str) -> bool:
     return spec == LOCAL_MODEL or spec.startswith(LOCAL_MODEL + ":")
 
 
+def import_model_sdks() -> None:
+    """Import now what the first OpenAI-compatible :func:`load_chat_model` would (~1.4 s of CPU).
+
+    For a server, as it starts: in its first run these imports would stall the event loop that
+    all its runs share, and Aegra's lease heartbeats with them (a replica whose heartbeats stop
+    for the lease's length loses its runs to another).
+    """
+    import httpx2  # noqa: F401
+    import langchain_openai  # noqa: F401
+    import openai  # noqa: F401
+    from langchain.chat_models import init_chat_model  # noqa: F401
+
+
 def load_chat_model(
     spec: str, temperature: float, max_tokens: int, timeout: float, retries: int = CLIENT_RETRIES
 ) -> BaseChatModel:

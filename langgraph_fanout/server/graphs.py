@@ -13,9 +13,12 @@ from collections.abc import Callable
 
 from langchain_core.runnables import RunnableConfig
 
+from langgraph_fanout.llm.models import import_model_sdks
 from langgraph_fanout.server.one_writer import OneWriterGraph
 from langgraph_fanout.workflows import WORKFLOWS
 from state.context import ConfigurationError
+
+import_model_sdks()  # the servers import this module as they start, before any run
 
 SERVED = {name: OneWriterGraph.of(w.module.graph) for name, w in WORKFLOWS.items()}
 """The graphs served, by name: each holds its thread's lock while it runs."""
