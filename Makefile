@@ -85,7 +85,9 @@ serve-production: production-install system-deps  ## the graphs on Aegra: REPLIC
 	$(PRODUCTION_VENV)/bin/python -m langgraph_fanout.production --replicas $(REPLICAS) --host $(HOST) \
 	  --port $(PRODUCTION_PORT) $(if $(PRODUCTION_DATA),--data $(PRODUCTION_DATA))
 
-demo: install  ## the main job: an article, on OpenAI if OPENAI_API_KEY is set, else on the embedded model
+# The model the demo's `fanout` picks (llm/models.py: resolve_model): llama.cpp is built only for it.
+DEMO_MODEL := $(or $(FANOUT_MODEL),$(if $(OPENAI_API_KEY),openai,local))
+demo: $(VENV)/.dev $(if $(filter local local:%,$(DEMO_MODEL)),$(VENV)/.local-model)  ## the main job: an article, on OpenAI if OPENAI_API_KEY is set, else on the embedded model
 	$(BIN)/fanout article "$(TOPIC)" --max-sections 4 --max-tokens 160
 
 serve: install  ## langgraph dev API (and Studio) on $(HOST):$(PORT); settings from .env if present

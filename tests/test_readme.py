@@ -6,6 +6,7 @@ tests/test_temporal.py; docs/development.md says which test runs which page.
 
 import importlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -93,6 +94,21 @@ def test_make_targets_named_in_the_docs_exist():
         assert re.search(rf"^{target}:", makefile, re.M), target
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci
+
+
+@pytest.mark.parametrize(
+    ("settings", "builds"),
+    [
+        pytest.param({}, True, id="no-key"),
+        pytest.param({"OPENAI_API_KEY": "sk-unused"}, False, id="key"),
+        pytest.param({"OPENAI_API_KEY": "sk-unused", "FANOUT_MODEL": "local"}, True, id="local"),
+    ],
+)
+def test_make_demo_builds_llama_cpp_only_to_run_on_it(settings: dict[str, str], builds: bool):
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "FANOUT_MODEL")}
+    planned = run(["make", "--dry-run", "--always-make", "demo"], ROOT, env=env | settings)
+    assert ("llama-cpp-python" in planned.stdout) is builds, planned.stdout
+    assert "bin/fanout article" in planned.stdout
 
 
 def slug(heading: str) -> str:
