@@ -18,9 +18,11 @@ from langchain_core.runnables import RunnableConfig
 from langgraph_fanout.persistence.checkpointer import is_postgres, open_checkpointer, sqlite_file
 from langgraph_fanout.workflows import WORKFLOWS
 from tests.fake_llm import FakeLLM
-from tests.fanout_zygote import Zygote
+from tests.fanout_zygote import Zygote, ZygoteProcess
 
 FANOUT = [sys.executable, "-m", "langgraph_fanout.cli"]
+Process = subprocess.Popen[Any] | ZygoteProcess
+"""A ``fanout`` command started in the background (forked from the zygote, or not)."""
 RUN_TIMEOUT = 60.0
 """Seconds any one ``fanout`` process may take before the test fails."""
 
@@ -77,18 +79,17 @@ def zygote(fake: FakeLLM) -> Zygote:
         return _zygote
 
 
-def start_fanout(fake: FakeLLM, cwd: Path, *args: str) -> subprocess.Popen[str]:
-    """Start ``fanout *args`` in ``cwd``; its stdout and stderr go to ``cwd/fanout.out|err``."""
-    with (cwd / "fanout.out").open("w") as out, (cwd / "fanout.err").open("w") as err:
-        return subprocess.Popen(
-            [*FANOUT, *args],
-            cwd=cwd,
-            env=fanout_env(fake),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            text=True,
-        )
+def start_fanout(
+    fake: FakeLLM,
+    cwd: Path,
+    *args: str,
+    stdout: str | None = "fanout.out",
+    stderr: str = "fanout.err",
+) -> ZygoteProcess:
+    """Start ``fanout *args`` in ``cwd``, forked as :func:`fanout`'s are; its stdout and stderr
+    go to those files of ``cwd`` (stdout None: nowhere)."""
+    out = os.devnull if stdout is None else str(cwd / stdout)
+    return zygote(fake).spawn(list(args), cwd, fanout_env(fake), os.devnull, out, str(cwd / stderr))
 
 
 def json_result(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:

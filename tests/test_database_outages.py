@@ -25,7 +25,7 @@ from langgraph_fanout.production.postgres import PostgresCluster, find_bindir, p
 from langgraph_fanout.production.redis_server import find_redis_server, redis_server
 from tests.aegra_cluster import AegraCluster, require_aegra, start_cluster
 from tests.fake_llm import FakeLLM
-from tests.fanout_cli import RUN_TIMEOUT, fanout, json_result, saved_rows, start_fanout
+from tests.fanout_cli import RUN_TIMEOUT, Process, fanout, json_result, saved_rows, start_fanout
 from tests.fanout_cli import wait_for_results as wait_for_saved
 from tests.langgraph_server import Server, server_env, start_server
 from tests.requirements import unavailable
@@ -56,7 +56,7 @@ def cluster() -> Iterator[PostgresCluster]:
         yield started
 
 
-def start_research(fake: FakeLLM, cwd: Path, db: str, thread: str) -> subprocess.Popen[str]:
+def start_research(fake: FakeLLM, cwd: Path, db: str, thread: str) -> Process:
     """``fanout research`` on four questions, held once researchers 1 and 2 are saved."""
     cwd.mkdir(exist_ok=True)
     process = start_fanout(fake, cwd, "research", "tides", "--thread", thread, "--db", db, "--json")
@@ -65,7 +65,7 @@ def start_research(fake: FakeLLM, cwd: Path, db: str, thread: str) -> subprocess
     return process
 
 
-def finish(process: subprocess.Popen[str], cwd: Path) -> tuple[int, str, str]:
+def finish(process: Process, cwd: Path) -> tuple[int, str, str]:
     """Wait for a ``start_fanout`` process: its exit code, stdout and stderr."""
     try:
         code = process.wait(timeout=RUN_TIMEOUT + 60)

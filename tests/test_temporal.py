@@ -38,7 +38,7 @@ from langgraph_fanout.temporal.workflows import WORKFLOWS_BY_TYPE, RunRequest  #
 from langgraph_fanout.workflows import WORKFLOWS  # noqa: E402
 from state.context import Context  # noqa: E402
 from tests.fake_llm import FakeLLM  # noqa: E402
-from tests.fanout_cli import FANOUT, fanout, fanout_env, json_result  # noqa: E402
+from tests.fanout_cli import Process, fanout, fanout_env, json_result, start_fanout  # noqa: E402
 from tests.temporal_cluster import (  # noqa: E402
     attempts,
     kill,
@@ -255,16 +255,13 @@ async def test_a_failed_run_stops_its_other_workers_before_it_ends(
 # --- worker processes killed with SIGKILL -----------------------------------------------------
 
 
-def submit(fake: FakeLLM, cwd: Path, address: str, task_queue: str, *args: str):
-    """``fanout <args> --temporal`` in a subprocess; stdout/stderr in cwd/submit.out|err."""
-    command = [*FANOUT, *args, "--temporal", address, "--task-queue", task_queue]
-    with (cwd / "submit.out").open("w") as out, (cwd / "submit.err").open("w") as err:
-        return subprocess.Popen(
-            command, cwd=cwd, env=fanout_env(fake), stdout=out, stderr=err, text=True
-        )
+def submit(fake: FakeLLM, cwd: Path, address: str, task_queue: str, *args: str) -> Process:
+    """``fanout <args> --temporal`` in the background; stdout/stderr in cwd/submit.out|err."""
+    argv = [*args, "--temporal", address, "--task-queue", task_queue]
+    return start_fanout(fake, cwd, *argv, stdout="submit.out", stderr="submit.err")
 
 
-def finish(process: subprocess.Popen[str], cwd: Path) -> dict[str, Any]:
+def finish(process: Process, cwd: Path) -> dict[str, Any]:
     """Wait for a ``fanout --json`` submission; its JSON output."""
     code = process.wait(timeout=120)
     stderr = (cwd / "submit.err").read_text()

@@ -25,7 +25,7 @@ from tests.temporal_cluster import temporal_binary
 temporal_binary()  # skips the module (fails under CI) without the [temporal] extra
 
 from tests.fake_llm import FakeLLM  # noqa: E402
-from tests.fanout_cli import FANOUT, fanout, fanout_env, json_result  # noqa: E402
+from tests.fanout_cli import Process, fanout, json_result, start_fanout  # noqa: E402
 from tests.temporal_cluster import (  # noqa: E402
     DevServer,
     attempts_at,
@@ -54,15 +54,12 @@ def server(tmp_path: Path) -> Iterator[DevServer]:
     dev.kill()
 
 
-def submit(fake: FakeLLM, cwd: Path, *args: str) -> subprocess.Popen[str]:
-    """``fanout *args`` in a subprocess; stdout and stderr in cwd/submit.out|err."""
-    with (cwd / "submit.out").open("w") as out, (cwd / "submit.err").open("w") as err:
-        return subprocess.Popen(
-            [*FANOUT, *args], cwd=cwd, env=fanout_env(fake), stdout=out, stderr=err, text=True
-        )
+def submit(fake: FakeLLM, cwd: Path, *args: str) -> Process:
+    """``fanout *args`` in the background; stdout and stderr in cwd/submit.out|err."""
+    return start_fanout(fake, cwd, *args, stdout="submit.out", stderr="submit.err")
 
 
-def finished(process: subprocess.Popen[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def finished(process: Process, cwd: Path) -> subprocess.CompletedProcess[str]:
     code = process.wait(timeout=180)
     out, err = (cwd / "submit.out").read_text(), (cwd / "submit.err").read_text()
     return subprocess.CompletedProcess(process.args, code, out, err)
