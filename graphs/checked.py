@@ -11,6 +11,7 @@ so do the state updates (``update_state``, ``threads.update_state`` over the API
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from contextlib import aclosing
 from typing import Any, Self, cast
@@ -25,7 +26,7 @@ from pydantic import BaseModel
 from langgraph_fanout.llm.spending import LEDGER_KEY, Ledger, seed_from
 from state.context import Context
 from state.inputs import check_update, parse_input
-from state.spending import NOTHING_SPENT
+from state.spending import NOTHING_SPENT, RUN_KEY
 
 
 class CheckedGraph(CompiledStateGraph[Any, Context, Any, Any]):
@@ -85,47 +86,63 @@ class CheckedGraph(CompiledStateGraph[Any, Context, Any, Any]):
     ) -> Iterator[Any]:
         """``Pregel.stream``, once the input passed :meth:`check_input`, counting its spending."""
         self.check_input(input)
-        saver = self._saver_to_resume(input, config)
-        config = _with_ledger(
-            config, saver.get_tuple(cast(RunnableConfig, config)) if saver else None
-        )
-        return super().stream(input, config, **kwargs)
+        saver = self._saver_of(config)
+        saved = saver.get_tuple(cast(RunnableConfig, config)) if saver else None
+        return super().stream(input, _with_ledger(input, config, saved), **kwargs)
 
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
         """``Pregel.astream``, once the input passed :meth:`check_input`, counting its spending."""
         self.check_input(input)
-        saver = self._saver_to_resume(input, config)
+        saver = self._saver_of(config)
         saved = await saver.aget_tuple(cast(RunnableConfig, config)) if saver else None
-        config = _with_ledger(config, saved)
+        config = _with_ledger(input, config, saved)
         # Closed with this generator, so LangGraph's cleanup runs when a caller stops early.
         parts = cast(AsyncGenerator[Any, None], super().astream(input, config, **kwargs))
         async with aclosing(parts):
             async for part in parts:
                 yield part
 
-    def _saver_to_resume(
-        self, input: Any, config: RunnableConfig | None
-    ) -> BaseCheckpointSaver | None:
-        """The checkpointer of the run that ``input`` (None, a ``Command``) goes on with.
-
-        None for a new run, or for a run that no checkpointer keeps.
-        """
+    def _saver_of(self, config: RunnableConfig | None) -> BaseCheckpointSaver | None:
+        """The checkpointer that keeps ``config``'s thread (None: no thread, or none kept)."""
         thread = (config or {}).get("configurable", {}).get("thread_id")
-        resumes = input is None or isinstance(input, Command)
         saver = self.checkpointer
-        return saver if thread and resumes and isinstance(saver, BaseCheckpointSaver) else None
+        return saver if thread and isinstance(saver, BaseCheckpointSaver) else None
 
 
-def _with_ledger(config: RunnableConfig | None, saved: CheckpointTuple | None) -> RunnableConfig:
-    """``config`` with a new ledger for its run: what its thread spent (``saved``) or nothing."""
-    spent = NOTHING_SPENT
-    if saved is not None:
-        spent = seed_from(saved.checkpoint["channel_values"], saved.pending_writes or [])
+def _with_ledger(
+    input: Any, config: RunnableConfig | None, saved: CheckpointTuple | None
+) -> RunnableConfig:
+    """``config`` with a new ledger for its run, and the run's id in its metadata.
+
+    A run that goes on (:func:`_goes_on`) keeps the id that its thread's latest checkpoint
+    (``saved``) names, and what it spent; a new run gets an id of its own and starts from
+    nothing, on a used thread too.
+    """
     config = config or {}
-    configurable = {**config.get("configurable", {}), LEDGER_KEY: Ledger(spent)}
-    return {**config, "configurable": configurable}
+    run, spent = "", NOTHING_SPENT
+    if saved is not None and _goes_on(input, config, saved):
+        run = str(saved.metadata.get(RUN_KEY, ""))
+        spent = seed_from(saved.checkpoint["channel_values"], saved.pending_writes or [], run)
+    run = run or uuid.uuid4().hex
+    configurable = {**config.get("configurable", {}), LEDGER_KEY: Ledger(run, spent)}
+    metadata = {**config.get("metadata", {}), RUN_KEY: run}
+    return {**config, "configurable": configurable, "metadata": metadata}
+
+
+def _goes_on(input: Any, config: RunnableConfig, saved: CheckpointTuple) -> bool:
+    """Whether the run goes on from the thread's latest checkpoint, as LangGraph decides.
+
+    That is: no input, a ``Command``, or the run id that checkpoint was written by (a server
+    running the same run again).
+    """
+    run_id = config.get("metadata", {}).get("run_id")
+    return (
+        input is None
+        or isinstance(input, Command)
+        or (run_id is not None and saved.metadata.get("run_id") == run_id)
+    )
 
 
 class CheckedStateGraph(StateGraph[Any, Context, Any, Any]):

@@ -17,12 +17,12 @@ from typing import Any, Literal, Protocol, TypeVar
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.graph import StateGraph
 from langgraph.runtime import get_runtime
-from langgraph.types import Overwrite, interrupt
+from langgraph.types import interrupt
 
 from langgraph_fanout.llm.retry import LLM_RETRY
 from langgraph_fanout.llm.spending import SpendingLimitReached, current_ledger, current_task
 from state.context import Context
-from state.spending import Deferred, Spent, add_spent, spending_pause
+from state.spending import Deferred, spending_pause
 
 T = TypeVar("T")
 AsyncFunction = Callable[..., Awaitable[Any]]
@@ -143,15 +143,11 @@ class SyncOrAsync(Runnable[Any, Any]):
 
 
 def _with_spent(update: dict[str, Any]) -> dict[str, Any]:
-    """``update`` with what the task's calls spent (a new run's first node starts the count)."""
+    """``update`` with what the task's calls spent."""
     ledger = current_ledger()
     if ledger is None:
         return update
-    taken = ledger.take(current_task())
-    spent: Spent | Overwrite = taken
-    if isinstance(start := update.get("spent"), Overwrite):
-        spent = Overwrite(add_spent(start.value, taken))
-    return {**update, "spent": spent}
+    return {**update, "spent": ledger.take(current_task())}
 
 
 _loop: asyncio.AbstractEventLoop | None = None

@@ -32,7 +32,6 @@ from state.article import (
 from state.context import Context
 from state.inputs import parse_input
 from state.review import PENDING, Outcome, clean_text, visible
-from state.spending import NOTHING_SPENT
 
 
 async def plan_sections(state: ArticleState, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -56,7 +55,6 @@ async def plan_sections(state: ArticleState, runtime: Runtime[Context]) -> dict[
         "topic": topic,
         "sections": fit_plan(sections, what="sections", minimum=1, maximum=context.max_sections),
         "completed_sections": Overwrite([]),  # a new plan starts a new article
-        "spent": Overwrite(NOTHING_SPENT),  # and counts its spending from nothing
         "review": PENDING if context.review_plan else None,
     }
 

@@ -34,7 +34,6 @@ from state.research import (
     decide_questions,
 )
 from state.review import PENDING, Outcome, clean_text, visible
-from state.spending import NOTHING_SPENT
 
 
 async def plan_research(state: ResearchState, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -54,7 +53,6 @@ async def plan_research(state: ResearchState, runtime: Runtime[Context]) -> dict
             questions, what="distinct questions", minimum=MIN_QUESTIONS, maximum=MAX_QUESTIONS
         ),
         "findings": Overwrite([]),  # a new plan starts a new report
-        "spent": Overwrite(NOTHING_SPENT),  # and counts its spending from nothing
         "review": PENDING if context.review_plan else None,
     }
 

@@ -16,22 +16,39 @@ PAUSE_KIND = "spending_limit"
 
 
 class Spent(TypedDict):
-    """LLM calls started (retries included) and tokens of the calls that finished."""
+    """LLM calls started (retries included) and tokens of the calls that finished.
+
+    ``run``: the run that spent them (its ``RUN_KEY`` in checkpoint metadata): a thread keeps
+    the latest run's spending only, so a new run on a used thread counts from nothing.
+    """
 
     llm_calls: int
     total_tokens: int
+    run: NotRequired[str]
 
 
 NOTHING_SPENT = Spent(llm_calls=0, total_tokens=0)
+RUN_KEY = "fanout_spending_run"
+"""Checkpoint-metadata key of the run whose spending the thread's ``spent`` channel counts."""
 
 
 def add_spent(left: Spent | None, right: Spent | None) -> Spent:
-    """The ``spent`` channel's reducer: the sum."""
+    """The ``spent`` channel's reducer: the sum, or ``right`` alone if a later run spent it."""
     left, right = left or NOTHING_SPENT, right or NOTHING_SPENT
-    return Spent(
+    if "run" in right and left.get("run", right["run"]) != right["run"]:
+        return right
+    total = Spent(
         llm_calls=left["llm_calls"] + right["llm_calls"],
         total_tokens=left["total_tokens"] + right["total_tokens"],
     )
+    if run := right.get("run") or left.get("run"):
+        total["run"] = run
+    return total
+
+
+def counts(spent: Spent) -> dict[str, int]:
+    """``spent``'s calls and tokens, as users see them."""
+    return {"llm_calls": spent["llm_calls"], "total_tokens": spent["total_tokens"]}
 
 
 class Deferred(TypedDict):
@@ -50,7 +67,7 @@ def spending_pause(
     """
     return {
         "kind": PAUSE_KIND,
-        "spent": dict(spent),
+        "spent": counts(spent),
         "limits": {name: value for name, value in limits.items() if value is not None},
         "not_started": not_started,
         "resume": "raise max_llm_calls or max_total_tokens in the run's context and resume "

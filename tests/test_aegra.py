@@ -229,6 +229,27 @@ def test_plan_review_pauses_and_resumes_through_either_replica(
     assert first.threads.get(thread)["status"] == "idle"
 
 
+def test_a_spending_limit_pauses_and_a_raised_one_resumes_through_either_replica(
+    aegra: AegraCluster, fake_llm: FakeLLM
+) -> None:
+    first, second = (get_sync_client(url=url) for url in aegra.urls)
+    topic = "Limits on Aegra"
+    thread = first.threads.create()["thread_id"]
+
+    first.runs.wait(thread, "research", input={"topic": topic}, context={"max_llm_calls": 2})
+    state = second.threads.get_state(thread)
+    result = second.runs.wait(
+        thread, "research", command={"resume": True}, context={"max_llm_calls": 5}
+    )
+
+    (pause,) = state["interrupts"]
+    assert pause["value"]["kind"] == "spending_limit", pause
+    assert pause["value"]["spent"]["llm_calls"] == 2
+    assert len(pause["value"]["not_started"]) == 2  # researchers 2 and 3
+    assert isinstance(result, dict) and result["task_count"] == 3
+    assert calls_of(fake_llm, topic) == ONE_RUN  # none twice across the pause
+
+
 # --- concurrency ------------------------------------------------------------------------------
 
 

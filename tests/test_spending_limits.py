@@ -22,10 +22,11 @@ from graphs.research import builder as research_builder
 from langgraph_fanout.llm.retry import CLIENT_RETRIES
 from state.context import Context
 from tests.fake_llm import FakeLLM
-from tests.fanout_cli import fanout, json_result
+from tests.fanout_cli import fanout, json_result, start_fanout, wait_for_results
 from tests.langgraph_server import Server
 from tests.test_cli_review import PROMPT, spawn
-from tests.test_durability import article_calls, research_calls
+from tests.test_durability import article_calls, hang_once, research_calls, wait_for_in_flight
+from tests.test_thread_lock import one_winner, run_both
 
 FOUR_QUESTIONS = {"schema": "ResearchPlan", "items": 4}
 MINIMUM = {"plan": 1, "q1": 1, "q2": 1, "q3": 1, "q4": 1, "writer": 1}
@@ -150,6 +151,33 @@ async def test_parallel_branches_pause_once_and_only_the_held_back_ones_run_agai
     assert len(done["evaluations"]) == 3
 
 
+@pytest.mark.parametrize("workflow", ["evaluation", "research"])
+async def test_a_new_run_on_a_used_thread_counts_only_its_own_spending(
+    fake_llm: FakeLLM, workflow: str
+) -> None:
+    """The first run's calls are not the second's: it pauses, shows and resumes on its own."""
+    fake_llm.add_rules(FOUR_QUESTIONS)
+    builder, input, minimum = {
+        "evaluation": (evaluation_builder, {"text": "A short text to judge."}, 4),
+        "research": (research_builder, {"topic": "tides"}, 6),
+    }[workflow]
+    graph = builder.compile(checkpointer=InMemorySaver())
+    config = thread()
+    await graph.ainvoke(input, config, context=limited())  # spends `minimum` calls
+    fake_llm.reset()
+    fake_llm.add_rules(FOUR_QUESTIONS)
+
+    paused = await graph.ainvoke(input, config, context=limited(max_llm_calls=2))
+    spent_at_pause = (await graph.aget_state(config)).values["spent"]["llm_calls"]
+    done = await graph.ainvoke(Command(resume=True), config, context=limited(max_llm_calls=6))
+
+    assert paused["__interrupt__"][0].value["spent"]["llm_calls"] == 2
+    assert spent_at_pause == 2
+    assert "__interrupt__" not in done
+    assert len(fake_llm.log()) == minimum  # the second run: each call once, none held for good
+    assert (await graph.aget_state(config)).values["spent"]["llm_calls"] == minimum
+
+
 def test_bad_limits_are_refused() -> None:
     for bad in (0, -1, "5", 1.5, True):
         with pytest.raises(ValueError):
@@ -194,6 +222,38 @@ def test_cli_pauses_with_exit_5_and_resume_with_a_higher_limit_finishes(
     assert research_calls(fake_llm.log()) == MINIMUM
     assert output["task_count"] == 4
     assert all(r.returncode == 2 and "--max-llm-calls" in r.stderr for r in refused)
+
+
+@pytest.mark.cli
+def test_a_resume_killed_midway_then_two_at_once_run_the_rest_once(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    """Paused at 3 calls; resumed with room for the rest and SIGKILLed while researcher 4 is in
+    flight; then resumed by two commands at once: one runs what is left, the other is refused."""
+    db = str(tmp_path / "runs.sqlite")
+    fake_llm.add_rules(FOUR_QUESTIONS, *hang_once("Fake questions 4 for"))
+    paused = fanout(
+        fake_llm, tmp_path, "research", "tides", "--thread", "t", "--db", db, "--max-llm-calls", "3"
+    )
+    resume = ["resume", "t", "--db", db, "--max-llm-calls", "7"]
+    killed = start_fanout(fake_llm, tmp_path, *resume)
+    try:
+        wait_for_results(db, "research", "t", "research_question", 1)  # researcher 3, resent
+        wait_for_in_flight(fake_llm, 1)  # researcher 4
+    finally:
+        killed.kill()
+    assert killed.wait(10) == -9
+    fake_llm.add_rules({"match": "Fake questions 4 for", "hold": True, "times": 1})
+
+    results = run_both(fake_llm, tmp_path, resume, resume)
+    shown = json_result(fanout(fake_llm, tmp_path, "show", "t", "--db", db, "--json"))
+
+    assert paused.returncode == 5, paused.stderr
+    one_winner(results, "t")
+    assert research_calls(fake_llm.log()) == {**MINIMUM, "q4": 2}  # in flight at the kill
+    assert shown["status"] == "done"
+    # The call in flight at the SIGKILL is not counted (docs/python.md, "Spending limits").
+    assert shown["spent"]["llm_calls"] == sum(MINIMUM.values())
 
 
 @pytest.mark.server

@@ -67,7 +67,7 @@ from langgraph_fanout.persistence.thread_lock import (
 )
 from langgraph_fanout.workflows import COMMANDS, WORKFLOWS, Workflow
 from state.context import Context
-from state.spending import NOTHING_SPENT, is_spending_pause
+from state.spending import NOTHING_SPENT, counts, is_spending_pause
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -527,7 +527,7 @@ async def _show(args: argparse.Namespace) -> int:
         "review": [  # the plan a run paused at its review shows
             i.value for i in snapshot.interrupts if not is_spending_pause(i.value)
         ],
-        "spent": snapshot.values.get("spent", NOTHING_SPENT),
+        "spent": counts(snapshot.values.get("spent", NOTHING_SPENT)),
         "limits": {k: v for k, v in record.context.limits().items() if v is not None},
         "values": snapshot.values,
     }

@@ -37,11 +37,12 @@ class SpendingLimitReached(Exception):
 
 @dataclass
 class Ledger:
-    """What one run has spent: in all (``total``, from what its checkpoints held), and per task.
+    """What run ``run`` has spent: in all (``total``, from its checkpoints), and per task.
 
     A task's own count goes into its update when it ends (:meth:`take`); ``total`` keeps it.
     """
 
+    run: str
     total: Spent = field(default_factory=lambda: NOTHING_SPENT)
     tasks: dict[str, Spent] = field(default_factory=dict)
 
@@ -68,7 +69,7 @@ class Ledger:
 
     def take(self, task: str) -> Spent:
         """What ``task`` spent (its attempts' calls), for its update; ``total`` keeps it."""
-        return self.tasks.pop(task, NOTHING_SPENT)
+        return Spent(**self.tasks.pop(task, NOTHING_SPENT), run=self.run)
 
     def _add(self, spent: Spent) -> None:
         task = current_task()
@@ -127,10 +128,15 @@ def counted_call(context: Context) -> Iterator[None]:
         ledger.used(sum(u.get("total_tokens", 0) for u in usage.usage_metadata.values()))
 
 
-def seed_from(values: dict[str, Any], pending_writes: list[tuple[str, str, Any]]) -> Spent:
-    """What a thread spent: its state's ``spent`` and its current step's finished tasks'."""
+def seed_from(
+    values: dict[str, Any], pending_writes: list[tuple[str, str, Any]], run: str
+) -> Spent:
+    """What ``run`` spent on its thread (nothing if a run before it spent the state's count).
+
+    The state's ``spent`` and the current step's finished tasks'.
+    """
     spent = values.get("spent") or NOTHING_SPENT
     for _, channel, value in pending_writes:
         if channel == "spent":
             spent = add_spent(spent, value)
-    return spent
+    return spent if spent.get("run") == run else NOTHING_SPENT
