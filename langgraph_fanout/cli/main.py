@@ -221,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # the notices above already report.
     logging.getLogger("psycopg").setLevel(logging.ERROR)
     # A run allocates many short-lived objects per worker; collecting less often saves
-    # 20-40% CPU at 1,000 workers (measured while benchmarking issue 12).
+    # 20-40% CPU at 1,000 workers (`make bench`).
     gc.set_threshold(10_000, 10, 10)
     try:
         code = asyncio.run(_until_stopped(args))
