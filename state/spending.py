@@ -47,8 +47,8 @@ def add_spent(left: Spent | None, right: Spent | None) -> Spent:
 
 
 def counts(spent: Spent) -> dict[str, int]:
-    """``spent``'s calls and tokens, as users see them."""
-    return {"llm_calls": spent["llm_calls"], "total_tokens": spent["total_tokens"]}
+    """``spent``'s calls and tokens, as users see them (a channel never written holds ``{}``)."""
+    return {"llm_calls": spent.get("llm_calls", 0), "total_tokens": spent.get("total_tokens", 0)}
 
 
 class Deferred(TypedDict):
