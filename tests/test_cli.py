@@ -161,10 +161,19 @@ def test_runs_lists_recent_runs_newest_first(fake_llm: FakeLLM, workspace: Works
         assert any(line.split()[:3] == [run["thread_id"], run["graph"], "done"] for line in lines)
 
 
-def test_show_prints_the_state(fake_llm: FakeLLM, workspace: Workspace) -> None:
-    result = fanout(fake_llm, workspace.cwd, "show", "my-thread")
+def test_show_prints_the_state_readably_and_as_json(
+    fake_llm: FakeLLM, workspace: Workspace
+) -> None:
+    readable = fanout(fake_llm, workspace.cwd, "show", "my-thread")
+    result = fanout(fake_llm, workspace.cwd, "show", "my-thread", "--json")
 
+    assert readable.returncode == 0, readable.stderr
+    lines = readable.stdout.splitlines()
+    assert lines[:3] == ["thread_id: my-thread", "graph: research", "status: done"]
+    report = workspace.runs["research"].output["report"]
+    assert report.splitlines()[0] in lines  # then the result, as the run printed it
     assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 1
     shown = json.loads(result.stdout)
     assert shown["thread_id"] == "my-thread"
     assert shown["graph"] == "research" and shown["status"] == "done"

@@ -7,6 +7,7 @@ Every count is the fake LLM's: the requests it received, retries included.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -197,6 +198,7 @@ def test_cli_pauses_with_exit_5_and_resume_with_a_higher_limit_finishes(
     )
     listed = fanout(fake_llm, tmp_path, "runs", "--json")
     shown = json_result(fanout(fake_llm, tmp_path, "show", "t", "--json"))
+    readable = fanout(fake_llm, tmp_path, "show", "t").stdout.splitlines()
     same = fanout(fake_llm, tmp_path, "resume", "t")
     done = fanout(fake_llm, tmp_path, "resume", "t", "--max-llm-calls", "6", "--json")
     refused = [
@@ -217,6 +219,11 @@ def test_cli_pauses_with_exit_5_and_resume_with_a_higher_limit_finishes(
         [],
     )
     assert shown["spent"]["llm_calls"] == 3
+    assert "status: at limit" in readable
+    assert any(
+        re.fullmatch(r"spent: 3 LLM calls, \d+ tokens \(limits: max_llm_calls=3\)", line)
+        for line in readable
+    ), readable
     assert same.returncode == 5  # the same limit: paused again, no call
     output = json_result(done)
     assert research_calls(fake_llm.log()) == MINIMUM

@@ -42,13 +42,13 @@ from langgraph_fanout.cli.output import (
     print_header,
     print_result,
     print_runs,
+    print_shown,
     raised_limits,
     report_failure,
     report_spending_pause,
     stderr,
 )
 from langgraph_fanout.cli.review import EXIT_REJECTED, Reviewer, ReviewStopped
-from langgraph_fanout.cli.terminal import to_json
 from langgraph_fanout.persistence.checkpointer import (
     DEFAULT_DB,
     DatabaseError,
@@ -138,15 +138,19 @@ def build_parser() -> argparse.ArgumentParser:
         '{"approve": true} or {"reject": true}, as JSON (.json) or YAML',
     )
 
-    temporal = argparse.ArgumentParser(add_help=False)
-    temporal.add_argument(
-        "--temporal",
-        metavar="HOST:PORT",
-        help="run on this Temporal server instead of in this process (needs the [temporal] extra)",
-    )
-    temporal.add_argument(
-        "--task-queue", default="fanout", metavar="NAME", help="Temporal task queue (%(default)s)"
-    )
+    def temporal(purpose: str) -> argparse.ArgumentParser:
+        """The Temporal options, ``--temporal`` helped as ``purpose`` says."""
+        options = argparse.ArgumentParser(add_help=False)
+        options.add_argument(
+            "--temporal", metavar="HOST:PORT", help=f"{purpose} (needs the [temporal] extra)"
+        )
+        options.add_argument(
+            "--task-queue",
+            default="fanout",
+            metavar="NAME",
+            help="Temporal task queue (%(default)s)",
+        )
+        return options
 
     parser = argparse.ArgumentParser(
         prog="fanout", description="Run, resume, list and inspect durable runs of the workflows."
@@ -154,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     for command, workflow in COMMANDS.items():
         field = workflow.input_field
-        parents = [common, running, temporal] + ([review] if workflow.plan else [])
+        on_temporal = temporal("run on this Temporal server instead of in this process")
+        parents = [common, running, on_temporal] + ([review] if workflow.plan else [])
         sub = commands.add_parser(
             command, parents=parents, help=f"run the {workflow.name} workflow"
         )
@@ -171,16 +176,26 @@ def build_parser() -> argparse.ArgumentParser:
             )
     resume = commands.add_parser(
         "resume",
-        parents=[common, running, temporal, review],
+        parents=[common, running, temporal("the run is on this Temporal server"), review],
         help="finish a crashed, failed or paused run",
     )
     resume.add_argument("thread_id", type=thread_id)
-    runs = commands.add_parser("runs", parents=[common, temporal], help="list recent runs")
+    runs = commands.add_parser(
+        "runs",
+        parents=[common, temporal("list the runs on this Temporal server")],
+        help="list recent runs",
+    )
     runs.add_argument("--limit", type=positive_int, default=20)
-    show = commands.add_parser("show", parents=[common, temporal], help="print a run's state")
+    show = commands.add_parser(
+        "show",
+        parents=[common, temporal("the run is on this Temporal server")],
+        help="print a run's state",
+    )
     show.add_argument("thread_id", type=thread_id)
     worker = commands.add_parser(
-        "worker", parents=[temporal], help="run Temporal workflows and activities (--temporal)"
+        "worker",
+        parents=[temporal("the Temporal server to work for")],
+        help="run Temporal workflows and activities (--temporal)",
     )
     worker.add_argument(
         "--max-concurrency",
@@ -531,5 +546,5 @@ async def _show(args: argparse.Namespace) -> int:
         "limits": {k: v for k, v in record.context.limits().items() if v is not None},
         "values": snapshot.values,
     }
-    print(to_json(shown, indent=None if args.json else 2))
+    print_shown(shown, WORKFLOWS[record.graph], args.json)
     return EXIT_OK

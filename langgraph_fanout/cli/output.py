@@ -47,6 +47,37 @@ def print_result(
         stdout.print(printable(workflow.render(output)))
 
 
+def print_shown(shown: dict[str, Any], workflow: Workflow, as_json: bool) -> None:
+    """Print ``fanout show``'s view of a run: readable lines and its result, or one JSON object."""
+    if as_json:
+        print(to_json(shown))
+        return
+    lines = [f"{key}: {shown[key]}" for key in ("thread_id", "graph", "status", "started", "door")]
+    if shown.get("next"):
+        lines.append(f"next: {', '.join(shown['next'])}")
+    for task in shown.get("pending", []):
+        label = f" [{task['label']}]" if task.get("label") else ""
+        error = f": {task['error']}" if task.get("error") else ""
+        lines.append(f"pending: {task['node']}{label}{error}")
+    if shown.get("error"):
+        lines.append(f"error: {shown['error']}")
+    lines += [f"waiting for its plan review: {to_json(plan)}" for plan in shown.get("review", [])]
+    if limits := shown.get("limits"):
+        spent = shown["spent"]
+        within = ", ".join(f"{name}={value}" for name, value in limits.items())
+        lines.append(
+            f"spent: {spent['llm_calls']} LLM calls, {spent['total_tokens']} tokens "
+            f"(limits: {within})"
+        )
+    if usage := shown.get("usage"):
+        lines.append(f"usage: {usage['llm_calls']} LLM calls")
+    for line in lines:
+        stdout.print(printable(line, one_line=True))
+    if shown["status"] == "done" and shown.get("values"):
+        stdout.print()
+        stdout.print(printable(workflow.render(shown["values"])))
+
+
 class NoticeHandler(logging.Handler):
     """Log records as one plain line each on stderr (above the live view, if one is up)."""
 

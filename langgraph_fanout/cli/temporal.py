@@ -28,12 +28,12 @@ from langgraph_fanout.cli.output import (
     print_header,
     print_result,
     print_runs,
+    print_shown,
     report_failure,
     stderr,
 )
 from langgraph_fanout.cli.progress import RunProgress, Task
 from langgraph_fanout.cli.review import EXIT_REJECTED, Reviewer, ReviewStopped
-from langgraph_fanout.cli.terminal import to_json
 from langgraph_fanout.persistence.run_records import RunRecord
 from langgraph_fanout.workflows import COMMANDS, WORKFLOWS, Workflow
 from state.context import Context
@@ -474,7 +474,7 @@ async def show(args: argparse.Namespace) -> int:
             while cause.__cause__ is not None:
                 cause = cause.__cause__
             shown["error"] = str(cause)
-    print(to_json(shown, indent=None if args.json else 2))
+    print_shown(shown, WORKFLOWS[started.graph], args.json)
     return EXIT_OK
 
 
