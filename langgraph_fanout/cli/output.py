@@ -52,7 +52,8 @@ def print_shown(shown: dict[str, Any], workflow: Workflow, as_json: bool) -> Non
     if as_json:
         print(to_json(shown))
         return
-    lines = [f"{key}: {shown[key]}" for key in ("thread_id", "graph", "status", "started", "door")]
+    keys = ("thread_id", "graph", "status", "started", "door")  # no door on Temporal
+    lines = [f"{key}: {shown[key]}" for key in keys if key in shown]
     if shown.get("next"):
         lines.append(f"next: {', '.join(shown['next'])}")
     for task in shown.get("pending", []):
