@@ -72,14 +72,18 @@ class CheckedGraph(CompiledStateGraph[Any, Context, Any, Any]):
     ) -> RunnableConfig:
         """``Pregel.bulk_update_state`` (``update_state`` too), once the updates are checked."""
         self.check_updates(supersteps)
-        return super().bulk_update_state(config, supersteps)
+        saver = self._saver_of(config)
+        saved = saver.get_tuple(config) if saver else None
+        return super().bulk_update_state(_same_run(config, saved), supersteps)
 
     async def abulk_update_state(
         self, config: RunnableConfig, supersteps: Sequence[Sequence[StateUpdate]]
     ) -> RunnableConfig:
         """``Pregel.abulk_update_state`` (``aupdate_state`` too), once the updates are checked."""
         self.check_updates(supersteps)
-        return await super().abulk_update_state(config, supersteps)
+        saver = self._saver_of(config)
+        saved = await saver.aget_tuple(config) if saver else None
+        return await super().abulk_update_state(_same_run(config, saved), supersteps)
 
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
@@ -129,6 +133,17 @@ def _with_ledger(
     configurable = {**config.get("configurable", {}), LEDGER_KEY: Ledger(run, spent)}
     metadata = {**config.get("metadata", {}), RUN_KEY: run}
     return {**config, "configurable": configurable, "metadata": metadata}
+
+
+def _same_run(config: RunnableConfig, saved: CheckpointTuple | None) -> RunnableConfig:
+    """``config`` for a state update: its checkpoint names the run the latest one names.
+
+    So the run that goes on after the update keeps counting what it spent.
+    """
+    run = saved.metadata.get(RUN_KEY) if saved is not None else None
+    if run is None:
+        return config
+    return {**config, "metadata": {**config.get("metadata", {}), RUN_KEY: run}}
 
 
 def _goes_on(input: Any, config: RunnableConfig, saved: CheckpointTuple) -> bool:

@@ -22,6 +22,7 @@ from graphs.evaluation import builder as evaluation_builder
 from graphs.research import builder as research_builder
 from langgraph_fanout.llm.retry import CLIENT_RETRIES
 from state.context import Context
+from state.spending import RUN_KEY
 from tests.fake_llm import FakeLLM
 from tests.fanout_cli import fanout, json_result, start_fanout, wait_for_results
 from tests.langgraph_server import Server
@@ -177,6 +178,24 @@ async def test_a_new_run_on_a_used_thread_counts_only_its_own_spending(
     assert "__interrupt__" not in done
     assert len(fake_llm.log()) == minimum  # the second run: each call once, none held for good
     assert (await graph.aget_state(config)).values["spent"]["llm_calls"] == minimum
+
+
+async def test_a_state_update_keeps_naming_the_run_that_spent_the_count(
+    fake_llm: FakeLLM,
+) -> None:
+    """A resume goes on with the run its thread's latest checkpoint names (and that run's
+    count): a state update (``update_state``, Studio's editor, the API) must not drop it."""
+    fake_llm.add_rules(FOUR_QUESTIONS)
+    saver = InMemorySaver()
+    graph = research_builder.compile(checkpointer=saver)
+    config = thread()
+
+    await graph.ainvoke({"topic": "tides"}, config, context=limited(max_llm_calls=3))
+    paused = (await saver.aget_tuple(config)).metadata[RUN_KEY]
+    await graph.aupdate_state(config, {"topic": "tides"})
+    updated = (await saver.aget_tuple(config)).metadata.get(RUN_KEY)
+
+    assert updated == paused
 
 
 def test_bad_limits_are_refused() -> None:
