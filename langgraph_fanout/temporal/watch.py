@@ -124,6 +124,7 @@ class RunWatcher:
         self.tracker = ActivityTracker(listener)
         self.notice = notice or (lambda text: None)
         self._down_since: float | None = None
+        self._back_at = 0.0  # when the server was reached again (wall clock), after an outage
         self._said_no_worker = False
         self._task_failure: RunStuckError | None = None  # the last one, until a task completes
         self._stuck = asyncio.Event()
@@ -234,6 +235,8 @@ class RunWatcher:
                 description = await self.handle.describe()
             except RPCError:
                 continue  # an outage: the history reader reports it and rides it out
+            if self._down_since is not None:
+                continue  # back before the history reader knows: it speaks first
             raw = description.raw_description
             self.tracker.pending(list(raw.pending_activities))
             task = raw.pending_workflow_task
@@ -257,7 +260,9 @@ class RunWatcher:
             task.state == PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_SCHEDULED
         ):
             waiting.append(task.scheduled_time.ToSeconds())
-        stalled = bool(waiting) and now - min(waiting) > NO_WORKER_NOTICE
+        # A task scheduled before an outage has waited since the server came back.
+        since = max(min(waiting), self._back_at) if waiting else now
+        stalled = now - since > NO_WORKER_NOTICE
         if stalled and not self._said_no_worker:
             self._said_no_worker = True
             needed = raw.workflow_execution_info.versioning_info.deployment_version.build_id
@@ -270,7 +275,7 @@ class RunWatcher:
                 )
             self.notice(
                 f"waiting for a worker{of} on task queue {self.task_queue!r} (none has taken "
-                f"the run's next task for {now - min(waiting):.0f} s; {start})"
+                f"the run's next task for {now - since:.0f} s; {start})"
             )
         elif not waiting and self._said_no_worker:
             self._said_no_worker = False
@@ -303,6 +308,7 @@ class RunWatcher:
                     f"reached Temporal again after {time.monotonic() - self._down_since:.0f} s"
                 )
                 self._down_since = None
+                self._back_at = time.time()
             return value
 
     def _lost(self, exc: RPCError) -> None:
