@@ -131,8 +131,7 @@ def _with_ledger(
         spent = seed_from(saved.checkpoint["channel_values"], saved.pending_writes or [], run)
     run = run or uuid.uuid4().hex
     configurable = {**config.get("configurable", {}), LEDGER_KEY: Ledger(run, spent)}
-    metadata = {**config.get("metadata", {}), RUN_KEY: run}
-    return {**config, "configurable": configurable, "metadata": metadata}
+    return _naming(run, {**config, "configurable": configurable})
 
 
 def _same_run(config: RunnableConfig, saved: CheckpointTuple | None) -> RunnableConfig:
@@ -141,8 +140,11 @@ def _same_run(config: RunnableConfig, saved: CheckpointTuple | None) -> Runnable
     So the run that goes on after the update keeps counting what it spent.
     """
     run = saved.metadata.get(RUN_KEY) if saved is not None else None
-    if run is None:
-        return config
+    return config if run is None else _naming(str(run), config)
+
+
+def _naming(run: str, config: RunnableConfig) -> RunnableConfig:
+    """``config`` whose checkpoints name run ``run`` (their metadata's ``RUN_KEY``)."""
     return {**config, "metadata": {**config.get("metadata", {}), RUN_KEY: run}}
 
 
