@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+import signal
 import uuid
 from pathlib import Path
 from typing import Any
@@ -280,6 +282,39 @@ def test_a_resume_killed_midway_then_two_at_once_run_the_rest_once(
     assert shown["status"] == "done"
     # The call in flight at the SIGKILL is not counted (docs/python.md, "Spending limits").
     assert shown["spent"]["llm_calls"] == sum(MINIMUM.values())
+
+
+@pytest.mark.cli
+def test_a_resume_stopped_by_ctrl_c_goes_on_with_the_command_it_prints(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    """Paused at 3 calls; resumed with room for the rest and stopped by Ctrl-C (SIGINT) while
+    researcher 4 is in flight: the command it prints finishes the run, under the raised limit."""
+    db = str(tmp_path / "runs.sqlite")
+    fake_llm.add_rules(FOUR_QUESTIONS, *hang_once("Fake questions 4 for"))
+    paused = fanout(
+        fake_llm, tmp_path, "research", "tides", "--thread", "t", "--db", db, "--max-llm-calls", "3"
+    )
+    stopped = start_fanout(fake_llm, tmp_path, "resume", "t", "--db", db, "--max-llm-calls", "7")
+    try:
+        wait_for_results(db, "research", "t", "research_question", 1)  # researcher 3, resent
+        wait_for_in_flight(fake_llm, 1)  # researcher 4
+        stopped.send_signal(signal.SIGINT)
+        code = stopped.wait(30)
+    finally:
+        if stopped.poll() is None:
+            stopped.kill()
+    err = (tmp_path / "fanout.err").read_text()
+    hint = re.search(r"resume with: fanout (resume .*)$", err, flags=re.M)
+    assert hint is not None, err
+
+    resumed = fanout(fake_llm, tmp_path, *shlex.split(hint[1]), "--json")
+
+    assert paused.returncode == 5, paused.stderr
+    assert code == 128 + signal.SIGINT, err
+    assert "Traceback" not in err
+    assert json_result(resumed)["task_count"] == 4
+    assert research_calls(fake_llm.log()) == {**MINIMUM, "q4": 2}  # in flight at the Ctrl-C
 
 
 @pytest.mark.server
