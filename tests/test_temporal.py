@@ -34,7 +34,7 @@ from langgraph_fanout.production.postgres import free_port  # noqa: E402
 from langgraph_fanout.temporal.client import start_run  # noqa: E402
 from langgraph_fanout.temporal.policy import RunInterceptor  # noqa: E402
 from langgraph_fanout.temporal.worker import graph_builders, serving  # noqa: E402
-from langgraph_fanout.temporal.workflows import WORKFLOWS_BY_TYPE, RunRequest  # noqa: E402
+from langgraph_fanout.temporal.workflows import GraphWorkflow, RunRequest  # noqa: E402
 from langgraph_fanout.workflows import WORKFLOWS  # noqa: E402
 from state.context import Context  # noqa: E402
 from tests.fake_llm import FakeLLM  # noqa: E402
@@ -97,7 +97,7 @@ async def completed_activities(handle: WorkflowHandle[Any, Any], node: str) -> i
 
 def replayer() -> Replayer:
     return Replayer(
-        workflows=list(WORKFLOWS_BY_TYPE.values()),
+        workflows=[GraphWorkflow],
         plugins=[LangGraphPlugin(graphs=graph_builders())],
         interceptors=[RunInterceptor()],
     )
@@ -163,26 +163,28 @@ async def test_faulty_llm_is_retried_and_the_run_completes(
 
 
 @pytest.mark.parametrize(
-    ("graph_input", "settings", "error"),
+    ("workflow_type", "graph_input", "settings", "error"),
     [
-        ({"topic": "   "}, {}, "InvalidInputError: invalid ResearchInput: topic"),
-        ({"topic": 42}, {}, "InvalidInputError: invalid ResearchInput: topic"),
-        ({"topic": "tides"}, {"max_tokens": 0}, "max_tokens"),
-        ({"topic": "tides"}, {"no_such_setting": 1}, "no_such_setting"),
+        ("research", {"topic": "   "}, {}, "InvalidInputError: invalid ResearchInput: topic"),
+        ("research", {"topic": 42}, {}, "InvalidInputError: invalid ResearchInput: topic"),
+        ("research", {"topic": "tides"}, {"max_tokens": 0}, "max_tokens"),
+        ("research", {"topic": "tides"}, {"no_such_setting": 1}, "no_such_setting"),
+        ("reseach", {"topic": "tides"}, {}, "no graph named 'reseach' (workflow types: article"),
     ],
-    ids=["blank-topic", "not-a-string", "max-tokens-0", "unknown-setting"],
+    ids=["blank-topic", "not-a-string", "max-tokens-0", "unknown-setting", "unknown-graph"],
 )
 async def test_bad_input_or_settings_fail_the_run_at_once(
     fake_llm: FakeLLM,
     client: Client,
     task_queue: str,
+    workflow_type: str,
     graph_input: dict[str, Any],
     settings: dict[str, Any],
     error: str,
 ) -> None:
     async with serving(client, task_queue):
         handle = await client.start_workflow(
-            "research",
+            workflow_type,
             RunRequest(input=graph_input, context=settings),
             id=f"bad-{uuid.uuid4().hex[:8]}",
             task_queue=task_queue,

@@ -20,13 +20,13 @@ def test_server_configs_are_generated_from_the_list() -> None:
 
 def test_every_workflow_is_served_run_by_a_command_and_on_temporal() -> None:
     from langgraph_fanout.temporal.worker import graph_builders
-    from langgraph_fanout.temporal.workflows import WORKFLOWS_BY_TYPE
+    from langgraph_fanout.temporal.workflows import definition_of
 
     for name, workflow in WORKFLOWS.items():
         assert COMMANDS[workflow.command] is workflow
         assert build_parser().parse_args([workflow.command, "x"]).command == workflow.command
         assert callable(getattr(served, name)) and served.SERVED[name].name == name
-        assert WORKFLOWS_BY_TYPE[name].definition is workflow
+        assert definition_of(name) is workflow
         assert name in graph_builders()
         assert workflow.module.graph.name == name  # graphs/<name>.py compiles it by that name
 

@@ -20,7 +20,7 @@ from langgraph_fanout.temporal.versioning import (
     deployment_config,
     promote_if_new,
 )
-from langgraph_fanout.temporal.workflows import WORKFLOWS_BY_TYPE
+from langgraph_fanout.temporal.workflows import GraphWorkflow
 from langgraph_fanout.workflows import WORKFLOWS
 
 DEFAULT_TASK_QUEUE = "fanout"
@@ -54,7 +54,7 @@ def new_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=list(WORKFLOWS_BY_TYPE.values()),
+        workflows=[GraphWorkflow],
         plugins=[LangGraphPlugin(graphs=graph_builders())],
         interceptors=[RunInterceptor()],
         deployment_config=deployment_config(task_queue, build or build_id()),

@@ -15,11 +15,12 @@ the plan.
 
 from __future__ import annotations
 
-import types
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import RawValue
 
 with workflow.unsafe.imports_passed_through():
     from langchain_core.runnables import RunnableConfig
@@ -45,27 +46,35 @@ class RunRequest:
     context: dict[str, Any] = field(default_factory=dict)
 
 
+@workflow.defn(dynamic=True)
 class GraphWorkflow:
-    """Runs the graph of :attr:`definition` (registered with the plugin under its name)."""
+    """Runs the graph its workflow type names (registered with the plugin under that name).
 
-    definition: Workflow
+    One dynamic workflow serves every graph of :data:`langgraph_fanout.workflows.WORKFLOWS`:
+    the type a run is started with (``"research"``) picks the graph; an unknown type fails the
+    run at once.
+    """
 
     def __init__(self) -> None:
+        self.definition: Workflow | None = None  # the graph's entry, once the run has started
         self.context: Context | None = None  # read by langgraph_fanout.temporal.policy for timeouts
         self.paused: dict[str, Any] | None = None  # the plan, while waiting for a review
         self.decision: Any = None  # the review's decision, until the graph takes it
         self.reviews = 0  # decisions taken so far
 
-    async def run(self, request: RunRequest) -> dict[str, Any]:
-        """Run the graph on ``request``."""
+    @workflow.run
+    async def run(self, args: Sequence[RawValue]) -> dict[str, Any]:
+        """Run the graph of the workflow type on the :class:`RunRequest` in ``args``."""
         try:
+            self.definition = definition = definition_of(workflow.info().workflow_type)
+            request = workflow.payload_converter().from_payload(args[0].payload, RunRequest)
             self.context = Context.of(request.context)
-            if self.context.review_plan and self.definition.plan is None:
-                raise ConfigurationError(f"{self.definition.name} runs have no plan to review")
-            parse_input(self.definition.input_model, request.input)
+            if self.context.review_plan and definition.plan is None:
+                raise ConfigurationError(f"{definition.name} runs have no plan to review")
+            parse_input(definition.input_model, request.input)
         except Exception as exc:  # bad settings or input: fail the run, never retry its task
             raise non_retryable(exc) from exc
-        name = self.definition.name
+        name = definition.name
         workflow.logger.info("running %s", name)
         reviewed = self.context.review_plan  # an interrupt needs a checkpointer
         runnable = registered_graph(name).compile(
@@ -95,7 +104,7 @@ class GraphWorkflow:
     async def review(self, decision: Any) -> Review:
         """Take a decision on the paused run's plan; what became of the review."""
         assert self.paused is not None and self.context is not None  # the validator checked
-        assert self.definition.plan is not None
+        assert self.definition is not None and self.definition.plan is not None
         outcome = self.definition.plan.decide(decision, self.paused, self.context)
         self.decision = decision
         taken = self.reviews
@@ -105,32 +114,21 @@ class GraphWorkflow:
     @review.validator
     def check_review(self, decision: Any) -> None:
         """Refuse a decision the graph's review would refuse, or one with nothing to decide."""
-        plan = self.definition.plan
+        plan = self.definition.plan if self.definition is not None else None
         if plan is None or self.paused is None or self.decision is not None:
             raise ValueError("the run is not waiting for a plan review")
         assert self.context is not None
         plan.decide(decision, self.paused, self.context)
 
 
-def _workflow_type(definition: Workflow) -> type[GraphWorkflow]:
-    """The Temporal workflow of ``definition``: its type is the graph's name.
+def definition_of(workflow_type: str) -> Workflow:
+    """The graph a run of ``workflow_type`` runs.
 
-    Temporal wants each workflow class's run method defined on that class: each gets its own
-    copy of :meth:`GraphWorkflow.run`, named for it.
+    Raises:
+        ConfigurationError: no graph has that name.
     """
-    name = f"{definition.name.title()}Workflow"
-    base = GraphWorkflow.run
-    run = types.FunctionType(base.__code__, base.__globals__, "run", base.__defaults__)
-    run.__qualname__, run.__doc__ = f"{name}.run", base.__doc__
-    run.__annotations__ = dict(base.__annotations__)
-    body = {"definition": definition, "run": workflow.run(run), "__module__": __name__}
-    body["__doc__"] = f"The {definition.name} graph as a Temporal workflow."
-    return workflow.defn(name=definition.name)(type(name, (GraphWorkflow,), body))
-
-
-WORKFLOWS_BY_TYPE: dict[str, type[GraphWorkflow]] = {
-    name: _workflow_type(definition) for name, definition in WORKFLOWS.items()
-}
-"""The workflow classes by type name (the graph's name)."""
-globals().update({cls.__name__: cls for cls in WORKFLOWS_BY_TYPE.values()})  # the sandbox
-# imports each workflow class from this module by its name
+    if workflow_type not in WORKFLOWS:
+        raise ConfigurationError(
+            f"no graph named {workflow_type!r} (workflow types: {', '.join(sorted(WORKFLOWS))})"
+        )
+    return WORKFLOWS[workflow_type]
