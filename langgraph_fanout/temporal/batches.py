@@ -12,14 +12,19 @@ activity's heartbeat details as it finishes (Temporal keeps them for the next at
 a retried batch runs only the tasks without one. A task that fails lets the others finish
 first, then fails the attempt with its error, so Temporal's retry policy applies to it as to
 a single worker (a batch's attempts are shared by its tasks).
+
+Traced (LangSmith), each task of a batch is a run of its own named after the worker node,
+under the batch's node run, as each worker is in-process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
+import langsmith
 from langgraph.config import get_config
 from langgraph.runtime import Runtime
 from langgraph.types import Send
@@ -56,13 +61,15 @@ def batched(route: Any) -> Any:
 
 async def run_batch(batch: Batch, runtime: Runtime[Any]) -> dict[str, Any]:
     """The activity of a worker node: run each task not done yet; their updates joined."""
-    worker = WORKERS[get_config()["metadata"]["langgraph_node"]]
+    node = get_config()["metadata"]["langgraph_node"]
+    worker = WORKERS[node]
     tasks = batch["tasks"]
     earlier = earlier_progress() or {}  # an earlier attempt's finished tasks
     done: dict[int, dict[str, Any]] = {int(i): update for i, update in earlier.items()}
 
     async def run(index: int) -> None:
-        done[index] = await worker(tasks[index], runtime=runtime)
+        with _task_run(node, tasks[index], len(tasks)):
+            done[index] = await worker(tasks[index], runtime=runtime)
         checkpoint({str(i): update for i, update in done.items()})
 
     pending = [i for i in range(len(tasks)) if i not in done]
@@ -71,6 +78,13 @@ async def run_batch(batch: Batch, runtime: Runtime[Any]) -> dict[str, Any]:
         if isinstance(outcome, BaseException):
             raise outcome
     return joined([done[i] for i in range(len(tasks))])
+
+
+def _task_run(node: str, task: Any, size: int) -> AbstractContextManager[Any]:
+    """A trace run of its own for a task of a batch of ``size`` (one task: the node's run)."""
+    if size == 1:
+        return nullcontext()
+    return langsmith.trace(node, "chain", inputs=task, metadata={"langgraph_node": node})
 
 
 def joined(updates: list[dict[str, Any]]) -> dict[str, Any]:

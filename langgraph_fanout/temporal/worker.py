@@ -7,9 +7,12 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
+from langchain_core.env import get_runtime_environment
 from langgraph.graph import StateGraph
+from langsmith.utils import tracing_is_enabled
 from temporalio.client import Client
 from temporalio.langgraph import LangGraphPlugin
+from temporalio.plugin import SimplePlugin
 from temporalio.worker import Worker
 
 from langgraph_fanout.temporal.placement import ActivityPlacement
@@ -35,6 +38,33 @@ def graph_builders() -> dict[str, StateGraph[Any, Any, Any, Any]]:
     return {name: w.module.build(placement) for name, w in WORKFLOWS.items()}
 
 
+def tracing_plugins() -> list[SimplePlugin]:
+    """Temporal's LangSmith plugin when LangSmith tracing is on, else none.
+
+    With it, a run is one trace as in-process: the activities' LLM runs go under the node runs
+    of the workflow (docs/temporal.md, Tracing).
+
+    Raises:
+        ImportError: tracing is on and the plugin is not installed (what to install).
+    """
+    if not tracing_is_enabled():
+        return []
+    try:
+        from temporalio.langsmith import LangSmithPlugin
+    except ImportError as exc:
+        raise ImportError(
+            "LangSmith tracing on Temporal workers needs Temporal's LangSmith plugin: "
+            "pip install --no-deps temporalio-langsmith==0.1.0 (docs/temporal.md, Tracing), "
+            "or unset LANGSMITH_TRACING"
+        ) from exc
+
+    # LangChain's tracer reads the runtime environment once per process; inside the workflow
+    # sandbox, platform.platform()'s import of subprocess is refused and the first runs of the
+    # process would not be sent. Read here, it is cached for the sandbox too.
+    get_runtime_environment()
+    return [LangSmithPlugin()]
+
+
 def new_worker(
     client: Client,
     task_queue: str = DEFAULT_TASK_QUEUE,
@@ -55,7 +85,7 @@ def new_worker(
         client,
         task_queue=task_queue,
         workflows=[GraphWorkflow],
-        plugins=[LangGraphPlugin(graphs=graph_builders())],
+        plugins=[LangGraphPlugin(graphs=graph_builders()), *tracing_plugins()],
         interceptors=[RunInterceptor()],
         deployment_config=deployment_config(task_queue, build or build_id()),
         disable_eager_activity_execution=True,

@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from langchain_core.runnables import RunnableConfig
     from langgraph.checkpoint.memory import InMemorySaver
     from langgraph.types import Command
+    from langsmith import tracing_context
     from temporalio.langgraph import graph as registered_graph
 
     from langgraph_fanout.temporal.policy import non_retryable
@@ -83,7 +84,11 @@ class GraphWorkflow:
         config = RunnableConfig(configurable={"thread_id": workflow.info().workflow_id})
         run_input: dict[str, Any] | Command = request.input
         while True:
-            result = await runnable.ainvoke(run_input, config, context=self.context, version="v2")
+            with tracing_context(parent=False):  # the graph's run is the trace's root, as
+                # in-process (Temporal's LangSmith plugin would give it an unsent parent)
+                result = await runnable.ainvoke(
+                    run_input, config, context=self.context, version="v2"
+                )
             if not result.interrupts:
                 output: dict[str, Any] = result.value
                 return output
