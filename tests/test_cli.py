@@ -288,6 +288,26 @@ def test_bad_options_exit_2_and_persist_nothing(
     assert fake_llm.log() == []
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--move"], "--move and --rename move a Temporal run: add --temporal HOST:PORT"),
+        (["--rename", "a=b"], "--move and --rename move a Temporal run"),
+        (["--move", "--rename", "write_part"], "expected OLD=NEW, two node names"),
+        (["--temporal", "127.0.0.1:1", "--rename", "a=b"], "--rename goes with --move"),
+    ],
+    ids=["move-without-temporal", "rename-without-temporal", "rename-malformed", "rename-alone"],
+)
+def test_bad_move_options_exit_2(
+    fake_llm: FakeLLM, tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = fanout(fake_llm, tmp_path, "resume", "t", *args)
+
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert not (tmp_path / ".fanout").exists()
+
+
 def test_unreachable_database_exits_2_without_leaking_the_password(
     fake_llm: FakeLLM, tmp_path: Path
 ) -> None:

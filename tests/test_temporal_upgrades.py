@@ -8,6 +8,8 @@ of the code) that started it; a new version becomes current as its first worker 
 
 from __future__ import annotations
 
+import asyncio
+import re
 import shutil
 import socket
 import subprocess
@@ -30,11 +32,12 @@ from graphs import article  # noqa: E402
 from langgraph_fanout.temporal.client import run_graph  # noqa: E402
 from langgraph_fanout.temporal.versioning import build_id  # noqa: E402
 from langgraph_fanout.temporal.watch import RunStuckError  # noqa: E402
+from langgraph_fanout.temporal.worker import serving  # noqa: E402
 from state.context import Context  # noqa: E402
 from tests.fake_llm import FakeLLM  # noqa: E402
-from tests.fanout_cli import FANOUT, fanout_env, json_result  # noqa: E402
+from tests.fanout_cli import FANOUT, fanout, fanout_env, json_result  # noqa: E402
 from tests.temporal_cluster import attempts, kill, wait_for, wait_until_ready  # noqa: E402
-from tests.test_durability import wait_for_in_flight  # noqa: E402
+from tests.test_durability import article_calls, wait_for_in_flight  # noqa: E402
 
 pytestmark = [pytest.mark.temporal, pytest.mark.timeout(240)]
 
@@ -75,6 +78,19 @@ ADDED_LLM_NODE = {
 }
 """Release 2 asks the model once more, before planning: an activity the history of a run
 started by release 1 does not have."""
+
+
+RENAMED = ("write_section", "write_part")
+"""Release 1 of the move tests calls the section writer ``write_part``; this code renamed it."""
+
+
+def renamed_release(folder: Path) -> Path:
+    """A copy of the project's packages whose section-writer node has release 1's name."""
+    release(folder, {})
+    for name in ("graphs/article.py", "nodes/article.py"):
+        path = folder / name
+        path.write_text(path.read_text().replace(*RENAMED))
+    return folder
 
 
 def release(folder: Path, patches: dict[str, list[tuple[str, str]]]) -> Path:
@@ -218,7 +234,59 @@ async def test_a_run_whose_version_has_no_worker_names_the_code_it_waits_for(
     assert f"this code is version {build_id()}, whose workers cannot take the run" in note
     command = f"fanout worker --temporal {address} --task-queue {task_queue}"
     assert f"start one with `{command}` from the code of version release-1" in note
+    move = f"fanout resume {run_id} --temporal {address} --task-queue {task_queue} --move"
+    assert "if that code is gone, move the run to the current version" in note
+    assert f"`{move}`" in note
     assert output["article"].startswith("# tides")
+
+
+async def test_a_run_whose_code_is_gone_moves_to_the_current_version_reusing_finished_work(
+    fake_llm: FakeLLM, client: Client, address: str, task_queue: str, tmp_path: Path
+) -> None:
+    """Release 1 (its section writer named ``write_part``) planned and wrote section 1, then
+    its only worker died with sections 2 and 3 in flight; this code (``write_section``) takes
+    the run over with ``fanout resume --move``: only sections 2 and 3 are written again."""
+    expected = await article.graph.ainvoke({"topic": "tides"}, context=CONTEXT)
+    fake_llm.reset()
+    fake_llm.add_rules(*({"match": f"Fake name {n} for", "hold": True, "times": 1} for n in (2, 3)))
+    code_1 = renamed_release(tmp_path / "release-1")
+    run_id = f"moved-{task_queue}"
+    old = start_worker(
+        fake_llm, tmp_path, address, task_queue, "old", "--build-id", "release-1", code=code_1
+    )
+    try:
+        wait_until_ready(tmp_path, "old", old)
+        watching = submit(fake_llm, tmp_path, address, task_queue, run_id)
+        wait_for_in_flight(fake_llm, 2)  # sections 2 and 3; the plan and section 1 are done
+        await wait_for("section 1's result", lambda: completed(client, run_id, 2))
+        kill(old)  # release 1 is gone for good, its writers in flight with it
+        kill(watching)
+    finally:
+        kill(old)
+    async with serving(client, task_queue):  # this code's worker: the current version
+        resume = ["resume", run_id, "--temporal", address, "--task-queue", task_queue, "--move"]
+        refused = await asyncio.to_thread(fanout, fake_llm, tmp_path, *resume)
+        renamed = ["--rename", "write_part=write_section", "--json"]
+        moved = await asyncio.to_thread(fanout, fake_llm, tmp_path, *resume, *renamed)
+    fake_llm.release()
+
+    assert refused.returncode == 2, refused.stderr
+    assert "the current code has no node write_part" in refused.stderr
+    assert "--rename OLD=NEW" in refused.stderr
+    output = json_result(moved)
+    assert "2 finished activities reused (2 LLM calls not made again)" in moved.stderr
+    assert {k: v for k, v in output.items() if k not in ("thread_id", "usage")} == expected
+    # The plan and section 1 once; sections 2 and 3 again: they were in flight at the death.
+    assert article_calls(fake_llm.log()) == {"plan": 1, "s1": 1, "s2": 2, "s3": 2}
+    assert output["usage"]["llm_calls"] == 2  # what the moved run made
+
+
+async def completed(client: Client, run_id: str, count: int) -> bool:
+    """Whether run ``run_id`` has finished ``count`` activities."""
+    handle = client.get_workflow_handle(run_id)
+    events = [e async for e in handle.fetch_history_events()]
+    done = EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
+    return sum(e.event_type == done for e in events) >= count
 
 
 async def test_nondeterminism_is_reported_within_seconds_not_a_hang(
@@ -244,6 +312,9 @@ async def test_nondeterminism_is_reported_within_seconds_not_a_hang(
         waited = time.monotonic() - started
         with pytest.raises(RunStuckError) as stuck:
             await run_graph(client, "article", {"topic": "tides"}, CONTEXT, run_id=run_id)
+        fake_llm.reset()  # the way out: the run moved, release 2 runs it from its plan
+        resume = ["resume", run_id, "--temporal", address, "--task-queue", task_queue]
+        moved = await asyncio.to_thread(fanout, fake_llm, tmp_path, *resume, "--move", "--json")
     finally:
         for worker in (old, *([new] if new else [])):
             kill(worker)
@@ -256,7 +327,15 @@ async def test_nondeterminism_is_reported_within_seconds_not_a_hang(
     assert f"run {run_id} is stuck" in line and "NON_DETERMINISTIC_ERROR" in line
     assert "TMPRL1100" in line
     assert stuck.value.cause == "NON_DETERMINISTIC_ERROR" and stuck.value.run_id == run_id
+    assert f"`fanout resume {run_id} --temporal HOST:PORT --move`" in str(stuck.value)
     assert waited < 30
+    assert json_result(moved)["article"].startswith("# tides")
+    # The writers in flight at release 1's death may have finished on release 2's worker while
+    # the run was stuck: reused too. Then release 2's new node; the others, never the plan.
+    reused = int(re.search(r"(\d+) finished activities reused", moved.stderr)[1])  # type: ignore[index]
+    calls = article_calls(fake_llm.log())
+    assert "plan" not in calls and calls.pop("other") == 1
+    assert 4 - reused <= sum(calls.values()) <= 3, (reused, calls)
 
 
 def test_worker_versions_are_digests_of_the_code(tmp_path: Path) -> None:

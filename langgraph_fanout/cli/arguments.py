@@ -44,6 +44,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def renamed_node(text: str) -> tuple[str, str]:
+    """An argparse type: ``OLD=NEW``, two node names."""
+    old, _, new = text.partition("=")
+    if not (old.isidentifier() and new.isidentifier()):
+        raise argparse.ArgumentTypeError(f"expected OLD=NEW, two node names, got {text!r}")
+    return old, new
+
+
 def thread_id(text: str) -> str:
     """An argparse type: a thread id (visible, no control characters, at most 200 chars).
 

@@ -33,6 +33,7 @@ from langgraph_fanout.cli.arguments import (
     check_run_models,
     new_run,
     positive_int,
+    renamed_node,
     reviewer,
     run_context,
     thread_id,
@@ -180,6 +181,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="finish a crashed, failed or paused run",
     )
     resume.add_argument("thread_id", type=thread_id)
+    resume.add_argument(
+        "--move",
+        action="store_true",
+        help="--temporal: start the run again on this code's version, its finished work reused "
+        "(for a run whose version's code is gone, or stuck on a nondeterminism error)",
+    )
+    resume.add_argument(
+        "--rename",
+        action="append",
+        type=renamed_node,
+        default=[],
+        metavar="OLD=NEW",
+        help="with --move: a node renamed since the run started (repeat for each)",
+    )
     runs = commands.add_parser(
         "runs",
         parents=[common, temporal("list the runs on this Temporal server")],
@@ -387,6 +402,8 @@ async def _not_ours(saver: BaseCheckpointSaver, args: argparse.Namespace) -> Usa
 
 
 async def _resume(args: argparse.Namespace) -> int:
+    if args.move or args.rename:
+        raise UsageError("--move and --rename move a Temporal run: add --temporal HOST:PORT")
     async with (
         _existing_run(args) as (saver, record),
         thread_lock(args.db, record.thread_id) as held,

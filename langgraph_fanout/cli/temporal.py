@@ -270,11 +270,18 @@ async def submit(args: argparse.Namespace, workflow: Workflow) -> int:
 
 
 async def resume(args: argparse.Namespace) -> int:
-    """Attach to a Temporal run: follow it, answer its plan review, print its output."""
+    """Attach to a Temporal run: follow it, answer its plan review, print its output.
+
+    ``--move``: start it again on this code's version first, its finished work reused.
+    """
     _refuse_spending_limits(args)
+    if args.rename and not args.move:
+        raise UsageError("--rename goes with --move")
     client = await _connect(args)
     handle = client.get_workflow_handle(args.thread_id)
     started = await _started(client, handle, args)
+    if args.move:
+        handle = await _move(client, args)
     workflow = WORKFLOWS[started.graph]
     context = Context.of(started.request.context)
     if args.model or args.max_tokens is not None:
@@ -285,6 +292,24 @@ async def resume(args: argparse.Namespace) -> int:
     record = RunRecord.new(workflow, str(value), context, args.thread_id)
     _header(args, workflow, args.thread_id, context.model)
     return await _follow(args, client, handle, workflow, record, answers)
+
+
+async def _move(client: Client, args: argparse.Namespace) -> WorkflowHandle[Any, Any]:
+    """Start the run again on this code's version, its finished activities reused."""
+    from langgraph_fanout.temporal.moves import MoveRefusedError, move_run
+    from langgraph_fanout.temporal.versioning import build_id
+
+    try:
+        move = await move_run(client, args.thread_id, args.task_queue, dict(args.rename))
+    except MoveRefusedError as exc:
+        raise UsageError(str(exc)) from None
+    stderr.print(
+        f"moved to the current version (this code's is {build_id()}): {move.reused} finished "
+        f"activities reused ({move.reused_calls} LLM calls not made again); the rest runs there",
+        highlight=False,
+        markup=False,
+    )
+    return move.handle
 
 
 async def _started(

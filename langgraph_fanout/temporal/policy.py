@@ -34,6 +34,7 @@ from temporalio.worker import (
 from temporalio.workflow import ActivityCancellationType
 
 from langgraph_fanout.llm.retry import LLM_RETRY, is_retryable
+from langgraph_fanout.temporal.reuse import reused_result
 from state.context import Context
 
 logger = logging.getLogger("langgraph_fanout.temporal.worker")
@@ -263,6 +264,8 @@ class _WorkflowOutbound(WorkflowOutboundInterceptor):
         self._running: dict[workflow.ActivityHandle[Any], None] = {}  # in start order
 
     def start_activity(self, input: StartActivityInput) -> workflow.ActivityHandle[Any]:
+        if (reused := reused_result(input)) is not None:
+            return reused
         context = getattr(workflow.instance(), "context", None)
         if isinstance(context, Context):  # every activity of our workflows is an LLM node
             input.start_to_close_timeout = attempt_timeout(context)

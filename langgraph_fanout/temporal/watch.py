@@ -81,7 +81,10 @@ class RunStuckError(Exception):
         self.run_id, self.cause, self.worker = run_id, cause, worker
         hint = (
             "a worker of another code version took the run: start a worker of the version "
-            "that started it (fanout worker prints its version), or reset the run"
+            "that started it (fanout worker prints its version), or move the run to the "
+            f"current version, its finished work reused: `fanout resume {shlex.quote(run_id)} "
+            "--temporal "
+            "HOST:PORT --move`"
             if cause == "NON_DETERMINISTIC_ERROR"
             else "the run is kept and retries this task: fix the cause and it goes on"
         )
@@ -271,7 +274,9 @@ class RunWatcher:
             if needed and needed != (current := build_id()):
                 start = (
                     f"this code is version {current}, whose workers cannot take the run: "
-                    f"{start} from the code of version {needed} (docs/temporal.md, Upgrades)"
+                    f"{start} from the code of version {needed}, or, if that code is gone, "
+                    f"move the run to the current version, its finished work reused: "
+                    f"`{self._move_command()}` (docs/temporal.md, Upgrades)"
                 )
             self.notice(
                 f"waiting for a worker{of} on task queue {self.task_queue!r} (none has taken "
@@ -282,9 +287,16 @@ class RunWatcher:
             self.notice("a worker took the run's tasks")
 
     def _worker_command(self) -> str:
+        return f"fanout worker --temporal {self._address}{self._queue_option}"
+
+    def _move_command(self) -> str:
+        run = shlex.quote(self.handle.id)
+        return f"fanout resume {run} --temporal {self._address}{self._queue_option} --move"
+
+    @property
+    def _queue_option(self) -> str:
         queue = self.task_queue
-        option = "" if queue == DEFAULT_TASK_QUEUE else f" --task-queue {shlex.quote(queue)}"
-        return f"fanout worker --temporal {self._address}{option}"
+        return "" if queue == DEFAULT_TASK_QUEUE else f" --task-queue {shlex.quote(queue)}"
 
     @property
     def _address(self) -> str:

@@ -41,10 +41,15 @@ STATUS = "status"
 
 @dataclass
 class RunRequest:
-    """A workflow's argument: the graph's input and the run's settings (``Context`` fields)."""
+    """A workflow's argument: the graph's input and the run's settings (``Context`` fields).
+
+    ``reuse``: the finished activities of the run this one was moved from (``moves.py``), each
+    ``{"key": ..., "output": ...}``: taken in place of an activity with the same key.
+    """
 
     input: dict[str, Any]
     context: dict[str, Any] = field(default_factory=dict)
+    reuse: list[dict[str, Any]] = field(default_factory=list)
 
 
 @workflow.defn(dynamic=True)
@@ -59,6 +64,7 @@ class GraphWorkflow:
     def __init__(self) -> None:
         self.definition: Workflow | None = None  # the graph's entry, once the run has started
         self.context: Context | None = None  # read by langgraph_fanout.temporal.policy for timeouts
+        self.reuse: dict[str, Any] = {}  # finished activities of a moved run's old run, by key
         self.paused: dict[str, Any] | None = None  # the plan, while waiting for a review
         self.decision: Any = None  # the review's decision, until the graph takes it
         self.reviews = 0  # decisions taken so far
@@ -70,6 +76,7 @@ class GraphWorkflow:
             self.definition = definition = definition_of(workflow.info().workflow_type)
             request = workflow.payload_converter().from_payload(args[0].payload, RunRequest)
             self.context = Context.of(request.context)
+            self.reuse = {done["key"]: done["output"] for done in request.reuse}
             if self.context.review_plan and definition.plan is None:
                 raise ConfigurationError(f"{definition.name} runs have no plan to review")
             parse_input(definition.input_model, request.input)
