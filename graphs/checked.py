@@ -23,10 +23,10 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateUpdate
 from pydantic import BaseModel
 
-from langgraph_fanout.llm.spending import LEDGER_KEY, Ledger, seed_from
+from langgraph_fanout.llm.spending import LEDGER_KEY, CallJournal, Ledger
 from state.context import Context
 from state.inputs import check_update, parse_input
-from state.spending import NOTHING_SPENT, RUN_KEY
+from state.spending import RUN_KEY
 
 
 class CheckedGraph(CompiledStateGraph[Any, Context, Any, Any]):
@@ -92,7 +92,7 @@ class CheckedGraph(CompiledStateGraph[Any, Context, Any, Any]):
         self.check_input(input)
         saver = self._saver_of(config)
         saved = saver.get_tuple(cast(RunnableConfig, config)) if saver else None
-        return super().stream(input, _with_ledger(input, config, saved), **kwargs)
+        return super().stream(input, _with_ledger(input, config, saver, saved), **kwargs)
 
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
@@ -101,7 +101,7 @@ class CheckedGraph(CompiledStateGraph[Any, Context, Any, Any]):
         self.check_input(input)
         saver = self._saver_of(config)
         saved = await saver.aget_tuple(cast(RunnableConfig, config)) if saver else None
-        config = _with_ledger(input, config, saved)
+        config = _with_ledger(input, config, saver, saved)
         # Closed with this generator, so LangGraph's cleanup runs when a caller stops early.
         parts = cast(AsyncGenerator[Any, None], super().astream(input, config, **kwargs))
         async with aclosing(parts):
@@ -116,22 +116,28 @@ class CheckedGraph(CompiledStateGraph[Any, Context, Any, Any]):
 
 
 def _with_ledger(
-    input: Any, config: RunnableConfig | None, saved: CheckpointTuple | None
+    input: Any,
+    config: RunnableConfig | None,
+    saver: BaseCheckpointSaver | None,
+    saved: CheckpointTuple | None,
 ) -> RunnableConfig:
     """``config`` with a new ledger for its run, and the run's id in its metadata.
 
     A run that goes on (:func:`_goes_on`) keeps the id that its thread's latest checkpoint
-    (``saved``) names, and what it spent; a new run gets an id of its own and starts from
-    nothing, on a used thread too.
+    (``saved``) names, and what it spent (calls in flight at a crash included); a new run gets
+    an id of its own and starts from nothing, on a used thread too. ``saver`` journals the
+    calls of a run under a limit.
     """
     config = config or {}
-    run, spent = "", NOTHING_SPENT
-    if saved is not None and _goes_on(input, config, saved):
-        run = str(saved.metadata.get(RUN_KEY, ""))
-        spent = seed_from(saved.checkpoint["channel_values"], saved.pending_writes or [], run)
-    run = run or uuid.uuid4().hex
-    configurable = {**config.get("configurable", {}), LEDGER_KEY: Ledger(run, spent)}
-    return _naming(run, {**config, "configurable": configurable})
+    journal = CallJournal(saver) if saver is not None else None
+    run = saved.metadata.get(RUN_KEY) if saved is not None else None
+    if saved is not None and run and _goes_on(input, config, saved):
+        values, writes = saved.checkpoint["channel_values"], saved.pending_writes or []
+        ledger = Ledger.resumed(str(run), values, writes, journal)
+    else:
+        ledger = Ledger(uuid.uuid4().hex, journal=journal)
+    configurable = {**config.get("configurable", {}), LEDGER_KEY: ledger}
+    return _naming(ledger.run, {**config, "configurable": configurable})
 
 
 def _same_run(config: RunnableConfig, saved: CheckpointTuple | None) -> RunnableConfig:

@@ -86,6 +86,42 @@ async def test_the_fence_key_reaches_every_write_and_stays_out_of_checkpoint_met
     assert FENCE_KEY not in str(saved.metadata)
 
 
+async def test_a_task_finds_its_steps_checkpoint_and_leaves_unknown_writes_alone() -> None:
+    """The call journal (``langgraph_fanout/llm/spending.py``) reads the step's checkpoint id
+    from a task's ``checkpoint_map`` and writes under task ids no task has: LangGraph must go
+    on ignoring them (a resume neither runs nor skips a task for them)."""
+    from typing import TypedDict
+
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.config import get_config
+    from langgraph.graph import START, StateGraph
+
+    class State(TypedDict):
+        runs: int
+
+    seen: list[str] = []
+
+    async def node(state: State) -> State:
+        configurable = get_config()["configurable"]
+        seen.append(configurable["checkpoint_map"][""])
+        return {"runs": state["runs"] + 1}
+
+    builder = StateGraph(State)
+    builder.add_node("node", node)
+    builder.add_edge(START, "node")
+    graph = builder.compile(checkpointer=InMemorySaver(), interrupt_before=["node"])
+    config = {"configurable": {"thread_id": "t"}}
+    await graph.ainvoke({"runs": 0}, config)
+    paused = await graph.checkpointer.aget_tuple(config)
+    assert paused is not None
+    step = {"configurable": {**config["configurable"], "checkpoint_ns": ""}}
+    step["configurable"]["checkpoint_id"] = paused.config["configurable"]["checkpoint_id"]
+    await graph.checkpointer.aput_writes(step, [("fanout_call_started", "r")], "x~call~1")
+
+    assert await graph.ainvoke(None, config) == {"runs": 1}  # the node ran, once
+    assert seen == [paused.config["configurable"]["checkpoint_id"]]
+
+
 def test_aegra_keeps_its_langgraph_pool_where_the_pool_guard_reads_it() -> None:
     import subprocess
 

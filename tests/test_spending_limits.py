@@ -280,8 +280,34 @@ def test_a_resume_killed_midway_then_two_at_once_run_the_rest_once(
     one_winner(results, "t")
     assert research_calls(fake_llm.log()) == {**MINIMUM, "q4": 2}  # in flight at the kill
     assert shown["status"] == "done"
-    # The call in flight at the SIGKILL is not counted (docs/python.md, "Spending limits").
-    assert shown["spent"]["llm_calls"] == sum(MINIMUM.values())
+    assert shown["spent"]["llm_calls"] == sum(MINIMUM.values()) + 1  # the call in flight too
+
+
+@pytest.mark.cli
+def test_a_call_in_flight_at_a_crash_counts_so_the_resume_stops_at_the_limit(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    """A limit of 6, the minimum of a research run on four questions: SIGKILLed with
+    researcher 4 in flight (the fifth call), the resume runs researcher 4 again as the sixth
+    and pauses before the writer: 6 calls made in all, as the limit says."""
+    db = str(tmp_path / "runs.sqlite")
+    fake_llm.add_rules(FOUR_QUESTIONS, *hang_once("Fake questions 4 for"))
+    run = ["research", "tides", "--thread", "t", "--db", db, "--max-llm-calls", "6"]
+    killed = start_fanout(fake_llm, tmp_path, *run)
+    try:
+        wait_for_results(db, "research", "t", "research_question", 3)
+        wait_for_in_flight(fake_llm, 1)  # researcher 4
+    finally:
+        killed.kill()
+    assert killed.wait(10) == -9
+
+    resumed = fanout(fake_llm, tmp_path, "resume", "t", "--db", db)
+
+    assert resumed.returncode == 5, resumed.stderr
+    assert "6 LLM calls started" in resumed.stderr
+    expected = {**MINIMUM, "q4": 2}
+    del expected["writer"]  # the seventh call: not made
+    assert research_calls(fake_llm.log()) == expected
 
 
 @pytest.mark.cli

@@ -171,12 +171,14 @@ async def call_model(
     if local_schema is not None and is_local(model):
         schema = local_schema
     try:
-        with counted_call(context), _may_stream(schema is None) as stream:
-            quiet = schema is None and not stream  # no slot: not in the messages stream either
-            config = RunnableConfig(
-                metadata=metadata | (labels or {}), tags=[TAG_NOSTREAM] if quiet else []
-            )
-            reply = await model_for(context, role, schema, stream=stream).ainvoke(prompt, config)
+        async with counted_call(context):
+            with _may_stream(schema is None) as stream:
+                quiet = schema is None and not stream  # no slot: not in the messages stream
+                config = RunnableConfig(
+                    metadata=metadata | (labels or {}), tags=[TAG_NOSTREAM] if quiet else []
+                )
+                runnable = model_for(context, role, schema, stream=stream)
+                reply = await runnable.ainvoke(prompt, config)
     except ValueError as exc:  # the reply did not parse or validate
         raise MalformedOutputError(
             f"{current_node()}: the model's reply is not a valid {expected}: {exc}"

@@ -6,18 +6,26 @@ what the thread's checkpoints say was spent, the current step's finished tasks i
 ``max_llm_calls``, or any call once the finished calls used ``max_total_tokens``, raises
 :class:`SpendingLimitReached` instead of starting. Each task's calls and tokens, all its
 attempts', go into its update (``graphs/placement.py``), so the checkpoints keep them.
+
+Under a limit, each admitted call is also saved before it starts (:class:`CallJournal`): a
+write of the step's checkpoint under a task id of its own, which LangGraph leaves alone. So a
+call in flight when the process dies still counts when the run resumes, in the total and in
+its task's count: a crash never lets a run spend past its limit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.callbacks import UsageMetadataCallbackHandler
+from langchain_core.runnables import RunnableConfig
 from langchain_core.tracers.context import register_configure_hook
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.config import get_config
 
 from state.context import Context
@@ -35,16 +43,82 @@ class SpendingLimitReached(Exception):
         self.spent = spent
 
 
+CALL_STARTED = "fanout_call_started"
+"""Channel of a :class:`CallJournal` write (its value: the run's id)."""
+CALL_MARK = "~call~"
+"""Joins a task's checkpoint namespace and a call's number into a journal write's task id."""
+
+
+@dataclass(frozen=True)
+class CallJournal:
+    """Saves each admitted LLM call of a run before it starts, with the run's checkpointer."""
+
+    saver: BaseCheckpointSaver
+
+    async def record(self, run: str, task: str, number: int) -> None:
+        """Save that task ``task`` (its checkpoint namespace) starts its call ``number``.
+
+        A write of the step's checkpoint, in the task's config (its thread, and the fence of
+        a thread held by this process), under the id ``task`` + :data:`CALL_MARK` + number.
+        """
+        configurable = get_config()["configurable"]
+        step = RunnableConfig(
+            configurable={
+                **configurable,
+                "checkpoint_ns": "",
+                "checkpoint_id": configurable["checkpoint_map"][""],  # the step's checkpoint
+            }
+        )
+        await self.saver.aput_writes(step, [(CALL_STARTED, run)], f"{task}{CALL_MARK}{number}")
+
+
 @dataclass
 class Ledger:
     """What run ``run`` has spent: in all (``total``, from its checkpoints), and per task.
 
     A task's own count goes into its update when it ends (:meth:`take`); ``total`` keeps it.
+    ``journal``: where calls under a limit are saved before they start (None: not saved).
     """
 
     run: str
     total: Spent = field(default_factory=lambda: NOTHING_SPENT)
     tasks: dict[str, Spent] = field(default_factory=dict)
+    journal: CallJournal | None = None
+
+    @classmethod
+    def resumed(
+        cls,
+        run: str,
+        values: dict[str, Any],
+        pending_writes: list[tuple[str, str, Any]],
+        journal: CallJournal | None,
+    ) -> Ledger:
+        """The ledger of ``run`` going on from a checkpoint (its ``values`` and writes).
+
+        The state's ``spent`` and the current step's finished tasks'; and each call that a
+        task of the step started, journaled, without finishing (in flight at a crash): it
+        counts, in the total and in its task's count. Nothing if a run before spent the count.
+        """
+        spent = values.get("spent") or NOTHING_SPENT
+        finished, started = set(), Counter[str]()
+        for task_id, channel, value in pending_writes:
+            if channel == CALL_STARTED:
+                if value == run:
+                    started[task_id.partition(CALL_MARK)[0]] += 1
+                continue
+            finished.add(task_id)
+            if channel == "spent":
+                spent = add_spent(spent, value)
+        if spent.get("run") != run:
+            spent = NOTHING_SPENT
+        in_flight = {
+            task: Spent(llm_calls=calls, total_tokens=0)
+            for task, calls in started.items()
+            if task.rpartition(":")[2] not in finished
+        }
+        for calls in in_flight.values():
+            spent = add_spent(spent, calls)
+        return cls(run, spent, in_flight, journal)
 
     def admit(self, context: Context) -> None:
         """Count one call of the current task, or refuse it.
@@ -66,6 +140,10 @@ class Ledger:
     def used(self, tokens: int) -> None:
         """Add the tokens of the current task's call that just finished."""
         self._add(Spent(llm_calls=0, total_tokens=tokens))
+
+    def calls_of(self, task: str) -> int:
+        """How many calls ``task`` has started (its earlier, crashed attempts' included)."""
+        return self.tasks.get(task, NOTHING_SPENT)["llm_calls"]
 
     def take(self, task: str) -> Spent:
         """What ``task`` spent (its attempts' calls), for its update; ``total`` keeps it."""
@@ -107,9 +185,9 @@ def current_task() -> str:
     return str(metadata.get("langgraph_checkpoint_ns", ""))
 
 
-@contextmanager
-def counted_call(context: Context) -> Iterator[None]:
-    """Admit one LLM call to the run's ledger and add its tokens when it ends.
+@asynccontextmanager
+async def counted_call(context: Context) -> AsyncIterator[None]:
+    """Admit one LLM call to the run's ledger (journaled under a limit); count its tokens.
 
     Raises:
         SpendingLimitReached: the call must not start.
@@ -119,6 +197,9 @@ def counted_call(context: Context) -> Iterator[None]:
         yield
         return
     ledger.admit(context)
+    if ledger.journal is not None and any(v is not None for v in context.limits().values()):
+        task = current_task()
+        await ledger.journal.record(ledger.run, task, ledger.calls_of(task))
     usage = UsageMetadataCallbackHandler()
     token = _call_usage.set(usage)
     try:
@@ -126,17 +207,3 @@ def counted_call(context: Context) -> Iterator[None]:
     finally:
         _call_usage.reset(token)
         ledger.used(sum(u.get("total_tokens", 0) for u in usage.usage_metadata.values()))
-
-
-def seed_from(
-    values: dict[str, Any], pending_writes: list[tuple[str, str, Any]], run: str
-) -> Spent:
-    """What ``run`` spent on its thread (nothing if a run before it spent the state's count).
-
-    The state's ``spent`` and the current step's finished tasks'.
-    """
-    spent = values.get("spent") or NOTHING_SPENT
-    for _, channel, value in pending_writes:
-        if channel == "spent":
-            spent = add_spent(spent, value)
-    return spent if spent.get("run") == run else NOTHING_SPENT
