@@ -106,7 +106,7 @@ lint: $(VENV)/.dev  ## ruff and mypy (no llama.cpp build needed)
 
 test: system-deps install lint production-test-deps  ## everything CI runs (4 pytest workers)
 	$(COMPILE)
-	$(BIN)/python -m pytest -q -n 4 --dist loadgroup -m "not alone"
+	$(BIN)/python -m pytest -q -n 4 --dist loadgroup -m "not alone" --durations=30
 	$(BIN)/python -m pytest -q -m alone
 
 # Bytecode written once: the tests start ~300 Python processes, and where
