@@ -103,6 +103,10 @@ class Context:
         """The spending limits, by setting name (None: no limit)."""
         return {"max_llm_calls": self.max_llm_calls, "max_total_tokens": self.max_total_tokens}
 
+    def has_limits(self) -> bool:
+        """Whether any spending limit is set."""
+        return any(value is not None for value in self.limits().values())
+
     def model_for(self, role: Role) -> str:
         """The model spec for ``role``: its own field, else ``model`` (may be empty: auto)."""
         spec: str = getattr(self, f"{role}_model") or self.model

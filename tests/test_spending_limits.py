@@ -28,7 +28,7 @@ from state.spending import RUN_KEY
 from tests.fake_llm import FakeLLM
 from tests.fanout_cli import fanout, json_result, start_fanout, wait_for_results
 from tests.langgraph_server import Server
-from tests.test_cli_review import PROMPT, spawn
+from tests.test_cli_review import PROMPT, finish, screen, spawn
 from tests.test_durability import article_calls, hang_once, research_calls, wait_for_in_flight
 from tests.test_thread_lock import one_winner, run_both
 
@@ -314,33 +314,53 @@ def test_a_call_in_flight_at_a_crash_counts_so_the_resume_stops_at_the_limit(
 def test_a_resume_stopped_by_ctrl_c_goes_on_with_the_command_it_prints(
     fake_llm: FakeLLM, tmp_path: Path
 ) -> None:
-    """Paused at 3 calls; resumed with room for the rest and stopped by Ctrl-C (SIGINT) while
-    researcher 4 is in flight: the command it prints finishes the run, under the raised limit."""
+    """Paused at 3 calls; resumed with room for the rest (on a terminal, as a user types it)
+    and stopped by Ctrl-C while researcher 4 is in flight: the command it prints finishes the
+    run, under the raised limit."""
     db = str(tmp_path / "runs.sqlite")
     fake_llm.add_rules(FOUR_QUESTIONS, *hang_once("Fake questions 4 for"))
     paused = fanout(
         fake_llm, tmp_path, "research", "tides", "--thread", "t", "--db", db, "--max-llm-calls", "3"
     )
-    stopped = start_fanout(fake_llm, tmp_path, "resume", "t", "--db", db, "--max-llm-calls", "7")
-    try:
-        wait_for_results(db, "research", "t", "research_question", 1)  # researcher 3, resent
-        wait_for_in_flight(fake_llm, 1)  # researcher 4
-        stopped.send_signal(signal.SIGINT)
-        code = stopped.wait(30)
-    finally:
-        if stopped.poll() is None:
-            stopped.kill()
-    err = (tmp_path / "fanout.err").read_text()
-    hint = re.search(r"resume with: fanout (resume .*)$", err, flags=re.M)
-    assert hint is not None, err
+    child = spawn(fake_llm, tmp_path, "resume", "t", "--db", db, "--max-llm-calls", "7")
+    wait_for_results(db, "research", "t", "research_question", 1)  # researcher 3, resent
+    wait_for_in_flight(fake_llm, 1)  # researcher 4
+    child.sendintr()
+    code = finish(child)
+    shown = screen(tmp_path)
+    hint = re.search(r"resume with: fanout (resume .*)$", shown, flags=re.M)
+    assert hint is not None, shown
 
     resumed = fanout(fake_llm, tmp_path, *shlex.split(hint[1]), "--json")
 
     assert paused.returncode == 5, paused.stderr
-    assert code == 128 + signal.SIGINT, err
-    assert "Traceback" not in err
+    assert code == 128 + signal.SIGINT, shown
+    assert "Traceback" not in shown
     assert json_result(resumed)["task_count"] == 4
     assert research_calls(fake_llm.log()) == {**MINIMUM, "q4": 2}  # in flight at the Ctrl-C
+
+
+def test_a_resume_counts_the_journaled_calls_of_every_task_that_did_not_finish() -> None:
+    """Finished (wrote its spending), paused (an interrupt write only), crashed (no write):
+    the journaled calls of the last two count, in the total and in their tasks' counts."""
+    from langgraph_fanout.llm.spending import CALL_MARK, CALL_STARTED, Ledger
+
+    spent = {"llm_calls": 2, "total_tokens": 50, "run": "r"}
+    writes = [
+        (f"n:done{CALL_MARK}1", CALL_STARTED, "r"),
+        ("done", "spent", {"llm_calls": 1, "total_tokens": 9, "run": "r"}),
+        (f"n:paused{CALL_MARK}1", CALL_STARTED, "r"),
+        ("paused", "__interrupt__", [{"value": "limit"}]),
+        (f"n:crashed{CALL_MARK}1", CALL_STARTED, "r"),
+        (f"n:crashed{CALL_MARK}2", CALL_STARTED, "r"),
+        (f"n:other{CALL_MARK}1", CALL_STARTED, "an earlier run"),
+    ]
+
+    ledger = Ledger.resumed("r", {"spent": spent}, writes, None)
+
+    assert ledger.total == {"llm_calls": 6, "total_tokens": 59, "run": "r"}
+    assert ledger.calls_of("n:paused") == 1 and ledger.calls_of("n:crashed") == 2
+    assert ledger.calls_of("n:done") == 0  # its spending is in the total already
 
 
 @pytest.mark.server

@@ -30,6 +30,7 @@ from temporalio.client import Client  # noqa: E402
 
 from graphs import article  # noqa: E402
 from langgraph_fanout.temporal.client import run_graph  # noqa: E402
+from langgraph_fanout.temporal.moves import MOVED_FROM  # noqa: E402
 from langgraph_fanout.temporal.versioning import build_id  # noqa: E402
 from langgraph_fanout.temporal.watch import RunStuckError  # noqa: E402
 from langgraph_fanout.temporal.worker import serving  # noqa: E402
@@ -263,11 +264,14 @@ async def test_a_run_whose_code_is_gone_moves_to_the_current_version_reusing_fin
         kill(watching)
     finally:
         kill(old)
+    old_run = (await client.get_workflow_handle(run_id).describe()).run_id
     async with serving(client, task_queue):  # this code's worker: the current version
         resume = ["resume", run_id, "--temporal", address, "--task-queue", task_queue, "--move"]
         refused = await asyncio.to_thread(fanout, fake_llm, tmp_path, *resume)
         renamed = ["--rename", "write_part=write_section", "--json"]
         moved = await asyncio.to_thread(fanout, fake_llm, tmp_path, *resume, *renamed)
+    description = await client.get_workflow_handle(run_id).describe()
+    new_run, memo = description.run_id, await description.memo()
     fake_llm.release()
 
     assert refused.returncode == 2, refused.stderr
@@ -279,6 +283,7 @@ async def test_a_run_whose_code_is_gone_moves_to_the_current_version_reusing_fin
     # The plan and section 1 once; sections 2 and 3 again: they were in flight at the death.
     assert article_calls(fake_llm.log()) == {"plan": 1, "s1": 1, "s2": 2, "s3": 2}
     assert output["usage"]["llm_calls"] == 2  # what the moved run made
+    assert memo[MOVED_FROM] == old_run and old_run != new_run
 
 
 async def completed(client: Client, run_id: str, count: int) -> bool:

@@ -47,7 +47,7 @@ def positive_int(text: str) -> int:
 def renamed_node(text: str) -> tuple[str, str]:
     """An argparse type: ``OLD=NEW``, two node names."""
     old, _, new = text.partition("=")
-    if not (old.isidentifier() and new.isidentifier()):
+    if not old.strip() or not new.strip() or "=" in new:
         raise argparse.ArgumentTypeError(f"expected OLD=NEW, two node names, got {text!r}")
     return old, new
 

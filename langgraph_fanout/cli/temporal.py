@@ -280,14 +280,14 @@ async def resume(args: argparse.Namespace) -> int:
     client = await _connect(args)
     handle = client.get_workflow_handle(args.thread_id)
     started = await _started(client, handle, args)
-    if args.move:
-        handle = await _move(client, args)
     workflow = WORKFLOWS[started.graph]
     context = Context.of(started.request.context)
     if args.model or args.max_tokens is not None:
         raise UsageError("a Temporal run keeps the settings it started with")
-    paused = await _status(client, handle) == "paused"
-    answers = reviewer(args, workflow, context, paused=paused)
+    paused = not args.move and await _status(client, handle) == "paused"
+    answers = reviewer(args, workflow, context, paused=paused)  # every refusal before a move
+    if args.move:
+        handle = await _move(client, args)
     value = next(iter(started.request.input.values()), "")
     record = RunRecord.new(workflow, str(value), context, args.thread_id)
     _header(args, workflow, args.thread_id, context.model)
@@ -300,7 +300,7 @@ async def _move(client: Client, args: argparse.Namespace) -> WorkflowHandle[Any,
     from langgraph_fanout.temporal.versioning import build_id
 
     try:
-        move = await move_run(client, args.thread_id, args.task_queue, dict(args.rename))
+        move = await move_run(client, args.thread_id, dict(args.rename))
     except MoveRefusedError as exc:
         raise UsageError(str(exc)) from None
     stderr.print(

@@ -96,18 +96,18 @@ class Ledger:
         """The ledger of ``run`` going on from a checkpoint (its ``values`` and writes).
 
         The state's ``spent`` and the current step's finished tasks'; and each call that a
-        task of the step started, journaled, without finishing (in flight at a crash): it
-        counts, in the total and in its task's count. Nothing if a run before spent the count.
+        task of the step started, journaled, without finishing (in flight at a crash, or in a
+        task that paused or failed since): it counts, in the total and in its task's count.
+        A task has finished when it wrote its spending (every LLM node's update does). Nothing
+        if a run before spent the count.
         """
         spent = values.get("spent") or NOTHING_SPENT
         finished, started = set(), Counter[str]()
         for task_id, channel, value in pending_writes:
-            if channel == CALL_STARTED:
-                if value == run:
-                    started[task_id.partition(CALL_MARK)[0]] += 1
-                continue
-            finished.add(task_id)
-            if channel == "spent":
+            if channel == CALL_STARTED and value == run:
+                started[task_id.partition(CALL_MARK)[0]] += 1
+            elif channel == "spent":
+                finished.add(task_id)
                 spent = add_spent(spent, value)
         if spent.get("run") != run:
             spent = NOTHING_SPENT
@@ -197,7 +197,7 @@ async def counted_call(context: Context) -> AsyncIterator[None]:
         yield
         return
     ledger.admit(context)
-    if ledger.journal is not None and any(v is not None for v in context.limits().values()):
+    if ledger.journal is not None and context.has_limits():
         task = current_task()
         await ledger.journal.record(ledger.run, task, ledger.calls_of(task))
     usage = UsageMetadataCallbackHandler()

@@ -124,7 +124,7 @@ async def start_run(
     """
     if graph not in WORKFLOWS:
         raise ValueError(f"unknown graph {graph!r}; expected one of {sorted(WORKFLOWS)}")
-    if context is not None and any(v is not None for v in context.limits().values()):
+    if context is not None and context.has_limits():
         raise ConfigurationError("spending limits do not work on Temporal runs yet")
     request = RunRequest(input=graph_input, context=asdict(context or Context()))
     run_id = run_id or str(uuid.uuid4())

@@ -39,15 +39,11 @@ class Move:
     reused_calls: int
 
 
-async def move_run(
-    client: Client,
-    run_id: str,
-    task_queue: str,
-    renames: Mapping[str, str] | None = None,
-) -> Move:
+async def move_run(client: Client, run_id: str, renames: Mapping[str, str] | None = None) -> Move:
     """Start run ``run_id`` again on the current version, reusing its finished activities.
 
-    ``renames``: old node name -> the current code's name, for nodes renamed since.
+    On the run's own task queue. ``renames``: old node name -> the current code's name, for
+    nodes renamed since. What a run moved before reused is reused again.
 
     Raises:
         MoveRefusedError: the run is not running, or finished nodes the current code has not
@@ -57,8 +53,8 @@ async def move_run(
     from langgraph_fanout.temporal.policy import CALLS_KEY
     from langgraph_fanout.temporal.worker import graph_builders
 
-    handle = client.get_workflow_handle(run_id, result_type=dict)
-    description = await handle.describe()
+    description = await client.get_workflow_handle(run_id).describe()
+    handle = client.get_workflow_handle(run_id, run_id=description.run_id)  # this run's history
     if description.status != WorkflowExecutionStatus.RUNNING:
         status = description.status.name.lower() if description.status else "unknown"
         raise MoveRefusedError(f"run {run_id} is not running ({status}): nothing to move")
@@ -72,13 +68,14 @@ async def move_run(
             f"the current code has no node {', '.join(unknown)}, which run {run_id} finished "
             "work in: if a node was renamed, say so with --rename OLD=NEW; nothing was changed"
         )
-    reuse = [{"key": f["key"], "output": f["output"]} for f in finished]
-    request = replace(started.request, reuse=reuse)
+    reuse = {done["key"]: done["output"] for done in started.request.reuse}
+    reuse |= {f["key"]: f["output"] for f in finished}
+    request = replace(started.request, reuse=[{"key": k, "output": v} for k, v in reuse.items()])
     new = await client.start_workflow(
         started.graph,
         request,
         id=run_id,
-        task_queue=task_queue,
+        task_queue=description.task_queue,
         result_type=dict,
         memo={
             "graph": started.graph,
@@ -87,10 +84,11 @@ async def move_run(
             MOVED_FROM: description.run_id,
         },
         id_conflict_policy=WorkflowIDConflictPolicy.TERMINATE_EXISTING,
+        # A run that ended since describe() starts again too, its finished work reused.
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
     )
-    calls = sum(int((f["output"].get("result") or {}).get(CALLS_KEY, 1)) for f in finished)
-    return Move(new, len(finished), calls)
+    calls = sum(int(output.get(CALLS_KEY, 1)) for output in reuse.values())
+    return Move(new, len(reuse), calls)
 
 
 async def _finished_activities(
@@ -104,9 +102,9 @@ async def _finished_activities(
     finished = []
     async for event in handle.fetch_history_events():
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            started = event.activity_task_scheduled_event_attributes
-            (activity_input,) = await client.data_converter.decode(started.input.payloads)
-            scheduled[event.event_id] = (started.activity_type.name, activity_input)
+            attributes = event.activity_task_scheduled_event_attributes
+            (activity_input,) = await client.data_converter.decode(attributes.input.payloads)
+            scheduled[event.event_id] = (attributes.activity_type.name, activity_input)
         elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
             completed = event.activity_task_completed_event_attributes
             (output,) = await client.data_converter.decode(completed.result.payloads)

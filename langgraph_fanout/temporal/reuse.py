@@ -16,9 +16,11 @@ from temporalio.worker import StartActivityInput
 
 
 def activity_key(activity_type: str, activity_input: Mapping[str, Any]) -> str:
-    """What identifies an activity's work: its node and its arguments (JSON), not its config.
+    """What identifies an activity's work: its node and its arguments (JSON).
 
-    ``activity_input``: the LangGraph plugin's activity input as JSON (``args``, ``kwargs``).
+    ``activity_input``: the LangGraph plugin's activity input as JSON (``args``, ``kwargs``);
+    its ``langgraph_config`` (the run's context, task ids) and a ``config`` kwarg are left out:
+    a moved run keeps its old run's context.
     """
     kwargs = {k: v for k, v in activity_input.get("kwargs", {}).items() if k != "config"}
     text = json.dumps([activity_type, activity_input.get("args"), kwargs], sort_keys=True)

@@ -1,4 +1,4 @@
-"""One Temporal workflow per graph: the graph runs here, its LLM nodes as activities.
+"""The Temporal workflow of every graph: the graph runs here, its LLM nodes as activities.
 
 The workflow id is the run's thread id. Bad input or settings fail the run at once (before
 any activity); an activity that failed for good fails it with the activity's error.
@@ -91,8 +91,9 @@ class GraphWorkflow:
         config = RunnableConfig(configurable={"thread_id": workflow.info().workflow_id})
         run_input: dict[str, Any] | Command = request.input
         while True:
-            with tracing_context(parent=False):  # the graph's run is the trace's root, as
-                # in-process (Temporal's LangSmith plugin would give it an unsent parent)
+            # The graph's run is the trace's root, as in-process (Temporal's LangSmith plugin
+            # would give it a parent it never sends); replays post it again (docs/temporal.md).
+            with tracing_context(parent=False):
                 result = await runnable.ainvoke(
                     run_input, config, context=self.context, version="v2"
                 )
