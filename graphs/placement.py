@@ -21,7 +21,6 @@ from langgraph.types import interrupt
 
 from langgraph_fanout.llm.retry import LLM_RETRY
 from langgraph_fanout.llm.spending import SpendingLimitReached, current_ledger, current_task
-from state.context import Context
 from state.spending import Deferred, spending_pause
 
 T = TypeVar("T")
@@ -124,8 +123,8 @@ class SyncOrAsync(Runnable[Any, Any]):
                 update = await self._call(input)
             except SpendingLimitReached as reached:
                 if self.held_back == "pause":
-                    limits = Context.of(get_runtime().context).limits()
-                    interrupt(spending_pause(reached.spent, limits, [self.function.__name__]))
+                    pause = spending_pause(reached.spent, reached.limits, [self.function.__name__])
+                    interrupt(pause)
                     continue  # resumed: try again under the resumed run's limits
                 deferred = Deferred(node=self.function.__name__)
                 if self.held_back == "defer-task":

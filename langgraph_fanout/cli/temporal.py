@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import logging
 import os
+import shlex
 import signal
 import socket
 import sys
@@ -23,13 +24,22 @@ from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
-from langgraph_fanout.cli.arguments import EXIT_FAILED, EXIT_OK, UsageError, new_run, reviewer
+from langgraph_fanout.cli.arguments import (
+    EXIT_FAILED,
+    EXIT_LIMIT,
+    EXIT_OK,
+    UsageError,
+    new_run,
+    reviewer,
+)
 from langgraph_fanout.cli.output import (
     print_header,
     print_result,
     print_runs,
     print_shown,
+    raised_limits,
     report_failure,
+    report_spending_pause,
     stderr,
 )
 from langgraph_fanout.cli.progress import RunProgress, Task
@@ -224,15 +234,6 @@ def _header(args: argparse.Namespace, workflow: Workflow, run_id: str, model: st
     print_header(workflow, run_id, model, where)
 
 
-def _refuse_spending_limits(args: argparse.Namespace) -> None:
-    """Spending limits are counted in the process that runs the graph: not on Temporal yet."""
-    if args.max_llm_calls is not None or args.max_total_tokens is not None:
-        raise UsageError(
-            "spending limits (--max-llm-calls, --max-total-tokens) do not work on --temporal "
-            "runs yet: run in this process, or on a LangGraph API server"
-        )
-
-
 async def submit(args: argparse.Namespace, workflow: Workflow) -> int:
     """Start the run as a workflow (or attach to ``--thread``'s), follow it, print its output."""
     from langgraph_fanout.temporal.client import RunConflictError, start_run
@@ -242,7 +243,6 @@ async def submit(args: argparse.Namespace, workflow: Workflow) -> int:
             "--max-concurrency does not apply to --temporal runs: give it to the workers "
             "(fanout worker --max-concurrency N)"
         )
-    _refuse_spending_limits(args)
     value, context = new_run(args, workflow)
     answers = reviewer(args, workflow, context, paused=False)
     record = RunRecord.new(workflow, value, context, args.thread)
@@ -273,8 +273,8 @@ async def resume(args: argparse.Namespace) -> int:
     """Attach to a Temporal run: follow it, answer its plan review, print its output.
 
     ``--move``: start it again on this code's version first, its finished work reused.
+    ``--max-llm-calls`` / ``--max-total-tokens``: raise its limits (a run paused at one goes on).
     """
-    _refuse_spending_limits(args)
     if args.rename and not args.move:
         raise UsageError("--rename goes with --move")
     client = await _connect(args)
@@ -288,10 +288,26 @@ async def resume(args: argparse.Namespace) -> int:
     answers = reviewer(args, workflow, context, paused=paused)  # every refusal before a move
     if args.move:
         handle = await _move(client, args)
+    if args.max_llm_calls is not None or args.max_total_tokens is not None:
+        await _raise_limits(handle, args)
     value = next(iter(started.request.input.values()), "")
     record = RunRecord.new(workflow, str(value), context, args.thread_id)
     _header(args, workflow, args.thread_id, context.model)
     return await _follow(args, client, handle, workflow, record, answers)
+
+
+async def _raise_limits(handle: WorkflowHandle[Any, Any], args: argparse.Namespace) -> None:
+    """Give the run the spending limits of the command line (exit 2 if it refuses them)."""
+    from temporalio.client import WorkflowUpdateFailedError
+
+    from langgraph_fanout.temporal.client import raise_limits
+
+    limits = Context(max_llm_calls=args.max_llm_calls, max_total_tokens=args.max_total_tokens)
+    try:
+        await raise_limits(handle, limits)
+    except WorkflowUpdateFailedError as exc:
+        cause = getattr(exc.cause, "message", None) or exc.cause or exc
+        raise UsageError(f"the run refused the limits: {cause}") from None
 
 
 async def _move(client: Client, args: argparse.Namespace) -> WorkflowHandle[Any, Any]:
@@ -354,6 +370,7 @@ async def _follow(
     from temporalio.client import WorkflowFailureError
 
     from langgraph_fanout.temporal.watch import (
+        AtLimit,
         Paused,
         RunStuckError,
         RunWatcher,
@@ -369,6 +386,10 @@ async def _follow(
         while True:
             with progress:
                 ended = await watcher.until_paused_or_done()
+            if isinstance(ended, AtLimit):
+                command = _resume_command(args, handle.id) + raised_limits(ended.pause)
+                report_spending_pause(ended.pause, f"the run waits in Temporal; go on: {command}")
+                return EXIT_LIMIT
             if not isinstance(ended, Paused):
                 break
             progress.review(review_node, "paused")
@@ -376,8 +397,8 @@ async def _follow(
             progress.review(review_node, "done")
     except asyncio.CancelledError:  # Ctrl-C: the run itself goes on
         stderr.print(
-            f"stopped watching; the run goes on in Temporal: `fanout resume {handle.id} "
-            f"--temporal {args.temporal}` follows it again",
+            f"stopped watching; the run goes on in Temporal: `{_resume_command(args, handle.id)}` "
+            "follows it again",
             highlight=False,
             markup=False,
         )
@@ -401,6 +422,14 @@ async def _follow(
     print_result(args, workflow, record, ended, usage)
     review = ended.get("review") or {}
     return EXIT_REJECTED if review.get("decision") == "rejected" else EXIT_OK
+
+
+def _resume_command(args: argparse.Namespace, run_id: str) -> str:
+    """The command that follows (and answers) Temporal run ``run_id`` again."""
+    from langgraph_fanout.temporal.worker import DEFAULT_TASK_QUEUE
+
+    queue = "" if args.task_queue == DEFAULT_TASK_QUEUE else f" --task-queue {args.task_queue}"
+    return f"fanout resume {shlex.quote(run_id)} --temporal {args.temporal}{queue}"
 
 
 async def _review(

@@ -16,11 +16,11 @@ its task's count: a crash never lets a run spend past its limit.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from langchain_core.callbacks import UsageMetadataCallbackHandler
 from langchain_core.runnables import RunnableConfig
@@ -35,12 +35,38 @@ from state.spending import NOTHING_SPENT, Spent, add_spent
 class SpendingLimitReached(Exception):
     """A limit of the run's ``Context`` keeps an LLM call from starting."""
 
-    def __init__(self, spent: Spent, limit: str) -> None:
+    def __init__(self, spent: Spent, limit: str, limits: dict[str, int | None]) -> None:
         super().__init__(
             f"{limit} reached: {spent['llm_calls']} LLM calls started, "
             f"{spent['total_tokens']} tokens used"
         )
-        self.spent = spent
+        self.spent, self.limits = spent, limits
+
+
+def limit_reached(context: Context, spent: Spent) -> str | None:
+    """The limit of ``context`` that keeps one more call from starting after ``spent``.
+
+    As ``max_llm_calls=N`` or ``max_total_tokens=N``; None: the call may start.
+    """
+    if context.max_llm_calls is not None and spent["llm_calls"] >= context.max_llm_calls:
+        return f"max_llm_calls={context.max_llm_calls}"
+    if context.max_total_tokens is not None and spent["total_tokens"] >= context.max_total_tokens:
+        return f"max_total_tokens={context.max_total_tokens}"
+    return None
+
+
+class Admission(Protocol):
+    """Admits a run's LLM calls and counts their tokens.
+
+    The run's :class:`Ledger`, or what stands for it where the run's config does not reach
+    (a Temporal activity: ``langgraph_fanout/temporal/spending.py``).
+    """
+
+    async def admit(self, context: Context) -> None:
+        """Count one call, or raise :class:`SpendingLimitReached`."""
+
+    async def used(self, context: Context, tokens: int) -> None:
+        """Count the tokens of a call that finished."""
 
 
 CALL_STARTED = "fanout_call_started"
@@ -120,24 +146,21 @@ class Ledger:
             spent = add_spent(spent, calls)
         return cls(run, spent, in_flight, journal)
 
-    def admit(self, context: Context) -> None:
-        """Count one call of the current task, or refuse it.
+    async def admit(self, context: Context) -> None:
+        """Count one call of the current task, or refuse it; under a limit, journal it.
 
         Raises:
             SpendingLimitReached: it would start past ``max_llm_calls``, or the finished calls
                 already used ``max_total_tokens``.
         """
-        total = self.total
-        if context.max_llm_calls is not None and total["llm_calls"] >= context.max_llm_calls:
-            raise SpendingLimitReached(total, f"max_llm_calls={context.max_llm_calls}")
-        if (
-            context.max_total_tokens is not None
-            and total["total_tokens"] >= context.max_total_tokens
-        ):
-            raise SpendingLimitReached(total, f"max_total_tokens={context.max_total_tokens}")
+        if (reached := limit_reached(context, self.total)) is not None:
+            raise SpendingLimitReached(self.total, reached, context.limits())
         self._add(Spent(llm_calls=1, total_tokens=0))
+        if self.journal is not None and context.has_limits():
+            task = current_task()
+            await self.journal.record(self.run, task, self.calls_of(task))
 
-    def used(self, tokens: int) -> None:
+    async def used(self, context: Context, tokens: int) -> None:
         """Add the tokens of the current task's call that just finished."""
         self._add(Spent(llm_calls=0, total_tokens=tokens))
 
@@ -176,6 +199,19 @@ def current_ledger() -> Ledger | None:
     return ledger if isinstance(ledger, Ledger) else None
 
 
+_admission: ContextVar[Admission | None] = ContextVar("fanout_admission", default=None)
+
+
+@contextmanager
+def admitting(admission: Admission) -> Iterator[None]:
+    """Within the block, LLM calls outside a checked graph's run ask ``admission``."""
+    token = _admission.set(admission)
+    try:
+        yield
+    finally:
+        _admission.reset(token)
+
+
 def current_task() -> str:
     """The running task's id in its checkpoint namespace ("" outside a graph run)."""
     try:
@@ -192,18 +228,16 @@ async def counted_call(context: Context) -> AsyncIterator[None]:
     Raises:
         SpendingLimitReached: the call must not start.
     """
-    ledger = current_ledger()
+    ledger: Admission | None = current_ledger() or _admission.get()
     if ledger is None:
         yield
         return
-    ledger.admit(context)
-    if ledger.journal is not None and context.has_limits():
-        task = current_task()
-        await ledger.journal.record(ledger.run, task, ledger.calls_of(task))
+    await ledger.admit(context)
     usage = UsageMetadataCallbackHandler()
     token = _call_usage.set(usage)
     try:
         yield
     finally:
         _call_usage.reset(token)
-        ledger.used(sum(u.get("total_tokens", 0) for u in usage.usage_metadata.values()))
+        tokens = sum(u.get("total_tokens", 0) for u in usage.usage_metadata.values())
+        await ledger.used(context, tokens)

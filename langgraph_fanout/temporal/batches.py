@@ -31,7 +31,9 @@ from langgraph.types import Send
 from typing_extensions import TypedDict
 
 from graphs.placement import AsyncFunction
+from langgraph_fanout.llm.spending import SpendingLimitReached
 from langgraph_fanout.temporal.policy import checkpoint, earlier_progress
+from state.spending import Deferred
 
 MAX_WORKER_ACTIVITIES = 50
 """Most activities one fan-out makes; a wider one is batched."""
@@ -69,7 +71,10 @@ async def run_batch(batch: Batch, runtime: Runtime[Any]) -> dict[str, Any]:
 
     async def run(index: int) -> None:
         with _task_run(node, tasks[index], len(tasks)):
-            done[index] = await worker(tasks[index], runtime=runtime)
+            try:
+                done[index] = await worker(tasks[index], runtime=runtime)
+            except SpendingLimitReached:  # to the budget check, which pauses the run
+                done[index] = {"deferred": [Deferred(node=node, task=tasks[index])]}
         checkpoint({str(i): update for i, update in done.items()})
 
     pending = [i for i in range(len(tasks)) if i not in done]

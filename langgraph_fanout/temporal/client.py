@@ -33,11 +33,11 @@ from temporalio.runtime import (
 )
 
 from langgraph_fanout.temporal.payloads import data_converter
-from langgraph_fanout.temporal.watch import Paused, RunWatcher
+from langgraph_fanout.temporal.watch import AtLimit, Paused, RunWatcher
 from langgraph_fanout.temporal.worker import DEFAULT_TASK_QUEUE
 from langgraph_fanout.temporal.workflows import STATUS, RunRequest
 from langgraph_fanout.workflows import WORKFLOWS
-from state.context import ConfigurationError, Context
+from state.context import Context
 from state.review import Review
 
 SETTLE_SECONDS = 0.02
@@ -119,13 +119,9 @@ async def start_run(
 
     Raises:
         RunConflictError: ``run_id`` holds a run of another graph, input or settings.
-        ConfigurationError: ``context`` sets a spending limit, which Temporal runs do not
-            count yet.
     """
     if graph not in WORKFLOWS:
         raise ValueError(f"unknown graph {graph!r}; expected one of {sorted(WORKFLOWS)}")
-    if context is not None and context.has_limits():
-        raise ConfigurationError("spending limits do not work on Temporal runs yet")
     request = RunRequest(input=graph_input, context=asdict(context or Context()))
     run_id = run_id or str(uuid.uuid4())
     try:
@@ -189,6 +185,17 @@ async def review_run(handle: WorkflowHandle[Any, Any], decision: Any) -> Review:
     return review
 
 
+async def raise_limits(handle: WorkflowHandle[Any, Any], context: Context) -> None:
+    """Give a run the spending limits ``context`` sets; a run paused at one goes on.
+
+    Raises:
+        temporalio.client.WorkflowUpdateFailedError: the run refused them (the message says
+            why).
+    """
+    limits = {name: value for name, value in context.limits().items() if value is not None}
+    await handle.execute_update("raise_limits", limits, result_type=dict)
+
+
 async def run_graph(
     client: Client,
     graph: str,
@@ -203,7 +210,9 @@ async def run_graph(
     Returns the graph's output; or, for a run that pauses at its plan review
     (``Context(review_plan=True)``), ``{"__interrupt__": [Interrupt(value=plan)]}``. Answer it
     with ``run_graph(client, graph, Command(resume=decision), run_id=...)``: an invalid
-    decision returns the pause again with the plan's ``"error"`` saying why.
+    decision returns the pause again with the plan's ``"error"`` saying why. A run that
+    pauses at a spending limit returns its pause the same way; ``Command(resume=True)`` with a
+    ``context`` of raised limits goes on.
 
     Raises:
         temporalio.client.WorkflowFailureError: the run failed.
@@ -216,7 +225,10 @@ async def run_graph(
                 raise ValueError("answering a review needs the run_id of the paused run")
             handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(run_id)
             try:
-                await review_run(handle, graph_input.resume)
+                if await handle.query("spending_pause") is not None:
+                    await raise_limits(handle, context or Context())
+                else:
+                    await review_run(handle, graph_input.resume)
             except WorkflowUpdateFailedError as exc:
                 plan = await handle.query("pending_review")
                 if plan is None:
@@ -229,6 +241,8 @@ async def run_graph(
         ended = await RunWatcher(client, handle, task_queue).until_paused_or_done()
         if isinstance(ended, Paused):
             return {"__interrupt__": [Interrupt(value=ended.plan)]}
+        if isinstance(ended, AtLimit):
+            return {"__interrupt__": [Interrupt(value=ended.pause)]}
         return ended
     finally:
         await settle()

@@ -9,6 +9,7 @@ from langgraph.graph import StateGraph
 from graphs.placement import AsyncFunction
 from langgraph_fanout.temporal.batches import WORKERS, batched, run_batch
 from langgraph_fanout.temporal.policy import activity_options
+from langgraph_fanout.temporal.spending import HELD_BACK
 
 
 def work_label(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
@@ -50,7 +51,11 @@ class ActivityPlacement:
         *,
         parallel: bool = False,
     ) -> None:
-        """Add ``node`` as an activity, retried by Temporal (spending limits: not yet)."""
+        """Add ``node`` as an activity, retried by Temporal.
+
+        Held back by a spending limit, it defers itself (``parallel``) or pauses the run.
+        """
+        HELD_BACK[node.__name__] = "defer" if parallel else "pause"
         metadata = {"execute_in": "activity", **activity_options()}
         builder.add_node(node.__name__, node, metadata=metadata)
 

@@ -34,7 +34,9 @@ from temporalio.worker import (
 from temporalio.workflow import ActivityCancellationType
 
 from langgraph_fanout.llm.retry import LLM_RETRY, is_retryable
+from langgraph_fanout.llm.spending import SpendingLimitReached, admitting
 from langgraph_fanout.temporal.reuse import reused_result
+from langgraph_fanout.temporal.spending import admission, held_back
 from state.context import Context
 
 logger = logging.getLogger("langgraph_fanout.temporal.worker")
@@ -184,7 +186,10 @@ class _Activity(ActivityInboundInterceptor):
             usage.on_call = attempt.heartbeat  # a call counts even if the worker dies next
             beating = asyncio.create_task(_heartbeat(attempt))
         try:
-            result = await self.next.execute_activity(input)
+            with admitting(admission()):
+                result = await self.next.execute_activity(input)
+        except SpendingLimitReached as reached:  # a lone or parallel LLM node, held back
+            result = held_back(info.activity_type.partition(".")[2], reached)
         except Exception as exc:
             logger.info("failed %s: %s: %s", what, type(exc).__name__, exc)
             if info.heartbeat_timeout:

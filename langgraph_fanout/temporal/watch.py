@@ -105,6 +105,13 @@ class Paused:
     plan: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class AtLimit:
+    """The run waits at a spending limit (``pause``: what it spent, what did not start)."""
+
+    pause: dict[str, Any]
+
+
 Notice = Callable[[str], None]
 """Called with a line for a person: waiting for a worker, lost and found the server."""
 
@@ -129,11 +136,12 @@ class RunWatcher:
         self._down_since: float | None = None
         self._back_at = 0.0  # when the server was reached again (wall clock), after an outage
         self._said_no_worker = False
+        self._paused_status = ""  # the memo's status when the run last said it paused
         self._task_failure: RunStuckError | None = None  # the last one, until a task completes
         self._stuck = asyncio.Event()
 
-    async def until_paused_or_done(self) -> Paused | dict[str, Any]:
-        """The run's output once it ends, or :class:`Paused` once it waits for a review.
+    async def until_paused_or_done(self) -> Paused | AtLimit | dict[str, Any]:
+        """The run's output once it ends, or what it waits on: :class:`Paused`, :class:`AtLimit`.
 
         Raises:
             temporalio.client.WorkflowFailureError: the run failed (or was cancelled...).
@@ -147,6 +155,11 @@ class RunWatcher:
                 if ended:
                     output: dict[str, Any] = await self._retrying(self.handle.result)
                     return output
+                if self._paused_status == "at limit":
+                    pause = await self._unless_stuck(self._retrying(self._spending_pause))
+                    if pause is not None:
+                        return AtLimit(pause)
+                    continue
                 plan = await self._unless_stuck(self._retrying(self._pending_review))
                 if plan is not None:
                     return Paused(plan)
@@ -188,10 +201,19 @@ class RunWatcher:
         if STATUS not in fields:
             return False
         (status,) = await self.client.data_converter.decode([fields[STATUS]])
-        return bool(status == "paused")
+        self._paused_status = str(status)
+        return status in ("paused", "at limit")
 
     async def _pending_review(self) -> dict[str, Any] | None:
-        """The plan if the run waits for its review now (it may have been answered since).
+        """The plan if the run waits for its review now (it may have been answered since)."""
+        return await self._paused_on("pending_review")
+
+    async def _spending_pause(self) -> dict[str, Any] | None:
+        """The pause if the run waits at a spending limit now (it may have been raised since)."""
+        return await self._paused_on("spending_pause")
+
+    async def _paused_on(self, query: str) -> dict[str, Any] | None:
+        """What the run waits on, by its ``query`` (None: it goes on).
 
         A worker answers the query; while none polls the run's task queue (all restarting,
         or none started yet), the watcher says so once and asks again.
@@ -199,7 +221,7 @@ class RunWatcher:
         while True:
             try:
                 plan: dict[str, Any] | None = await self.handle.query(
-                    "pending_review", rpc_timeout=QUERY_TIMEOUT
+                    query, rpc_timeout=QUERY_TIMEOUT
                 )
             except RPCError as exc:
                 if exc.status != RPCStatusCode.FAILED_PRECONDITION:  # "no poller seen"

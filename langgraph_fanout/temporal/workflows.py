@@ -11,12 +11,17 @@ so an invalid decision is refused to its sender and the run stays paused. The pa
 the workflow's history: it survives restarts of workers and of the server. While paused, the
 run's memo says ``status: paused`` and the :meth:`GraphWorkflow.pending_review` query returns
 the plan.
+
+Under a spending limit the workflow admits every LLM call of its activities
+(:meth:`GraphWorkflow.admit_call`, ``spending.py``); at the limit the run pauses (memo
+``status: at limit``, :meth:`GraphWorkflow.spending_pause`) until
+:meth:`GraphWorkflow.raise_limits` raises them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from temporalio import workflow
@@ -29,11 +34,13 @@ with workflow.unsafe.imports_passed_through():
     from langsmith import tracing_context
     from temporalio.langgraph import graph as registered_graph
 
+    from langgraph_fanout.llm.spending import limit_reached
     from langgraph_fanout.temporal.policy import non_retryable
     from langgraph_fanout.workflows import WORKFLOWS, Workflow
     from state.context import ConfigurationError, Context
     from state.inputs import parse_input
     from state.review import Review
+    from state.spending import NOTHING_SPENT, Spent, add_spent, counts, is_spending_pause
 
 STATUS = "status"
 """The memo key that says whether a run is ``running`` or ``paused`` at its plan review."""
@@ -68,6 +75,9 @@ class GraphWorkflow:
         self.paused: dict[str, Any] | None = None  # the plan, while waiting for a review
         self.decision: Any = None  # the review's decision, until the graph takes it
         self.reviews = 0  # decisions taken so far
+        self.spent: Spent = NOTHING_SPENT  # LLM calls admitted, tokens used
+        self.at_limit: dict[str, Any] | None = None  # the spending pause, while at a limit
+        self.raises = 0  # times the limits were raised
 
     @workflow.run
     async def run(self, args: Sequence[RawValue]) -> dict[str, Any]:
@@ -84,9 +94,9 @@ class GraphWorkflow:
             raise non_retryable(exc) from exc
         name = definition.name
         workflow.logger.info("running %s", name)
-        reviewed = self.context.review_plan  # an interrupt needs a checkpointer
-        runnable = registered_graph(name).compile(
-            name=name, checkpointer=InMemorySaver() if reviewed else None
+        pauses = self.context.review_plan or self.context.has_limits()  # an interrupt needs
+        runnable = registered_graph(name).compile(  # a checkpointer
+            name=name, checkpointer=InMemorySaver() if pauses else None
         )
         config = RunnableConfig(configurable={"thread_id": workflow.info().workflow_id})
         run_input: dict[str, Any] | Command = request.input
@@ -100,13 +110,64 @@ class GraphWorkflow:
             if not result.interrupts:
                 output: dict[str, Any] = result.value
                 return output
-            self.paused = result.interrupts[0].value
+            if is_spending_pause(value := result.interrupts[0].value):
+                run_input = await self._at_limit(value)
+                continue
+            self.paused = value
             workflow.upsert_memo({STATUS: "paused"})
             await workflow.wait_condition(lambda: self.decision is not None)
             run_input = Command(resume=self.decision)
             self.paused, self.decision = None, None
             self.reviews += 1
             workflow.upsert_memo({STATUS: "running"})
+
+    async def _at_limit(self, pause: dict[str, Any]) -> Command:
+        """Wait at a spending limit until the limits are raised; the resume that goes on."""
+        self.at_limit = {**pause, "spent": counts(self.spent)}  # every call admitted
+        workflow.upsert_memo({STATUS: "at limit"})
+        raises = self.raises
+        await workflow.wait_condition(lambda: self.raises > raises)
+        self.at_limit = None
+        workflow.upsert_memo({STATUS: "running"})
+        return Command(resume=True)
+
+    @workflow.update
+    def admit_call(self) -> dict[str, Any]:
+        """Count one LLM call an activity of the run is about to make, or refuse it."""
+        assert self.context is not None  # activities run once the run has started
+        if (reached := limit_reached(self.context, self.spent)) is not None:
+            return {"admitted": False, "limit": reached, "spent": counts(self.spent)}
+        self.spent = add_spent(self.spent, Spent(llm_calls=1, total_tokens=0))
+        return {"admitted": True}
+
+    @workflow.signal
+    def used_tokens(self, tokens: int) -> None:
+        """Count the tokens of an LLM call that finished."""
+        self.spent = add_spent(self.spent, Spent(llm_calls=0, total_tokens=tokens))
+
+    @workflow.update
+    def raise_limits(self, limits: dict[str, int]) -> dict[str, Any]:
+        """Take new spending limits; a run paused at a limit goes on (or pauses again)."""
+        self.context = self._with_limits(limits)
+        self.raises += 1
+        return {"limits": self.context.limits(), "spent": counts(self.spent)}
+
+    @raise_limits.validator
+    def check_limits(self, limits: dict[str, int]) -> None:
+        """Refuse limits the run's settings would refuse."""
+        self._with_limits(limits)
+
+    def _with_limits(self, limits: dict[str, int]) -> Context:
+        if self.context is None:
+            raise ValueError("the run has not started")
+        if unknown := set(limits) - set(self.context.limits()):
+            raise ValueError(f"not a spending limit: {', '.join(sorted(unknown))}")
+        return Context.of({**asdict(self.context), **limits})
+
+    @workflow.query
+    def spending_pause(self) -> dict[str, Any] | None:
+        """What the run spent and what did not start, while it waits at a limit (else None)."""
+        return self.at_limit
 
     @workflow.query
     def pending_review(self) -> dict[str, Any] | None:
