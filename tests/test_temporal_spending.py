@@ -18,9 +18,9 @@ from tests.temporal_cluster import temporal_binary
 temporal_binary()  # skips the module (fails under CI) without the [temporal] extra
 
 from langgraph.types import Command  # noqa: E402
-from temporalio.client import Client  # noqa: E402
+from temporalio.client import Client, WorkflowUpdateFailedError  # noqa: E402
 
-from langgraph_fanout.temporal.client import run_graph  # noqa: E402
+from langgraph_fanout.temporal.client import raise_limits, run_graph  # noqa: E402
 from langgraph_fanout.temporal.worker import serving  # noqa: E402
 from state.context import Context  # noqa: E402
 from state.spending import is_spending_pause  # noqa: E402
@@ -51,6 +51,9 @@ async def test_a_temporal_run_pauses_at_its_limits_and_goes_on_when_they_are_rai
         shown = await command("show", "t")
     async with serving(client, task_queue):  # a worker started since
         last = await command("resume", "t", "--max-llm-calls", "6", "--json")
+        tokens_only = await command("research", "x", "--max-total-tokens", "500")
+        unlimited = await command("research", "tides", "--thread", "u", "--json")
+        raised = await command("resume", "u", "--max-llm-calls", "9")
 
     assert first[0] == 5, first[2]
     assert "paused at the spending limit (max_llm_calls=3): 3 LLM calls started" in first[2]
@@ -64,7 +67,12 @@ async def test_a_temporal_run_pauses_at_its_limits_and_goes_on_when_they_are_rai
     assert last[0] == 0, last[2]
     output = json_result(subprocess.CompletedProcess([], *last))
     assert output["task_count"] == 4
-    assert research_calls(fake_llm.log()) == MINIMUM
+    assert output["usage"]["llm_calls"] == 6  # held-back activities made no call
+    assert research_calls(fake_llm.log()) == {role: 2 for role in MINIMUM}  # and "u"'s
+    assert tokens_only[0] == 2, tokens_only[2]
+    assert "needs max_llm_calls of at most 1900" in tokens_only[2]
+    assert unlimited[0] == 0, unlimited[2]
+    assert raised[0] == 2 and "the run took no limits: workflow execution already" in raised[2]
 
 
 async def test_from_python_the_pause_is_an_interrupt_and_a_resume_with_raised_limits_goes_on(
@@ -74,14 +82,26 @@ async def test_from_python_the_pause_is_an_interrupt_and_a_resume_with_raised_li
     aggregator after it; ``Command(resume=True)`` with a limit of 4 runs just those two."""
     text = {"text": "Tides rise twice a day."}
     paused, done = await paused_then_raised(client, task_queue, "evaluation", text, 2, 4)
+    calls = len(fake_llm.log())
 
+    async with serving(client, task_queue):  # a run without limits, waiting at its review
+        reviewed = Context(model="openai:fake-model", review_plan=True)
+        run_id = f"reviewed-{task_queue}"
+        topic = {"topic": "tides"}
+        await run_graph(client, "research", topic, reviewed, run_id=run_id, task_queue=task_queue)
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await raise_limits(client.get_workflow_handle(run_id), Context(max_llm_calls=9))
+        reject = Command(resume={"reject": True})
+        await run_graph(client, "research", reject, run_id=run_id, task_queue=task_queue)
+
+    assert "started without spending limits: none to raise" in str(refused.value.cause)
     (interrupt,) = paused["__interrupt__"]
     assert is_spending_pause(interrupt.value)
     assert interrupt.value["spent"]["llm_calls"] == 2
     assert interrupt.value["limits"] == {"max_llm_calls": 2}
     assert len(interrupt.value["not_started"]) == 1
     assert len(done["evaluations"]) == 3
-    assert len(fake_llm.log()) == 4  # three branches and the aggregator, none twice
+    assert calls == 4  # three branches and the aggregator, none twice
 
 
 async def test_every_attempt_of_a_retried_activity_counts(

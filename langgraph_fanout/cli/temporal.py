@@ -46,7 +46,7 @@ from langgraph_fanout.cli.progress import RunProgress, Task
 from langgraph_fanout.cli.review import EXIT_REJECTED, Reviewer, ReviewStopped
 from langgraph_fanout.persistence.run_records import RunRecord
 from langgraph_fanout.workflows import COMMANDS, WORKFLOWS, Workflow
-from state.context import Context
+from state.context import ConfigurationError, Context
 
 if TYPE_CHECKING:
     from temporalio.client import Client, WorkflowHandle
@@ -259,6 +259,8 @@ async def submit(args: argparse.Namespace, workflow: Workflow) -> int:
         )
     except RunConflictError as exc:
         raise UsageError(f"thread {record.thread_id!r} holds another run: {exc}") from None
+    except ConfigurationError as exc:  # limits a Temporal run cannot keep: nothing submitted
+        raise UsageError(str(exc)) from None
     _header(args, workflow, record.thread_id, context.model)
     if known:
         stderr.print(
@@ -277,6 +279,8 @@ async def resume(args: argparse.Namespace) -> int:
     """
     if args.rename and not args.move:
         raise UsageError("--rename goes with --move")
+    if args.move and (args.max_llm_calls is not None or args.max_total_tokens is not None):
+        raise UsageError("a run under spending limits is not moved: drop --max-llm-calls")
     client = await _connect(args)
     handle = client.get_workflow_handle(args.thread_id)
     started = await _started(client, handle, args)
@@ -299,6 +303,7 @@ async def resume(args: argparse.Namespace) -> int:
 async def _raise_limits(handle: WorkflowHandle[Any, Any], args: argparse.Namespace) -> None:
     """Give the run the spending limits of the command line (exit 2 if it refuses them)."""
     from temporalio.client import WorkflowUpdateFailedError
+    from temporalio.service import RPCError
 
     from langgraph_fanout.temporal.client import raise_limits
 
@@ -308,6 +313,8 @@ async def _raise_limits(handle: WorkflowHandle[Any, Any], args: argparse.Namespa
     except WorkflowUpdateFailedError as exc:
         cause = getattr(exc.cause, "message", None) or exc.cause or exc
         raise UsageError(f"the run refused the limits: {cause}") from None
+    except RPCError as exc:  # it ended: nothing to raise the limits of
+        raise UsageError(f"the run took no limits: {exc.message}") from None
 
 
 async def _move(client: Client, args: argparse.Namespace) -> WorkflowHandle[Any, Any]:

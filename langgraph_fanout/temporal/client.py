@@ -33,6 +33,7 @@ from temporalio.runtime import (
 )
 
 from langgraph_fanout.temporal.payloads import data_converter
+from langgraph_fanout.temporal.spending import check_temporal_limits
 from langgraph_fanout.temporal.watch import AtLimit, Paused, RunWatcher
 from langgraph_fanout.temporal.worker import DEFAULT_TASK_QUEUE
 from langgraph_fanout.temporal.workflows import STATUS, RunRequest
@@ -119,9 +120,12 @@ async def start_run(
 
     Raises:
         RunConflictError: ``run_id`` holds a run of another graph, input or settings.
+        ConfigurationError: spending limits a Temporal run cannot keep
+            (:func:`~langgraph_fanout.temporal.spending.check_temporal_limits`).
     """
     if graph not in WORKFLOWS:
         raise ValueError(f"unknown graph {graph!r}; expected one of {sorted(WORKFLOWS)}")
+    check_temporal_limits(context or Context())
     request = RunRequest(input=graph_input, context=asdict(context or Context()))
     run_id = run_id or str(uuid.uuid4())
     try:
@@ -226,7 +230,9 @@ async def run_graph(
             handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(run_id)
             try:
                 if await handle.query("spending_pause") is not None:
-                    await raise_limits(handle, context or Context())
+                    if context is None or not context.has_limits():
+                        raise ValueError("a run at its spending limit goes on with higher ones")
+                    await raise_limits(handle, context)
                 else:
                     await review_run(handle, graph_input.resume)
             except WorkflowUpdateFailedError as exc:

@@ -19,8 +19,10 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
+from langgraph_fanout.temporal.policy import CALLS_KEY
 from langgraph_fanout.temporal.reuse import activity_key
 from langgraph_fanout.temporal.workflows import STATUS
+from state.context import Context
 
 MOVED_FROM = "moved_from"
 """The memo key of a moved run that names the Temporal run it was moved from."""
@@ -50,7 +52,6 @@ async def move_run(client: Client, run_id: str, renames: Mapping[str, str] | Non
             (and ``renames`` does not map): their results would be lost.
     """
     from langgraph_fanout.temporal.client import input_head, request_of
-    from langgraph_fanout.temporal.policy import CALLS_KEY
     from langgraph_fanout.temporal.worker import graph_builders
 
     description = await client.get_workflow_handle(run_id).describe()
@@ -59,6 +60,11 @@ async def move_run(client: Client, run_id: str, renames: Mapping[str, str] | Non
         status = description.status.name.lower() if description.status else "unknown"
         raise MoveRefusedError(f"run {run_id} is not running ({status}): nothing to move")
     started = await request_of(client, handle)
+    if Context.of(started.request.context).has_limits():
+        raise MoveRefusedError(
+            f"run {run_id} runs under spending limits, which a move would start counting "
+            "again: not moved"
+        )
     renames = dict(renames or {})
     finished = await _finished_activities(client, handle, started.graph, renames)
     builder = graph_builders()[started.graph]

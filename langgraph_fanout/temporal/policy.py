@@ -56,6 +56,9 @@ USAGE_KEY = "usage"
 keeps it; the workflow reads the result's other keys only)."""
 CALLS_KEY = "llm_calls"
 """Key of an LLM activity's result that holds how many LLM requests it made."""
+IDLE_KEY = "last_attempt_made_no_call"
+"""Key of an LLM activity's result that says its last attempt made no LLM call (a spending
+limit held it back): that attempt is not counted as a call."""
 
 
 class _Usage(UsageMetadataCallbackHandler):
@@ -76,6 +79,7 @@ class _Usage(UsageMetadataCallbackHandler):
         if isinstance(earlier, dict):
             self.calls = int(earlier.get(CALLS_KEY, 0))
             self.usage_metadata = dict(earlier.get(USAGE_KEY) or {})
+        self.earlier_calls = self.calls
 
     def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
         """Count one LLM call."""
@@ -225,18 +229,20 @@ def failure(exc: BaseException, spent: dict[str, Any]) -> ApplicationError:
 
 
 def with_usage(result: Any, usage: _Usage) -> Any:
-    """The plugin's activity result (a dataclass) as a JSON object, with usage added.
+    """The activity's result (the plugin's dataclass, or its fields) as JSON, usage added.
 
     The LLM calls and token usage of the activity's attempts go under :data:`CALLS_KEY` and
-    :data:`USAGE_KEY`.
+    :data:`USAGE_KEY`, and :data:`IDLE_KEY` when this attempt made no call.
 
     Decoding ignores keys a dataclass does not have, so the workflow reads the result as
     before; the token usage stays in the history for clients (``langgraph_fanout.temporal.watch``).
     """
-    if not dataclasses.is_dataclass(result) or isinstance(result, type):
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        result = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
+    if not isinstance(result, dict):
         return result
-    fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
-    return {**fields, USAGE_KEY: usage.usage_metadata, CALLS_KEY: usage.calls}
+    idle = {IDLE_KEY: True} if usage.calls == usage.earlier_calls else {}
+    return {**result, USAGE_KEY: usage.usage_metadata, CALLS_KEY: usage.calls, **idle}
 
 
 async def _heartbeat(attempt: _Attempt) -> None:

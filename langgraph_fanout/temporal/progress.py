@@ -17,7 +17,7 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.converter import DataConverter
 
-from langgraph_fanout.temporal.policy import CALLS_KEY, USAGE_KEY
+from langgraph_fanout.temporal.policy import CALLS_KEY, IDLE_KEY, USAGE_KEY
 from state.usage import merge_usage, run_usage
 
 FINISHED = ("done", "failed", "cancelled")
@@ -36,6 +36,7 @@ class ActivityState:
     spent: Payload | None = field(default=None, repr=False)  # its calls and usage, encoded
     calls: int = 0  # LLM calls its attempts made (known once ``spent`` is read)
     started: bool = False  # an attempt of it started on a worker
+    idle: bool = False  # its last attempt made no call (a spending limit held it back)
 
 
 Listener = Callable[[ActivityState], None]
@@ -75,8 +76,9 @@ class ActivityTracker:
                 if isinstance(value, dict):
                     state.calls = int(value.get(CALLS_KEY, 0))
                     merge_usage(by_model, value.get(USAGE_KEY) or {})
+                    state.idle = bool(value.get(IDLE_KEY))
             if state.status != "cancelled" or state.started:  # each attempt made a call
-                state.calls = max(state.calls, state.attempt)
+                state.calls = max(state.calls, state.attempt - state.idle)
             calls += state.calls
         return run_usage(calls, by_model)
 

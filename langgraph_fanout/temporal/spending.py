@@ -12,15 +12,23 @@ graph (:func:`held_back`). The workflow waits at the pause until its limits are 
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal
 
 from langgraph.types import Interrupt
 from temporalio import activity
 from temporalio.client import WorkflowHandle
+from temporalio.service import RPCError
 
 from langgraph_fanout.llm.spending import SpendingLimitReached
-from state.context import Context
+from state.context import ConfigurationError, Context
 from state.spending import Deferred, Spent, spending_pause
+
+logger = logging.getLogger("langgraph_fanout.temporal.worker")
+
+MAX_ADMITTED_CALLS = 1_900
+"""Most LLM calls a Temporal run under a limit may make: each is a workflow update, and
+Temporal takes at most 2,000 per run (``limit.workflowExecution.maxTotalUpdates``)."""
 
 HELD_BACK: dict[str, Literal["pause", "defer"]] = {}
 """What an LLM node (not a worker) the limit keeps from starting does, by node name
@@ -44,9 +52,12 @@ class WorkflowAdmission:
         if not context.has_limits():
             return
         self.calls += 1
-        answer: dict[str, Any] = await self.handle.execute_update(
-            "admit_call", id=f"{self.attempt}/{self.calls}", result_type=dict
-        )
+        try:
+            answer: dict[str, Any] = await self.handle.execute_update(
+                "admit_call", id=f"{self.attempt}/{self.calls}", result_type=dict
+            )
+        except RPCError as exc:  # the server out of reach: the attempt fails, Temporal retries
+            raise ConnectionError(f"cannot ask the run to admit an LLM call: {exc}") from exc
         if not answer["admitted"]:
             spent = Spent(
                 llm_calls=answer["spent"]["llm_calls"],
@@ -57,7 +68,10 @@ class WorkflowAdmission:
     async def used(self, context: Context, tokens: int) -> None:
         """Tell the workflow the tokens a call used (under a limit only)."""
         if context.has_limits() and tokens:
-            await self.handle.signal("used_tokens", tokens)
+            try:
+                await self.handle.signal("used_tokens", tokens)
+            except RPCError as exc:  # the call's reply stands; its tokens go uncounted
+                logger.warning("could not count %d tokens of an LLM call: %s", tokens, exc)
 
 
 def admission() -> WorkflowAdmission:
@@ -79,3 +93,18 @@ def held_back(node: str, reached: SpendingLimitReached) -> dict[str, Any]:
         return {"result": update, "langgraph_command": None, "langgraph_interrupts": None}
     pause = Interrupt(value=spending_pause(reached.spent, reached.limits, [node]))
     return {"result": None, "langgraph_command": None, "langgraph_interrupts": [pause]}
+
+
+def check_temporal_limits(context: Context) -> None:
+    """Refuse limits a Temporal run cannot keep: at most :data:`MAX_ADMITTED_CALLS` calls.
+
+    Raises:
+        ConfigurationError: a limit without ``max_llm_calls``, or one above that.
+    """
+    if context.has_limits() and (
+        context.max_llm_calls is None or context.max_llm_calls > MAX_ADMITTED_CALLS
+    ):
+        raise ConfigurationError(
+            f"a Temporal run under a spending limit needs max_llm_calls of at most "
+            f"{MAX_ADMITTED_CALLS} (each call is a workflow update; Temporal takes 2,000 a run)"
+        )

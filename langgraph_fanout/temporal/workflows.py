@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
 
     from langgraph_fanout.llm.spending import limit_reached
     from langgraph_fanout.temporal.policy import non_retryable
+    from langgraph_fanout.temporal.spending import check_temporal_limits
     from langgraph_fanout.workflows import WORKFLOWS, Workflow
     from state.context import ConfigurationError, Context
     from state.inputs import parse_input
@@ -89,6 +90,7 @@ class GraphWorkflow:
             self.reuse = {done["key"]: done["output"] for done in request.reuse}
             if self.context.review_plan and definition.plan is None:
                 raise ConfigurationError(f"{definition.name} runs have no plan to review")
+            check_temporal_limits(self.context)
             parse_input(definition.input_model, request.input)
         except Exception as exc:  # bad settings or input: fail the run, never retry its task
             raise non_retryable(exc) from exc
@@ -123,7 +125,11 @@ class GraphWorkflow:
 
     async def _at_limit(self, pause: dict[str, Any]) -> Command:
         """Wait at a spending limit until the limits are raised; the resume that goes on."""
-        self.at_limit = {**pause, "spent": counts(self.spent)}  # every call admitted
+        assert self.context is not None
+        if limit_reached(self.context, self.spent) is None:  # raised before the pause
+            return Command(resume=True)
+        limits = {k: v for k, v in self.context.limits().items() if v is not None}
+        self.at_limit = {**pause, "spent": counts(self.spent), "limits": limits}
         workflow.upsert_memo({STATUS: "at limit"})
         raises = self.raises
         await workflow.wait_condition(lambda: self.raises > raises)
@@ -158,11 +164,13 @@ class GraphWorkflow:
         self._with_limits(limits)
 
     def _with_limits(self, limits: dict[str, int]) -> Context:
-        if self.context is None:
-            raise ValueError("the run has not started")
+        if self.context is None or not self.context.has_limits():
+            raise ValueError("the run was started without spending limits: none to raise")
         if unknown := set(limits) - set(self.context.limits()):
             raise ValueError(f"not a spending limit: {', '.join(sorted(unknown))}")
-        return Context.of({**asdict(self.context), **limits})
+        raised = Context.of({**asdict(self.context), **limits})
+        check_temporal_limits(raised)
+        return raised
 
     @workflow.query
     def spending_pause(self) -> dict[str, Any] | None:
