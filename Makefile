@@ -49,7 +49,7 @@ $(VENV)/.local-model: | $(BIN)/python
 	touch $@
 
 # Everything but the embedded model: what lint and test-fast need (no llama.cpp build).
-$(VENV)/.dev: pyproject.toml constraints.txt | $(BIN)/python
+$(VENV)/.dev: pyproject.toml constraints.txt Makefile | $(BIN)/python
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[server,temporal,test]"
 	$(BIN)/pip install --quiet --no-deps "$(TEMPORAL_LANGSMITH)"
 	touch $@
