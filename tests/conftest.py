@@ -6,6 +6,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -79,7 +80,11 @@ async def temporal() -> AsyncIterator[WorkflowEnvironment]:
     from tests.temporal_cluster import temporal_binary
 
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_binary(), dev_server_log_level="error", ui=False
+        dev_server_existing_path=temporal_binary(),
+        dev_server_log_level="error",
+        ui=False,
+        # 5 s by default: once too short in a full run, right after the other tests ended
+        dev_server_startup_timeout=timedelta(seconds=60),
     )
     yield env
     await env.shutdown()
