@@ -103,9 +103,13 @@ class Context:
         """The spending limits, by setting name (None: no limit)."""
         return {"max_llm_calls": self.max_llm_calls, "max_total_tokens": self.max_total_tokens}
 
+    def limits_set(self) -> dict[str, int]:
+        """The spending limits that are set, by setting name."""
+        return {name: value for name, value in self.limits().items() if value is not None}
+
     def has_limits(self) -> bool:
         """Whether any spending limit is set."""
-        return any(value is not None for value in self.limits().values())
+        return bool(self.limits_set())
 
     def model_for(self, role: Role) -> str:
         """The model spec for ``role``: its own field, else ``model`` (may be empty: auto)."""

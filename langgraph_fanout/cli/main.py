@@ -560,7 +560,7 @@ async def _show(args: argparse.Namespace) -> int:
             i.value for i in snapshot.interrupts if not is_spending_pause(i.value)
         ],
         "spent": counts(snapshot.values.get("spent", NOTHING_SPENT)),
-        "limits": {k: v for k, v in record.context.limits().items() if v is not None},
+        "limits": record.context.limits_set(),
         "values": snapshot.values,
     }
     print_shown(shown, WORKFLOWS[record.graph], args.json)

@@ -196,8 +196,7 @@ async def raise_limits(handle: WorkflowHandle[Any, Any], context: Context) -> No
         temporalio.client.WorkflowUpdateFailedError: the run refused them (the message says
             why).
     """
-    limits = {name: value for name, value in context.limits().items() if value is not None}
-    await handle.execute_update("raise_limits", limits, result_type=dict)
+    await handle.execute_update("raise_limits", context.limits_set(), result_type=dict)
 
 
 async def run_graph(

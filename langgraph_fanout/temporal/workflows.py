@@ -128,7 +128,7 @@ class GraphWorkflow:
         assert self.context is not None
         if limit_reached(self.context, self.spent) is None:  # raised before the pause
             return Command(resume=True)
-        limits = {k: v for k, v in self.context.limits().items() if v is not None}
+        limits = self.context.limits_set()
         self.at_limit = {**pause, "spent": counts(self.spent), "limits": limits}
         workflow.upsert_memo({STATUS: "at limit"})
         raises = self.raises
