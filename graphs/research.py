@@ -2,8 +2,8 @@
 
 from langgraph.graph import END, START
 
-from graphs.checked import CheckedStateGraph
-from graphs.placement import IN_PROCESS, Placement
+from langgraph_fanout.checked_graph import CheckedStateGraph
+from langgraph_fanout.placement import IN_PROCESS, Placement
 from nodes.research import (
     after_spending_check,
     assign_questions,

@@ -1,7 +1,7 @@
 """The budget check after a fan-out: one pause for every parallel call the limit held back.
 
 A parallel LLM node that the spending limit keeps from starting defers itself
-(``graphs/placement.py``) rather than pause: each of its siblings would pause the run with
+(``langgraph_fanout/placement.py``) rather than pause: each of its siblings would pause the run with
 its own interrupt, and a ``Command(resume=...)`` could answer only one. ``check_spending``
 runs once they have all ended; it pauses the run (once) if any was deferred, and on resume
 :func:`deferred_work` starts them again, under the limits the resume was given.

@@ -244,8 +244,8 @@ def test_a_failed_run_with_a_password_url_points_at_fanout_db(
 
 def _record_run(db: str, thread: str, topic: str) -> None:
     """A run started as fanout would (with its metadata), failing on its input in its first node:
-    what versions before the input check (graphs/checked.py) saved, and what a graph compiled
-    by the library's own ``compile`` still saves."""
+    what versions before the input check (langgraph_fanout/checked_graph.py) saved, and what a
+    graph compiled by the library's own ``compile`` still saves."""
     workflow = WORKFLOWS["research"]
     record = RunRecord.new(workflow, topic, Context(), thread)
     with open_checkpointer(db) as saver:

@@ -14,7 +14,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import StateGraph
 
 from graphs import article, evaluation, research
-from graphs.placement import SyncOrAsync
+from langgraph_fanout.placement import SyncOrAsync
 from nodes.article import assign_sections
 from nodes.research import assign_questions
 from state.inputs import InvalidInputError
@@ -108,7 +108,7 @@ async def test_invalid_input_is_refused_before_any_node_and_never_retried(
     starts = NodeAttempts()
     with pytest.raises(InvalidInputError):
         await GRAPHS[name].graph.ainvoke(payload, {"callbacks": [starts]})
-    assert starts.counts == {}  # graphs/checked.py: refused before the run starts
+    assert starts.counts == {}  # langgraph_fanout/checked_graph.py: refused before the run starts
 
     # Compiled without that check, the first node refuses it, in one attempt.
     unchecked = StateGraph.compile(GRAPHS[name].builder)

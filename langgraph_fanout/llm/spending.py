@@ -1,11 +1,12 @@
 """A run's spending, counted as its LLM calls start and end, and held to ``Context``'s limits.
 
-One :class:`Ledger` per run (``graphs/checked.py`` puts it in the run's config, seeded with
-what the thread's checkpoints say was spent, the current step's finished tasks included).
+One :class:`Ledger` per run (``langgraph_fanout/checked_graph.py`` puts it in the run's config,
+seeded with what the thread's checkpoints say was spent, the current step's finished tasks
+included).
 ``call_model`` asks :meth:`Ledger.admit` before each call: a call that would pass
 ``max_llm_calls``, or any call once the finished calls used ``max_total_tokens``, raises
 :class:`SpendingLimitReached` instead of starting. Each task's calls and tokens, all its
-attempts', go into its update (``graphs/placement.py``), so the checkpoints keep them.
+attempts', go into its update (``langgraph_fanout/placement.py``), so the checkpoints keep them.
 
 Under a limit, each admitted call is also saved before it starts (:class:`CallJournal`): a
 write of the step's checkpoint under a task id of its own, which LangGraph leaves alone. So a

@@ -3,8 +3,9 @@
 Each is a factory the server calls with a run's config, so a run setting that LangGraph would
 only trip over deep inside (a ``max_concurrency`` below 1 ends in "Semaphore initial value
 must be >= 0", or runs unbounded when 0) is refused first, with a message that names it. The
-graphs refuse bad input before anything is saved (``graphs/checked.py``), and a run holds its
-thread's lock, the one ``fanout`` takes, while it runs (``langgraph_fanout/server/one_writer.py``).
+graphs refuse bad input before anything is saved (``langgraph_fanout/checked_graph.py``), and a
+run holds its thread's lock, the one ``fanout`` takes, while it runs
+(``langgraph_fanout/server/one_writer.py``).
 """
 
 from __future__ import annotations

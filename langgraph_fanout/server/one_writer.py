@@ -38,7 +38,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.types import StateUpdate
 
-from graphs.checked import CheckedGraph
+from langgraph_fanout.checked_graph import CheckedGraph
 from langgraph_fanout.llm.call import with_admission
 from langgraph_fanout.persistence.batched_writes import BatchedWrites
 from langgraph_fanout.persistence.checkpointer import (

@@ -30,8 +30,8 @@ from langgraph.runtime import Runtime
 from langgraph.types import Send
 from typing_extensions import TypedDict
 
-from graphs.placement import AsyncFunction
 from langgraph_fanout.llm.spending import SpendingLimitReached
+from langgraph_fanout.placement import AsyncFunction
 from langgraph_fanout.temporal.policy import checkpoint, earlier_progress
 from state.spending import Deferred
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from langgraph.graph import StateGraph
 
-from graphs.placement import AsyncFunction
+from langgraph_fanout.placement import AsyncFunction
 from langgraph_fanout.temporal.batches import WORKERS, batched, run_batch
 from langgraph_fanout.temporal.policy import activity_options
 from langgraph_fanout.temporal.spending import HELD_BACK
@@ -35,7 +35,7 @@ def _task_label(task: Any) -> str:
 
 
 class ActivityPlacement:
-    """A :class:`graphs.placement.Placement` for Temporal's LangGraph plugin.
+    """A :class:`langgraph_fanout.placement.Placement` for Temporal's LangGraph plugin.
 
     Nodes are added as the bare async functions (the plugin needs LangGraph's own wrapper
     and refuses LangGraph retry policies): each LLM node is an activity with

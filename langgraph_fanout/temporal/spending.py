@@ -3,11 +3,12 @@
 Each LLM call of an activity, under a limit, asks the run's workflow first
 (:class:`WorkflowAdmission`: an update, so the count is in the run's history, survives worker
 and server restarts, and counts every attempt's calls) and reports its tokens when it ends (a
-signal). A call the workflow refuses is held back as in-process (``graphs/placement.py``): a
-worker task or a parallel node defers itself to the graph's budget check, which pauses the run
-once; a node that runs alone pauses the run with an interrupt its activity hands back to the
-graph (:func:`held_back`). The workflow waits at the pause until its limits are raised
-(``GraphWorkflow.raise_limits``), then goes on with the work that did not start.
+signal). A call the workflow refuses is held back as in-process
+(``langgraph_fanout/placement.py``): a worker task or a parallel node defers itself to the
+graph's budget check, which pauses the run once; a node that runs alone pauses the run with an
+interrupt its activity hands back to the graph (:func:`held_back`). The workflow waits at the
+pause until its limits are raised (``GraphWorkflow.raise_limits``), then goes on with the work
+that did not start.
 """
 
 from __future__ import annotations

@@ -1,16 +1,23 @@
 """Worker versions: a run always finishes on the code that started it.
 
 Workers use Temporal's Worker Versioning. Each worker belongs to the deployment named after its
-task queue, at a version (a build id) that is a digest of the code a run executes: the
-project's ``graphs``, ``nodes`` and ``state`` sources, those of its LLM stack, embedded
-model and Temporal code, and the versions of the libraries that run inside workflows. Every
-workflow is *pinned* to the version that started it, so a worker of other code never takes an
-in-flight run's tasks, its activities included; new runs go to the deployment's *current* version.
+task queue, at a version (a build id) that is a digest of the code a run executes (:data:`CODE`:
+the project's ``graphs``, ``nodes`` and ``state`` sources, its graph class and node placement,
+its LLM stack, embedded model and Temporal code) and of the versions of the libraries that run
+inside workflows (:data:`LIBRARIES`). Every workflow is *pinned* to the version that started
+it, so a worker of other code never takes an in-flight run's tasks, its activities included;
+new runs go to the deployment's *current* version.
 
 A starting worker makes its version current when that version has never been current
 (a new release), and only then: a restarted worker of an older release does not take the new
 runs back. Operators who roll out by hand start workers with ``promote=False`` and use
 ``temporal worker deployment set-current-version``.
+
+temporalio 1.35's Python client has no high-level call for worker deployments (its ``client``
+module has none; Temporal's docs set the current version with the CLI), so the promotion calls
+the Workflow Service's RPCs that the CLI command makes (``DescribeWorkerDeployment``,
+``SetWorkerDeploymentCurrentVersion``) through the SDK's typed ``client.workflow_service``.
+Workers are configured with the SDK's own ``WorkerDeploymentConfig``.
 """
 
 from __future__ import annotations
@@ -34,15 +41,17 @@ from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import WorkerDeploymentConfig
 
-CODE_PACKAGES = (
+CODE = (
     "graphs",
     "nodes",
     "state",
+    "langgraph_fanout.checked_graph",
+    "langgraph_fanout.placement",
     "langgraph_fanout.llm",
     "langgraph_fanout.engine",
     "langgraph_fanout.temporal",
 )
-"""The project's packages whose code a run executes."""
+"""The project's packages and modules whose code a run executes."""
 LIBRARIES = ("langgraph", "langchain-core", "temporalio", "temporalio-langgraph", "pydantic")
 """The libraries whose code runs inside workflows (their versions are part of a build id)."""
 REGISTRATION_TIMEOUT = 30.0
@@ -57,12 +66,16 @@ INACTIVE = WorkerDeploymentVersionStatus.WORKER_DEPLOYMENT_VERSION_STATUS_INACTI
 def build_id() -> str:
     """This code's version: the same on every machine with the same code and libraries."""
     digest = hashlib.sha256()
-    for package in CODE_PACKAGES:
-        spec = importlib.util.find_spec(package)
-        assert spec is not None and spec.submodule_search_locations
-        root = Path(next(iter(spec.submodule_search_locations)))
-        for path in sorted(root.rglob("*.py")):
-            digest.update(f"{package}/{path.relative_to(root)}\0".encode())
+    for name in CODE:
+        spec = importlib.util.find_spec(name)
+        assert spec is not None and spec.origin
+        if spec.submodule_search_locations:  # a package: all its modules
+            root = Path(next(iter(spec.submodule_search_locations)))
+            paths = sorted(root.rglob("*.py"))
+        else:
+            root, paths = Path(spec.origin).parent, [Path(spec.origin)]
+        for path in paths:
+            digest.update(f"{name}/{path.relative_to(root)}\0".encode())
             digest.update(path.read_bytes())
     for library in LIBRARIES:
         digest.update(f"{library}=={importlib.metadata.version(library)}\0".encode())
@@ -105,10 +118,7 @@ async def promote_if_new(client: Client, task_queue: str, build: str) -> Promoti
         summary = next(s for s in info.version_summaries if s.deployment_version.build_id == build)
         if current == build:
             return Promotion(True, "current")
-        if summary.HasField("first_activation_time") or (
-            summary.status
-            != WorkerDeploymentVersionStatus.WORKER_DEPLOYMENT_VERSION_STATUS_INACTIVE
-        ):
+        if summary.HasField("first_activation_time") or summary.status != INACTIVE:
             return Promotion(False, f"an earlier version; new runs go to version {current}")
         if not current and (unversioned := await _unversioned_runs(client, task_queue)):
             return Promotion(

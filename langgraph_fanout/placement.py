@@ -2,28 +2,27 @@
 
 Every node and router is written once, as an ``async`` function. In this process each one is
 wrapped in :class:`SyncOrAsync`, so ``graph.invoke`` works as well as ``ainvoke``/``astream``:
-async callers await the function itself (no thread pool), sync callers run it on one
-background event loop shared by the process.
+async callers await the function itself (no thread pool), sync callers run it on the
+process's background event loop (:mod:`langgraph_fanout.background_loop`). The Temporal
+placement is :mod:`langgraph_fanout.temporal.placement`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import inspect
-import threading
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol
 
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.graph import StateGraph
 from langgraph.runtime import get_runtime
 from langgraph.types import interrupt
 
+from langgraph_fanout.background_loop import run_blocking
 from langgraph_fanout.llm.retry import LLM_RETRY
 from langgraph_fanout.llm.spending import SpendingLimitReached, current_ledger, current_task
 from state.spending import Deferred, spending_pause
 
-T = TypeVar("T")
 AsyncFunction = Callable[..., Awaitable[Any]]
 """A node ``async def f(state[, runtime]) -> update`` or a router ``async def f(state) -> ...``."""
 
@@ -147,29 +146,3 @@ def _with_spent(update: dict[str, Any]) -> dict[str, Any]:
     if ledger is None:
         return update
     return {**update, "spent": ledger.take(current_task())}
-
-
-_loop: asyncio.AbstractEventLoop | None = None
-_loop_lock = threading.Lock()
-
-
-def run_blocking(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run ``coroutine`` on the background event loop (started on first use) and wait.
-
-    One long-lived loop, not one per call: models and their HTTP clients are cached per
-    event loop, so sync runs reuse them. Works even when the calling thread runs an event
-    loop of its own (a notebook). Context variables (the run's config, callbacks) follow.
-    """
-    global _loop
-    with _loop_lock:
-        if _loop is None:
-            _loop = asyncio.new_event_loop()
-            threading.Thread(
-                target=_loop.run_forever, name="fanout-sync-calls", daemon=True
-            ).start()
-    future = asyncio.run_coroutine_threadsafe(coroutine, _loop)
-    try:
-        return future.result()
-    except BaseException:
-        future.cancel()  # the caller gave up (e.g. KeyboardInterrupt): stop the call too
-        raise
