@@ -8,7 +8,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Overwrite, Send
 
 from langgraph_fanout.llm.call import call_model, messages
-from nodes.plans import fit_plan
+from nodes.plans import clean_text, fit_plan, visible
 from nodes.prompts import (
     ORCHESTRATOR_SYSTEM,
     ORCHESTRATOR_USER,
@@ -31,7 +31,7 @@ from state.article import (
 )
 from state.context import Context
 from state.inputs import parse_input
-from state.review import PENDING, Outcome, clean_text, visible
+from state.review import PENDING, Outcome
 
 
 async def plan_sections(state: ArticleState, runtime: Runtime[Context]) -> dict[str, Any]:

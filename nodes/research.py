@@ -9,7 +9,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Overwrite, Send
 
 from langgraph_fanout.llm.call import call_model, messages
-from nodes.plans import fit_plan
+from nodes.plans import clean_text, fit_plan, visible
 from nodes.prompts import (
     PLANNER_SYSTEM,
     PLANNER_USER,
@@ -33,7 +33,7 @@ from state.research import (
     ResearchState,
     decide_questions,
 )
-from state.review import PENDING, Outcome, clean_text, visible
+from state.review import PENDING, Outcome
 
 
 async def plan_research(state: ResearchState, runtime: Runtime[Context]) -> dict[str, Any]:

@@ -26,8 +26,6 @@ from state.inputs import explain, usable_text
 MAX_REASON_CHARS = 500
 """Longest reason a rejection may give."""
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
-"""Unicode Cc, surrogates, and the bidirectional controls ``usable_text`` refuses."""
 _LINE_BREAKS = re.compile(r"[\t\r\n\u2028\u2029]+")
 
 Decision = Literal["pending", "approved", "edited", "rejected"]
@@ -54,24 +52,6 @@ class Review(TypedDict):
 
 class InvalidDecisionError(ValueError):
     """A resume value that is not a valid decision on the plan (the run stays paused)."""
-
-
-def clean_text(text: str, limit: int) -> str:
-    """A model's text made fit for a plan, so a person can send it back unchanged.
-
-    Control characters (bidirectional controls too), line breaks and runs of spaces become
-    one space; cut to ``limit`` characters.
-    """
-    return " ".join(_CONTROL.sub(" ", text).split())[:limit].strip()
-
-
-def visible(text: str) -> bool:
-    """Whether ``text`` passes :func:`state.inputs.usable_text` (shows something)."""
-    try:
-        usable_text(text)
-    except ValueError:
-        return False
-    return True
 
 
 def heading(value: str) -> str:
@@ -124,7 +104,7 @@ class Rejection(BaseModel):
     reason: Annotated[str, Field(max_length=MAX_REASON_CHARS), *TEXT] = ""
 
 
-Plan = TypeVar("Plan", bound=BaseModel)
+PlanModel = TypeVar("PlanModel", bound=BaseModel)
 Item = TypeVar("Item")
 
 
@@ -136,7 +116,7 @@ class Outcome(Generic[Item]):
     plan: list[Item]
 
 
-def parse_decision(value: Any, plan_model: type[Plan]) -> Approval | Rejection | Plan:
+def parse_decision(value: Any, plan_model: type[PlanModel]) -> Approval | Rejection | PlanModel:
     """``value`` as an approval, a rejection or a ``plan_model`` instance.
 
     Raises:

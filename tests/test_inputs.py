@@ -12,6 +12,7 @@ from graphs.research import graph as research
 from langgraph_fanout.cli.terminal import printable, to_json
 from langgraph_fanout.persistence.checkpointer import aopen_checkpointer
 from langgraph_fanout.workflows import WORKFLOWS
+from nodes.plans import clean_text
 from state.inputs import (
     BIDI_CONTROLS,
     BIDI_MARKS,
@@ -20,7 +21,7 @@ from state.inputs import (
     MAX_TOPIC_CHARS,
     InvalidInputError,
 )
-from state.review import clean_text, heading, one_line
+from state.review import heading, one_line
 from tests.fanout_cli import saved_rows
 
 CASES = [
