@@ -15,7 +15,8 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 
-from langgraph_fanout.persistence.checkpointer import is_postgres, open_checkpointer, sqlite_file
+from langgraph_fanout.persistence.checkpointer import open_checkpointer
+from langgraph_fanout.persistence.urls import is_postgres, sqlite_file
 from langgraph_fanout.workflows import WORKFLOWS
 from tests.fake_llm import FakeLLM
 from tests.fanout_zygote import Zygote, ZygoteProcess

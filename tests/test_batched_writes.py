@@ -25,7 +25,8 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph_fanout.persistence.batched_postgres import BatchedWritesPostgresSaver
 from langgraph_fanout.persistence.batched_sqlite import BatchedWritesSqliteSaver
 from langgraph_fanout.persistence.batched_writes import WritesNotSavedError
-from langgraph_fanout.persistence.checkpointer import aopen_checkpointer, is_postgres
+from langgraph_fanout.persistence.checkpointer import aopen_checkpointer
+from langgraph_fanout.persistence.urls import is_postgres
 
 
 @dataclass

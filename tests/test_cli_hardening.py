@@ -13,14 +13,9 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import StateGraph
 
-from langgraph_fanout.persistence.checkpointer import (
-    DatabaseError,
-    db_url,
-    open_checkpointer,
-    redact,
-    scrub,
-)
+from langgraph_fanout.persistence.checkpointer import open_checkpointer
 from langgraph_fanout.persistence.run_records import RunRecord
+from langgraph_fanout.persistence.urls import DatabaseError, db_url, redact, scrub
 from langgraph_fanout.workflows import WORKFLOWS
 from state.context import Context
 from state.inputs import BIDI_CONTROLS, BIDI_MARKS, LINE_SEPARATORS

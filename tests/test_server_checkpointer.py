@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from langgraph_fanout.persistence.checkpointer import DatabaseError
+from langgraph_fanout.persistence.urls import DatabaseError
 from langgraph_fanout.server.checkpointer import checkpointer, server_checkpointer
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -50,21 +50,21 @@ from langgraph_fanout.cli.output import (
     stderr,
 )
 from langgraph_fanout.cli.review import EXIT_REJECTED, Reviewer, ReviewStopped
-from langgraph_fanout.persistence.checkpointer import (
-    DEFAULT_DB,
-    DatabaseError,
-    aopen_checkpointer,
-    db_url,
-    exists,
-    has_secret,
-    redact,
-)
+from langgraph_fanout.persistence.checkpointer import aopen_checkpointer
 from langgraph_fanout.persistence.run_records import RunRecord, find_run, recent_runs, thread_config
 from langgraph_fanout.persistence.thread_lock import (
     HeldThread,
     ThreadBusyError,
     ThreadTakenOverError,
     thread_lock,
+)
+from langgraph_fanout.persistence.urls import (
+    DEFAULT_DB,
+    DatabaseError,
+    db_url,
+    exists,
+    has_secret,
+    redact,
 )
 from langgraph_fanout.workflows import COMMANDS, WORKFLOWS, Workflow
 from state.context import Context

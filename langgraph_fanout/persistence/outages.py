@@ -80,7 +80,7 @@ _OUTAGES: dict[str, Outage] = {}
 
 def outage_of(url: str) -> Outage:
     """The one :class:`Outage` of database ``url`` in this process (savers and locks share it)."""
-    from langgraph_fanout.persistence.checkpointer import redact
+    from langgraph_fanout.persistence.urls import redact
 
     if url not in _OUTAGES:
         _OUTAGES[url] = Outage(redact(url))

@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from langgraph_fanout.persistence.checkpointer import (
+from langgraph_fanout.persistence.urls import (
     DatabaseError,
     db_url,
     is_postgres,

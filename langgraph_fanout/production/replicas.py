@@ -22,7 +22,8 @@ from typing import IO
 
 import httpx
 
-from langgraph_fanout.persistence.checkpointer import aopen_checkpointer, scrub
+from langgraph_fanout.persistence.checkpointer import aopen_checkpointer
+from langgraph_fanout.persistence.urls import scrub
 from langgraph_fanout.production.processes import stop
 
 ROOT = Path(__file__).resolve().parents[2]

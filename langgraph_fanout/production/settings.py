@@ -11,13 +11,7 @@ import sys
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from langgraph_fanout.persistence.checkpointer import (
-    DatabaseError,
-    check_url,
-    is_postgres,
-    redact,
-    scrub,
-)
+from langgraph_fanout.persistence.urls import DatabaseError, check_url, is_postgres, redact, scrub
 
 CONNECT_TIMEOUT = 5
 """Seconds to reach the database or Redis before calling it unreachable."""

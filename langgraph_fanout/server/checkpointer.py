@@ -26,20 +26,17 @@ from typing import NoReturn
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
-from langgraph_fanout.persistence.checkpointer import (
-    DatabaseError,
-    aopen_checkpointer,
-    db_url,
-    is_postgres,
-)
+from langgraph_fanout.environment import environment
+from langgraph_fanout.persistence.checkpointer import aopen_checkpointer
 from langgraph_fanout.persistence.deferred_deletes import DeferredThreadDeletes
+from langgraph_fanout.persistence.urls import DatabaseError, db_url, is_postgres
 
 SINGLE_PROCESS_EDITION = "inmem"
 """The runtime edition of ``langgraph dev`` (also what an unset LANGGRAPH_RUNTIME_EDITION means)."""
 
 
 def server_db_url() -> str:
-    """$FANOUT_DB (:func:`~langgraph_fanout.persistence.checkpointer.db_url`), if it can be shared.
+    """$FANOUT_DB (:func:`~langgraph_fanout.persistence.urls.db_url`), if it can be shared.
 
     Raises:
         DatabaseError: the server may run as several replicas and the database is SQLite.
@@ -47,7 +44,9 @@ def server_db_url() -> str:
     url = db_url()
     edition = os.environ.get("LANGGRAPH_RUNTIME_EDITION") or SINGLE_PROCESS_EDITION
     if edition != SINGLE_PROCESS_EDITION and not is_postgres(url):
-        chosen = "names a SQLite file" if os.environ.get("FANOUT_DB") else "is unset (SQLite)"
+        chosen = (
+            "names a SQLite file" if environment("FANOUT_DB").fanout_db else "is unset (SQLite)"
+        )
         raise DatabaseError(
             f"LANGGRAPH_RUNTIME_EDITION={edition} (the Agent Server, possibly several replicas) "
             f"and FANOUT_DB {chosen}: a file inside one container is not shared by the replicas. "

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import AsyncExitStack, aclosing, asynccontextmanager
@@ -39,14 +38,10 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.types import StateUpdate
 
 from langgraph_fanout.checked_graph import CheckedGraph
+from langgraph_fanout.environment import environment
 from langgraph_fanout.llm.call import with_admission
 from langgraph_fanout.persistence.batched_writes import BatchedWrites
-from langgraph_fanout.persistence.checkpointer import (
-    aopen_checkpointer,
-    db_url,
-    is_postgres,
-    redact,
-)
+from langgraph_fanout.persistence.checkpointer import aopen_checkpointer
 from langgraph_fanout.persistence.run_records import RunRecord
 from langgraph_fanout.persistence.thread_lock import (
     FENCE_KEY,
@@ -54,14 +49,11 @@ from langgraph_fanout.persistence.thread_lock import (
     ThreadTakenOverError,
     thread_lock,
 )
+from langgraph_fanout.persistence.urls import db_url, is_postgres, redact
 from langgraph_fanout.workflows import WORKFLOWS
 from state.context import ConfigurationError, Context
 
 logger = logging.getLogger(__name__)
-
-LOCK_WAIT_VARIABLE = "FANOUT_LOCK_WAIT"
-DEFAULT_LOCK_WAIT = 60.0
-"""Seconds a run waits for its thread when another process runs it."""
 
 
 class OneWriterGraph(CheckedGraph):
@@ -216,15 +208,4 @@ def lock_wait() -> float:
     Raises:
         ConfigurationError: it is not a number of seconds >= 0.
     """
-    text = os.environ.get(LOCK_WAIT_VARIABLE, "")
-    if not text:
-        return DEFAULT_LOCK_WAIT
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = -1.0
-    if not 0 <= seconds < float("inf"):
-        raise ConfigurationError(
-            f"{LOCK_WAIT_VARIABLE} must be a number of seconds >= 0, got {text!r}"
-        )
-    return seconds
+    return environment("FANOUT_LOCK_WAIT").fanout_lock_wait

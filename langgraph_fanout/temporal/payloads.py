@@ -34,7 +34,7 @@ from temporalio.converter import (
     StorageDriverWorkflowInfo,
 )
 
-from langgraph_fanout.persistence.checkpointer import (
+from langgraph_fanout.persistence.urls import (
     DatabaseError,
     db_url,
     is_postgres,
