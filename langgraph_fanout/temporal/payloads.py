@@ -8,19 +8,17 @@ those limits, the same in every client and worker (:func:`data_converter`):
   (prose shrinks to about a third);
 - :class:`DatabaseDriver`, an external storage driver: a payload still over 256 KiB after
   compression is kept in a table of the checkpoint database (``--db`` / ``$FANOUT_DB``,
-  content-addressed by its SHA-256) and only a reference travels through Temporal. Clients and
+  content-addressed by its SHA-256, :mod:`langgraph_fanout.persistence.payload_store`) and
+  only a reference travels through Temporal. Clients and
   workers must share that database: a PostgreSQL URL when they run on different machines.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
-import sqlite3
 import zlib
 from collections.abc import Sequence
-from pathlib import Path
 
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import (
@@ -34,21 +32,14 @@ from temporalio.converter import (
     StorageDriverWorkflowInfo,
 )
 
-from langgraph_fanout.persistence.urls import (
-    DatabaseError,
-    db_url,
-    is_postgres,
-    redact,
-    scrub,
-    sqlite_file,
-)
+from langgraph_fanout.persistence.payload_store import PayloadStore
+from langgraph_fanout.persistence.urls import DatabaseError
 
 ZLIB_ENCODING = b"binary/zlib"
 COMPRESS_FROM = 1024
 """Payloads smaller than this many bytes travel as they are (compressing them gains little)."""
 STORE_FROM = 256 * 1024
 """Payloads this large after compression go to the database; Temporal refuses over 2 MiB."""
-TABLE = "fanout_temporal_payloads"
 
 
 class ZlibCodec(PayloadCodec):
@@ -87,13 +78,11 @@ class PayloadMissingError(DatabaseError):
 class DatabaseDriver(StorageDriver):
     """Keeps large payloads in the checkpoint database, keyed by the SHA-256 of their bytes.
 
-    Rows are written once and never changed, so a payload stored twice (a retried attempt, a
-    replay) is one row. The database is opened only when a payload is large enough to need it.
+    So a payload stored twice (a retried attempt, a replay) is one row (:class:`PayloadStore`).
     """
 
     def __init__(self, url: str | None = None) -> None:
-        url = db_url(url)
-        self.url = url if is_postgres(url) else str(sqlite_file(url).resolve())
+        self.database = PayloadStore(url)
 
     def name(self) -> str:
         """The name references carry (every client and worker registers the same one)."""
@@ -106,7 +95,7 @@ class DatabaseDriver(StorageDriver):
         target = context.target
         run = target.id if isinstance(target, StorageDriverWorkflowInfo) else None
         rows = [(hashlib.sha256(p.SerializeToString()).hexdigest(), p) for p in payloads]
-        await self._write([(key, run or "", p.SerializeToString()) for key, p in rows])
+        await self.database.write([(key, run or "", p.SerializeToString()) for key, p in rows])
         return [StorageDriverClaim(claim_data={"sha256": key}) for key, _ in rows]
 
     async def retrieve(
@@ -119,12 +108,12 @@ class DatabaseDriver(StorageDriver):
                 was stored).
         """
         keys = [claim.claim_data["sha256"] for claim in claims]
-        found = await self._read(keys)
+        found = await self.database.read(keys)
         payloads = []
         for key in keys:
             if key not in found:
                 raise PayloadMissingError(
-                    f"a large payload of this run ({key[:12]}) is not in {redact(self.url)}: "
+                    f"a large payload of this run ({key[:12]}) is not in {self.database.shown}: "
                     "the client and every worker must use the same --db / $FANOUT_DB (a "
                     "postgresql:// URL when they run on different machines)"
                 )
@@ -132,27 +121,6 @@ class DatabaseDriver(StorageDriver):
             payload.ParseFromString(found[key])
             payloads.append(payload)
         return payloads
-
-    async def _write(self, rows: list[tuple[str, str, bytes]]) -> None:
-        try:
-            if is_postgres(self.url):
-                await _pg_write(self.url, rows)
-            else:
-                await asyncio.to_thread(_sqlite_write, self.url, rows)
-        except (OSError, sqlite3.Error, _psycopg_error()) as exc:
-            raise DatabaseError(
-                f"cannot store a large payload in {redact(self.url)}: {scrub(str(exc), self.url)}"
-            ) from None
-
-    async def _read(self, keys: list[str]) -> dict[str, bytes]:
-        try:
-            if is_postgres(self.url):
-                return await _pg_read(self.url, keys)
-            return await asyncio.to_thread(_sqlite_read, self.url, keys)
-        except (OSError, sqlite3.Error, _psycopg_error()) as exc:
-            raise DatabaseError(
-                f"cannot read a large payload from {redact(self.url)}: {scrub(str(exc), self.url)}"
-            ) from None
 
 
 def data_converter(db: str | None = None) -> DataConverter:
@@ -164,68 +132,3 @@ def data_converter(db: str | None = None) -> DataConverter:
             drivers=[DatabaseDriver(db)], payload_size_threshold=STORE_FROM
         ),
     )
-
-
-# --- SQLite ----------------------------------------------------------------------------------
-
-SQLITE_CREATE = (
-    f"create table if not exists {TABLE} "
-    "(sha256 text primary key, workflow_id text not null, data blob not null)"
-)
-
-
-def _sqlite_write(path: str, rows: list[tuple[str, str, bytes]]) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with sqlite3.connect(path, timeout=30) as connection:
-        connection.execute(SQLITE_CREATE)
-        connection.executemany(f"insert or ignore into {TABLE} values (?, ?, ?)", rows)
-    connection.close()
-
-
-def _sqlite_read(path: str, keys: list[str]) -> dict[str, bytes]:
-    if not Path(path).is_file():
-        return {}
-    with sqlite3.connect(path, timeout=30) as connection:
-        connection.execute(SQLITE_CREATE)
-        marks = ",".join("?" * len(keys))
-        found = connection.execute(
-            f"select sha256, data from {TABLE} where sha256 in ({marks})", keys
-        ).fetchall()
-    connection.close()
-    return dict(found)
-
-
-# --- PostgreSQL ------------------------------------------------------------------------------
-
-PG_CREATE = (
-    f"create table if not exists {TABLE} "
-    "(sha256 text primary key, workflow_id text not null, data bytea not null)"
-)
-
-
-def _psycopg_error() -> type[Exception]:
-    import psycopg
-
-    return psycopg.Error
-
-
-async def _pg_write(url: str, rows: list[tuple[str, str, bytes]]) -> None:
-    import psycopg
-
-    async with await psycopg.AsyncConnection.connect(url) as connection:
-        await connection.execute(PG_CREATE)
-        async with connection.cursor() as cursor:
-            await cursor.executemany(
-                f"insert into {TABLE} values (%s, %s, %s) on conflict do nothing", rows
-            )
-
-
-async def _pg_read(url: str, keys: list[str]) -> dict[str, bytes]:
-    import psycopg
-
-    async with await psycopg.AsyncConnection.connect(url) as connection:
-        await connection.execute(PG_CREATE)
-        cursor = await connection.execute(
-            f"select sha256, data from {TABLE} where sha256 = any(%s)", (keys,)
-        )
-        return {key: bytes(data) for key, data in await cursor.fetchall()}

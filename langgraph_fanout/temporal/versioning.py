@@ -3,10 +3,10 @@
 Workers use Temporal's Worker Versioning. Each worker belongs to the deployment named after its
 task queue, at a version (a build id) that is a digest of the code a run executes (:data:`CODE`:
 the project's ``graphs``, ``nodes`` and ``state`` sources, its graph class and node placement,
-its LLM stack, embedded model and Temporal code) and of the versions of the libraries that run
-inside workflows (:data:`LIBRARIES`). Every workflow is *pinned* to the version that started
-it, so a worker of other code never takes an in-flight run's tasks, its activities included;
-new runs go to the deployment's *current* version.
+its LLM stack, embedded model, Temporal code and payload store) and of the versions of the
+libraries that run inside workflows (:data:`LIBRARIES`). Every workflow is *pinned* to the
+version that started it, so a worker of other code never takes an in-flight run's tasks, its
+activities included; new runs go to the deployment's *current* version.
 
 A starting worker makes its version current when that version has never been current
 (a new release), and only then: a restarted worker of an older release does not take the new
@@ -50,6 +50,7 @@ CODE = (
     "langgraph_fanout.llm",
     "langgraph_fanout.engine",
     "langgraph_fanout.temporal",
+    "langgraph_fanout.persistence.payload_store",
 )
 """The project's packages and modules whose code a run executes."""
 LIBRARIES = ("langgraph", "langchain-core", "temporalio", "temporalio-langgraph", "pydantic")
