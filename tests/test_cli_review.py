@@ -6,6 +6,7 @@ script that records the plan it was shown and writes the next of the edits it wa
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shlex
@@ -16,7 +17,9 @@ from typing import Any
 
 import pexpect
 import pytest
+from rich.console import Console
 
+from langgraph_fanout.cli.review import edit
 from tests.docs import DOCS, blocks, section
 from tests.fake_llm import FakeLLM
 from tests.fanout_cli import FANOUT, RUN_TIMEOUT, fanout, fanout_env, json_result
@@ -463,3 +466,24 @@ def test_the_live_view_shows_each_worker_writing(fake_llm: FakeLLM, tmp_path: Pa
     assert any(re.search(r"JSON reply, [\d,]+ characters", line) for line in planner)
     assert '{"sections"' not in frames and "PydanticSerializationUnexpectedValue" not in frames
     assert re.search(r"done: 3 LLM calls, [1-9]\d* input \+ [1-9]\d* output tokens", frames)
+
+
+def test_the_editor_returns_the_edited_plan_and_a_failed_edit_leaves_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    upper = tmp_path / "upper.py"
+    upper.write_text(
+        "import pathlib, sys\np = pathlib.Path(sys.argv[1])\np.write_text(p.read_text().upper())\n"
+    )
+    shown = io.StringIO()
+    console = Console(file=shown, width=200)
+    monkeypatch.delenv("VISUAL", raising=False)
+
+    monkeypatch.setenv("EDITOR", f"{shlex.quote(sys.executable)} {shlex.quote(str(upper))}")
+    assert edit("sections: []\n", console) == "SECTIONS: []\n"
+
+    for editor in ("false", str(tmp_path / "no-such-editor")):
+        monkeypatch.setenv("EDITOR", editor)
+        assert edit("sections: []\n", console) == "sections: []\n"
+    assert shown.getvalue().count("Editing failed") == 2, shown.getvalue()
+    assert shown.getvalue().count("plan unchanged") == 2

@@ -9,15 +9,12 @@ edit is reported at once and asked again. ``--plan`` makes a run that never prom
 from __future__ import annotations
 
 import json
-import os
-import shlex
-import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import click
 import yaml
 from rich.console import Console
 from rich.markup import escape
@@ -213,17 +210,10 @@ class Reviewer:
 
 
 def edit(text: str, console: Console) -> str:
-    """``text`` after a person edited it in ``$VISUAL``/``$EDITOR`` (default ``vi``)."""
-    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
-    with tempfile.TemporaryDirectory(prefix="fanout-plan-") as tmp:
-        path = Path(tmp, "plan.yaml")
-        path.write_text(text, encoding="utf-8")
-        try:
-            code = subprocess.run([*shlex.split(editor), str(path)], check=False).returncode
-        except OSError as exc:
-            console.print(f"[bold red]cannot start the editor[/] {escape(editor)!r}: {exc}")
-            return text
-        if code != 0:
-            console.print(f"[bold red]the editor exited with status {code}[/]; plan unchanged")
-            return text
-        return path.read_text(encoding="utf-8")
+    """``text`` after a person edited it in ``$VISUAL``/``$EDITOR`` (else click's default)."""
+    try:
+        edited = click.edit(text, extension=".yaml", require_save=False)
+    except click.ClickException as exc:
+        console.print(f"[bold red]{escape(exc.format_message())}[/]; plan unchanged")
+        return text
+    return text if edited is None else edited
