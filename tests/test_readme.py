@@ -180,3 +180,43 @@ def test_the_files_and_modules_named_exist():
                 missing.append(f"{page.name}: {name}")
     assert missing == []
     assert checked >= 50
+
+
+def layout_paths() -> list[str]:
+    """The files and folders the Layout block of docs/development.md names.
+
+    A line that starts with a folder (``graphs/``, indented: a folder of the one above) or a
+    file opens an entry; each ``*.py`` file its text names is in that entry's folder.
+    """
+    (block,) = re.findall(
+        r"^```\n(.*?)^```", section(DOCS / "development.md", "## Layout"), re.M | re.S
+    )
+    paths, folders = [], {}  # indent -> folder
+    for line in block.splitlines():
+        if entry := re.match(r"( {0,2})([\w.-]+/|[\w.-]+\.py)\s", line):
+            indent = len(entry[1])
+            parent = folders.get(indent - 2, "") if indent else ""
+            folders = {k: v for k, v in folders.items() if k < indent}
+            if entry[2].endswith("/"):
+                folders[indent] = parent + entry[2]
+                paths.append(parent + entry[2])
+            else:
+                paths.append(parent + entry[2])
+                continue
+        folder = folders[max(folders)] if folders else ""
+        text = line if entry is None else line[entry.end() :]
+        paths += [folder + name for name in re.findall(r"(?<![\w/.])([\w-]+\.py)\b", text)]
+    return paths
+
+
+def test_the_layout_names_files_that_exist():
+    paths = layout_paths()
+    assert "langgraph_fanout/llm/call.py" in paths and "graphs/article.py" in paths
+    assert [p for p in paths if not (ROOT / p).exists()] == []
+
+
+def test_temporal_md_names_everything_the_build_id_hashes():
+    versioning = pytest.importorskip("langgraph_fanout.temporal.versioning")
+    text = " ".join(section(DOCS / "temporal.md", "## Upgrades").split())
+    assert [name for name in versioning.CODE if f"`{name}`" not in text] == []
+    assert [name for name in versioning.LIBRARIES if name not in text] == []
