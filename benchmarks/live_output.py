@@ -9,9 +9,9 @@ one event loop. Variants alternate run by run (order reversed every other round)
 
 - ``no handler``: ``graph.ainvoke``, nothing displayed (the baseline).
 - ``live table``: ``ainvoke`` with the progress display
-  (``langgraph_fanout.cli.progress.RunProgress``) on a terminal, as the CLI ran before issue 13
+  (``langgraph_fanout.cli.progress.RunProgress``) on a terminal, without any worker text
   (the "live table" row of ``make bench``).
-- ``log lines``: the CLI's run path today (``langgraph_fanout.cli.stream.run_graph``) with
+- ``log lines``: the CLI's run path (``langgraph_fanout.cli.stream.run_graph``) with
   stderr not a terminal: ``astream`` of ``values`` only, one plain line per task event, no token
   streaming.
 - ``live + text``: the CLI's run path on a terminal: ``astream`` of ``values`` and

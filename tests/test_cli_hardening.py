@@ -143,7 +143,7 @@ def test_every_form_of_password_is_hidden(url: str, hidden: str) -> None:
 
 
 MALFORMED = [
-    "postgresql://u:SECRET@[::1/db",  # the three forms of issue 19
+    "postgresql://u:SECRET@[::1/db",  # an unmatched "[" in the host, the password, another scheme
     "postgresql://u:SECRET[x@127.0.0.1:5432/db",
     "mysql://u:SECRET[x@h/d",
     "postgresql://u:SECRET@db.example:54x2/runs",  # a port that is no number

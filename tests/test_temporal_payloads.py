@@ -88,7 +88,7 @@ async def test_database_driver_keeps_payloads_by_content(database: str, tmp_path
 
 
 @pytest.mark.alone  # 1,000 calls in one worker: on 2 cores shared with 3 other test workers,
-# its batches missed their 10 s heartbeats and failed (issue 26 item 4)
+# its batches missed their 10 s heartbeats and failed
 async def test_an_article_of_1000_sections_of_2000_characters_completes_on_temporal(
     fake_llm: FakeLLM, address: str, client: Client, task_queue: str, tmp_path: Path
 ) -> None:
