@@ -25,6 +25,8 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from langgraph_fanout.persistence.urls import redact
+
 T = TypeVar("T")
 
 OUTAGE_LIMIT = 600.0
@@ -80,8 +82,6 @@ _OUTAGES: dict[str, Outage] = {}
 
 def outage_of(url: str) -> Outage:
     """The one :class:`Outage` of database ``url`` in this process (savers and locks share it)."""
-    from langgraph_fanout.persistence.urls import redact
-
     if url not in _OUTAGES:
         _OUTAGES[url] = Outage(redact(url))
     return _OUTAGES[url]
