@@ -177,7 +177,8 @@ def test_a_bad_edit_is_refused_and_asked_again(fake_llm: FakeLLM, tmp_path: Path
         child.sendline("")  # edit again (the default)
 
     assert finish(child) == 0
-    assert (tmp_path / "seen-1.yaml").read_text() == "{not yaml"  # the last edit, not lost
+    # the last edit, not lost (click.edit ends the file it hands the editor with a newline)
+    assert (tmp_path / "seen-1.yaml").read_text() == "{not yaml\n"
     assert calls(fake_llm.log())["sections"] == ["Only this one"]
 
 
