@@ -38,6 +38,11 @@ from state.spending import Deferred
 MAX_WORKER_ACTIVITIES = 50
 """Most activities one fan-out makes; a wider one is batched."""
 
+TASKS_AT_ONCE = 100
+"""Most tasks of batches one worker process runs at once. Without a bound, 1,000 LLM calls
+started together crowd the event loop for seconds, and the activities' heartbeats with them."""
+_at_once = asyncio.Semaphore(TASKS_AT_ONCE)
+
 WORKERS: dict[str, AsyncFunction] = {}
 """Fan-out worker functions by node name (``ActivityPlacement.add_worker_node`` fills it)."""
 
@@ -70,11 +75,12 @@ async def run_batch(batch: Batch, runtime: Runtime[Any]) -> dict[str, Any]:
     done: dict[int, dict[str, Any]] = {int(i): update for i, update in earlier.items()}
 
     async def run(index: int) -> None:
-        with _task_run(node, tasks[index], len(tasks)):
-            try:
-                done[index] = await worker(tasks[index], runtime=runtime)
-            except SpendingLimitReached:  # to the budget check, which pauses the run
-                done[index] = {"deferred": [Deferred(node=node, task=tasks[index])]}
+        async with _at_once:
+            with _task_run(node, tasks[index], len(tasks)):
+                try:
+                    done[index] = await worker(tasks[index], runtime=runtime)
+                except SpendingLimitReached:  # to the budget check, which pauses the run
+                    done[index] = {"deferred": [Deferred(node=node, task=tasks[index])]}
         checkpoint({str(i): update for i, update in done.items()})
 
     pending = [i for i in range(len(tasks)) if i not in done]

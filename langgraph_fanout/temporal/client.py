@@ -32,7 +32,7 @@ from temporalio.runtime import (
     TelemetryFilter,
 )
 
-from langgraph_fanout.temporal.payloads import data_converter
+from langgraph_fanout.temporal.payloads import check_written_size, data_converter
 from langgraph_fanout.temporal.spending import check_temporal_limits
 from langgraph_fanout.temporal.watch import AtLimit, Paused, RunWatcher
 from langgraph_fanout.temporal.worker import DEFAULT_TASK_QUEUE
@@ -121,11 +121,14 @@ async def start_run(
     Raises:
         RunConflictError: ``run_id`` holds a run of another graph, input or settings.
         ConfigurationError: spending limits a Temporal run cannot keep
-            (:func:`~langgraph_fanout.temporal.spending.check_temporal_limits`).
+            (:func:`~langgraph_fanout.temporal.spending.check_temporal_limits`), or sections
+            that may be too large (:func:`~langgraph_fanout.temporal.payloads.check_written_size`).
     """
     if graph not in WORKFLOWS:
         raise ValueError(f"unknown graph {graph!r}; expected one of {sorted(WORKFLOWS)}")
     check_temporal_limits(context or Context())
+    if "max_sections" in WORKFLOWS[graph].options:
+        check_written_size(context or Context())
     request = RunRequest(input=graph_input, context=asdict(context or Context()))
     run_id = run_id or str(uuid.uuid4())
     try:
