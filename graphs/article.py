@@ -9,7 +9,6 @@ from nodes.article import (
     assign_sections,
     plan_sections,
     review_sections,
-    route_plan,
     synthesize_article,
     write_section,
 )
@@ -38,7 +37,7 @@ def build(placement: Placement = IN_PROCESS) -> CheckedStateGraph:
     placement.add_step(builder, synthesize_article)
     builder.add_edge(START, "plan_sections")
     builder.add_conditional_edges(
-        "plan_sections", placement.router(route_plan), ["review_sections", "write_section"]
+        "plan_sections", placement.router(assign_sections), ["review_sections", "write_section"]
     )
     builder.add_conditional_edges(
         "review_sections",

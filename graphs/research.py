@@ -10,7 +10,6 @@ from nodes.research import (
     plan_research,
     research_question,
     review_questions,
-    route_plan,
     write_report,
 )
 from nodes.spending import check_spending
@@ -38,7 +37,9 @@ def build(placement: Placement = IN_PROCESS) -> CheckedStateGraph:
     placement.add_llm_node(builder, write_report)
     builder.add_edge(START, "plan_research")
     builder.add_conditional_edges(
-        "plan_research", placement.router(route_plan), ["review_questions", "research_question"]
+        "plan_research",
+        placement.router(assign_questions),
+        ["review_questions", "research_question"],
     )
     builder.add_conditional_edges(
         "review_questions",

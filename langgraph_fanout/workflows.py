@@ -1,30 +1,35 @@
 """The workflows, one entry each: everything the doors need to know about a graph.
 
-The CLI (its commands, run records, plan review, printed result), the LangGraph API servers
-(``langgraph_fanout/server/graphs.py``, ``langgraph.json``, ``aegra.json``) and Temporal (one
-workflow type per entry) are derived from :data:`WORKFLOWS`. Adding a workflow means writing
-its graph (``graphs/<name>.py``), nodes and state, and one entry here; then
-``python -m langgraph_fanout.workflows`` rewrites the servers' JSON configs (a test fails
-while they are stale).
+The CLI (its commands, run records, plan review, printed result, progress labels), the
+LangGraph API servers (``langgraph_fanout/server/graphs.py``, ``langgraph.json``,
+``aegra.json``) and Temporal (one dynamic workflow serves every entry) are derived from
+:data:`WORKFLOWS`. docs/development.md, "Adding a workflow", is the recipe; a workflow
+outside this package is registered by naming its module in ``$FANOUT_WORKFLOWS``.
 
-Importing this module is cheap (no LangGraph, no LangChain): a graph is built on first use,
-so the CLI can reject bad input at once.
+Importing this module is cheap (no LangGraph, no LangChain): a graph is built on first use
+(:attr:`Workflow.module`), which is also when its module is held to the contract
+(:func:`check_graph`); ``python -m langgraph_fanout.workflows`` checks every graph and
+rewrites the servers' JSON configs (a test fails while they are stale).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
+import os
 import sys
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from state.article import ArticleInput, decide_sections
-from state.context import Context
+from state.context import ConfigurationError, Context
 from state.evaluation import EvaluationInput
 from state.research import MAX_QUESTIONS, MIN_QUESTIONS, ResearchInput, decide_questions
 from state.review import Outcome
@@ -34,15 +39,30 @@ if TYPE_CHECKING:
     from langgraph.graph import StateGraph
     from langgraph.graph.state import CompiledStateGraph
 
+EXTRA_VARIABLE = "FANOUT_WORKFLOWS"
+"""Modules (comma-separated) whose ``WORKFLOWS`` tuple adds entries to :data:`WORKFLOWS`."""
+ROOT = Path(__file__).resolve().parent.parent
+SERVED_FROM = "./langgraph_fanout/server/graphs.py"
+"""The module whose attribute ``<name>`` serves a workflow of this package."""
+AEGRA_APP = "./langgraph_fanout/server/aegra_app.py:app"
+"""Aegra's HTTP app: its routes behind the project's middleware."""
+
+
+class RegistrationError(Exception):
+    """A workflow entry or its graph module breaks the contract; the message says what to do."""
+
 
 @dataclass(frozen=True)
 class Plan:
     """A workflow's plan, which a person may review before the fan-out.
 
+    The plan is the state's list ``key``, paused on in node ``review_node``.
     ``decide(value, plan, context)`` is the rule a review applies to a decision (raising
-    ``InvalidDecisionError`` for an invalid one); ``items(plan)`` gives each planned item as
-    (heading, detail) for a person to read; ``bound(context)`` says how many items a plan
-    may hold, in words; one worker makes one LLM call per item.
+    ``InvalidDecisionError`` for an invalid one): the review node, the CLI and Temporal's
+    validator all apply it. ``rejected`` is the update a rejected plan ends the run with.
+    ``items(plan)`` gives each planned item as (heading, detail) for a person to read;
+    ``bound(context)`` says how many items a plan may hold, in words; one worker makes one
+    LLM call per item.
     """
 
     key: str
@@ -51,13 +71,34 @@ class Plan:
     decide: Callable[[Any, dict[str, Any], Context], Outcome[Any]]
     items: Callable[[dict[str, Any]], list[tuple[str, str]]]
     bound: Callable[[Context], str]
+    rejected: dict[str, Any] = dataclasses.field(default_factory=dict)
     calls_after: int = 0
     """LLM calls the run makes after its workers (the research report's writer)."""
 
 
 @dataclass(frozen=True)
+class Worker:
+    """A fan-out worker node (added with ``placement.add_worker_node``, one ``Send`` each).
+
+    ``results``: the state key its update appends to, a ``list`` with a reducer
+    (``Annotated[list[T], operator.add]``). ``label(task)``: what one task works on, shown
+    in progress views, the Temporal UI and spending pauses.
+    """
+
+    node: str
+    results: str
+    label: Callable[[dict[str, Any]], str]
+
+
+@dataclass(frozen=True)
 class Workflow:
-    """One workflow: its graph (module ``graphs.<name>``), input, plan, and printed result."""
+    """One workflow: its graph, input, model roles, workers, plan, and printed result.
+
+    Its graph module (``graphs.<name>`` unless ``graph_module`` names another) exports
+    ``build(placement)``, ``builder = build()`` and ``graph = builder.compile(name=<name>)``.
+    ``roles``: the model roles its nodes call (each a ``<role>_model`` setting of
+    ``Context``). ``served_from``: the module whose attribute ``<name>`` serves it.
+    """
 
     name: str
     command: str
@@ -65,14 +106,51 @@ class Workflow:
     input_model: type[BaseModel]
     input_field: str
     render: Callable[[dict[str, Any]], str]
+    roles: tuple[str, ...]
+    workers: tuple[Worker, ...] = ()
     plan: Plan | None = None
     options: tuple[str, ...] = ()
     """``Context`` settings of this workflow's own that ``fanout`` takes as options."""
+    graph_module: str = ""
+    served_from: str = SERVED_FROM
 
-    @property
+    def __post_init__(self) -> None:
+        """Refuse an entry that cannot work (:class:`RegistrationError`)."""
+        fields = {f.name for f in dataclasses.fields(Context)}
+        for role in self.roles:
+            if f"{role}_model" not in fields:
+                raise RegistrationError(
+                    f"workflow {self.name!r}: role {role!r} has no setting: add "
+                    f'`{role}_model: str = Field(default="", description=...)` to Context '
+                    "(state/context.py)"
+                )
+        for option in self.options:
+            if option not in fields:
+                raise RegistrationError(
+                    f"workflow {self.name!r}: option {option!r} is not a Context setting"
+                )
+
+    @cached_property
     def module(self) -> Any:
-        """The graph's module: ``build(placement)``, ``builder`` and ``graph``."""
-        return importlib.import_module(f"graphs.{self.name}")
+        """The graph's module, held to the contract on first use (:func:`check_graph`).
+
+        Raises:
+            RegistrationError: the module is missing or breaks the contract.
+        """
+        module_name = self.graph_module or f"graphs.{self.name}"
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not module_name.startswith(exc.name):
+                raise
+            raise RegistrationError(
+                f"workflow {self.name!r}: no graph module {module_name!r}: write "
+                f"{module_name.replace('.', '/')}.py with build(placement), builder = build() and "
+                f"graph = builder.compile(name={self.name!r}), or name its module in the entry's "
+                "graph_module"
+            ) from None
+        check_graph(self, module)
+        return module
 
     @property
     def builder(self) -> StateGraph[Any, Context, Any, Any]:
@@ -80,11 +158,79 @@ class Workflow:
         builder: StateGraph[Any, Context, Any, Any] = self.module.builder
         return builder
 
+    def check_settings(self, context: Context) -> None:
+        """Refuse settings this workflow cannot honour, on every runtime.
+
+        Raises:
+            ConfigurationError: a plan review is asked of a workflow without a plan.
+        """
+        if context.review_plan and self.plan is None:
+            raise ConfigurationError(f"{self.name} runs have no plan to review")
+
     def compile(
         self, checkpointer: BaseCheckpointSaver
     ) -> CompiledStateGraph[Any, Context, Any, Any]:
         """The graph, compiled to persist every step and task result in ``checkpointer``."""
         return self.builder.compile(checkpointer=checkpointer, name=self.name)
+
+
+def check_graph(workflow: Workflow, module: Any) -> None:
+    """Hold ``workflow``'s graph ``module`` to the contract (docs/development.md).
+
+    Raises:
+        RegistrationError: what breaks it, and what to do.
+    """
+    from langgraph.channels import BinaryOperatorAggregate
+
+    from langgraph_fanout.placement import SyncOrAsync
+
+    where = f"workflow {workflow.name!r} ({module.__name__})"
+    for attribute in ("build", "builder", "graph"):
+        if not hasattr(module, attribute):
+            raise RegistrationError(
+                f"{where}: no `{attribute}`: a graph module exports build(placement), "
+                f"builder = build() and graph = builder.compile(name={workflow.name!r})"
+            )
+    if module.graph.name != workflow.name:
+        raise RegistrationError(
+            f"{where}: its graph is named {module.graph.name!r}: compile it with "
+            f"builder.compile(name={workflow.name!r})"
+        )
+    builder = module.builder
+    if missing := [key for key in ("spent", "deferred", "resend") if key not in builder.channels]:
+        raise RegistrationError(
+            f"{where}: its state has no {', '.join(missing)}: copy them from "
+            "tests/fixtures/translate/state.py (what spending limits need)"
+        )
+    for node, spec in builder.nodes.items():
+        if not isinstance(spec.runnable, SyncOrAsync):
+            raise RegistrationError(
+                f"{where}: node {node!r} was not added through the placement: add it with "
+                "placement.add_llm_node, add_worker_node or add_step"
+            )
+    fan_out = {n for n, spec in builder.nodes.items() if spec.runnable.held_back == "defer-task"}
+    declared = {worker.node for worker in workflow.workers}
+    if fan_out != declared:
+        raise RegistrationError(
+            f"{where}: its workers are {sorted(fan_out)} (placement.add_worker_node) but the "
+            f"entry declares {sorted(declared)}: give each one Worker(node, results, label)"
+        )
+    for worker in workflow.workers:
+        channel = builder.channels.get(worker.results)
+        value = channel.ValueType if isinstance(channel, BinaryOperatorAggregate) else None
+        if typing.get_origin(value) is typing.Annotated:
+            value = typing.get_args(value)[0]
+        if typing.get_origin(value) is not list:
+            raise RegistrationError(
+                f"{where}: worker {worker.node!r} appends to {worker.results!r}, which must be "
+                f"a list with a reducer in the state: {worker.results}: "
+                "Annotated[list[T], operator.add]"
+            )
+    if workflow.plan is not None and workflow.plan.review_node not in builder.nodes:
+        raise RegistrationError(
+            f"{where}: the plan is reviewed in node {workflow.plan.review_node!r}, which the "
+            "graph does not have: add it (placement.add_step), or drop the entry's plan"
+        )
 
 
 def _verdict(output: dict[str, Any]) -> str:
@@ -111,6 +257,18 @@ EVALUATION = Workflow(
     input_model=EvaluationInput,
     input_field="text",
     render=_verdict,
+    roles=("evaluator", "aggregator"),
+)
+ARTICLE_PLAN = Plan(
+    key="sections",
+    review_node="review_sections",
+    noun="sections",
+    decide=lambda value, plan, context: decide_sections(
+        value, plan.get("sections", []), context.max_sections
+    ),
+    items=lambda plan: [(s["name"], s["description"]) for s in plan["sections"]],
+    bound=lambda context: f"at most {context.max_sections}",
+    rejected={"article": ""},
 )
 ARTICLE = Workflow(
     name="article",
@@ -120,17 +278,26 @@ ARTICLE = Workflow(
     input_model=ArticleInput,
     input_field="topic",
     render=lambda output: str(output["article"]),
-    plan=Plan(
-        key="sections",
-        review_node="review_sections",
-        noun="sections",
-        decide=lambda value, plan, context: decide_sections(
-            value, plan.get("sections", []), context.max_sections
+    roles=("planner", "worker"),
+    workers=(
+        Worker(
+            node="write_section",
+            results="completed_sections",
+            label=lambda task: str(task["section"]["name"]),
         ),
-        items=lambda plan: [(s["name"], s["description"]) for s in plan["sections"]],
-        bound=lambda context: f"at most {context.max_sections}",
     ),
+    plan=ARTICLE_PLAN,
     options=("max_sections",),
+)
+RESEARCH_PLAN = Plan(
+    key="questions",
+    review_node="review_questions",
+    noun="research questions",
+    decide=lambda value, plan, context: decide_questions(value, plan.get("questions", [])),
+    items=lambda plan: [(question, "") for question in plan["questions"]],
+    bound=lambda context: f"{MIN_QUESTIONS} to {MAX_QUESTIONS}",
+    rejected={"report": "", "task_count": 0},
+    calls_after=1,
 )
 RESEARCH = Workflow(
     name="research",
@@ -140,32 +307,72 @@ RESEARCH = Workflow(
     input_model=ResearchInput,
     input_field="topic",
     render=_report,
-    plan=Plan(
-        key="questions",
-        review_node="review_questions",
-        noun="research questions",
-        decide=lambda value, plan, context: decide_questions(value, plan.get("questions", [])),
-        items=lambda plan: [(question, "") for question in plan["questions"]],
-        bound=lambda context: f"{MIN_QUESTIONS} to {MAX_QUESTIONS}",
-        calls_after=1,
+    roles=("planner", "worker", "writer"),
+    workers=(
+        Worker(node="research_question", results="findings", label=lambda t: str(t["question"])),
     ),
+    plan=RESEARCH_PLAN,
 )
 
-WORKFLOWS = {w.name: w for w in (EVALUATION, ARTICLE, RESEARCH)}
+
+def registered(entries: Iterable[Workflow]) -> dict[str, Workflow]:
+    """``entries`` by name, with the entries of the modules ``$FANOUT_WORKFLOWS`` names.
+
+    Each such module holds ``WORKFLOWS``, a tuple of :class:`Workflow`.
+
+    Raises:
+        RegistrationError: a module cannot be imported or has no ``WORKFLOWS``, or two
+            entries share a name, a command or a worker node.
+    """
+    entries = list(entries)
+    for module_name in filter(None, os.environ.get(EXTRA_VARIABLE, "").replace(" ", "").split(",")):
+        try:
+            extra = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise RegistrationError(
+                f"${EXTRA_VARIABLE}: cannot import {module_name}: {exc}"
+            ) from exc
+        if not isinstance(getattr(extra, "WORKFLOWS", None), tuple):
+            raise RegistrationError(
+                f"${EXTRA_VARIABLE}: {module_name} has no WORKFLOWS = (Workflow(...), ...)"
+            )
+        entries += extra.WORKFLOWS
+    for what, keys in (
+        ("name", [w.name for w in entries]),
+        ("command", [w.command for w in entries]),
+        ("worker node", [worker.node for w in entries for worker in w.workers]),
+    ):
+        if clashes := sorted({key for key in keys if keys.count(key) > 1}):
+            raise RegistrationError(f"two workflows have the {what} {', '.join(clashes)}")
+    return {w.name: w for w in entries}
+
+
+WORKFLOWS = registered((EVALUATION, ARTICLE, RESEARCH))
 """Every workflow by name (its graph id, Temporal workflow type and run records' ``graph``)."""
 COMMANDS = {w.command: w for w in WORKFLOWS.values()}
 """The workflows by the ``fanout`` command that runs them."""
+WORKERS = {worker.node: worker for w in WORKFLOWS.values() for worker in w.workers}
+"""Every workflow's fan-out workers, by node name."""
+ROLES = tuple(dict.fromkeys(role for w in WORKFLOWS.values() for role in w.roles))
+"""Every model role some workflow calls."""
 
-ROOT = Path(__file__).resolve().parent.parent
-SERVED_FROM = "./langgraph_fanout/server/graphs.py"
-AEGRA_APP = "./langgraph_fanout/server/aegra_app.py:app"
-"""Aegra's HTTP app: its routes behind the project's middleware."""
+
+def task_label(node: str, task: Any) -> str:
+    """What a task of ``node`` works on, if ``node`` is a worker (else "").
+
+    Display only: a payload of another shape (a Temporal batch's, a test's) has no label.
+    """
+    worker = WORKERS.get(node)
+    try:
+        return worker.label(task) if worker is not None else ""
+    except (KeyError, TypeError):
+        return ""
 
 
 def server_configs() -> dict[str, dict[str, Any]]:
     """``langgraph.json`` and ``aegra.json`` as they must read, by file name."""
     graphs = {
-        w.name: {"path": f"{SERVED_FROM}:{w.name}", "description": w.description}
+        w.name: {"path": f"{w.served_from}:{w.name}", "description": w.description}
         for w in WORKFLOWS.values()
     }
     configs = {}
@@ -178,7 +385,9 @@ def server_configs() -> dict[str, dict[str, Any]]:
 
 
 def main() -> None:
-    """Rewrite the servers' JSON configs from :data:`WORKFLOWS`."""
+    """Check every workflow's graph, then rewrite the servers' JSON configs."""
+    for workflow in WORKFLOWS.values():
+        workflow.module  # noqa: B018  # loading it checks it
     for name, config in server_configs().items():
         (ROOT / name).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
         print(f"wrote {name}", file=sys.stderr)

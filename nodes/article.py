@@ -8,6 +8,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Overwrite, Send
 
 from langgraph_fanout.llm.call import call_model, messages
+from langgraph_fanout.workflows import ARTICLE_PLAN
 from nodes.plans import clean_text, fit_plan, visible
 from nodes.prompts import (
     ORCHESTRATOR_SYSTEM,
@@ -15,7 +16,7 @@ from nodes.prompts import (
     SECTION_WRITER_SYSTEM,
     SECTION_WRITER_USER,
 )
-from nodes.review import ask_reviewer, route_after_review
+from nodes.review import after_review, review_plan
 from nodes.spending import deferred_work, in_plan_order
 from state.article import (
     MAX_DESCRIPTION_CHARS,
@@ -27,11 +28,10 @@ from state.article import (
     PlannedSection,
     Sections,
     SectionTask,
-    decide_sections,
 )
 from state.context import Context
 from state.inputs import parse_input
-from state.review import PENDING, Outcome
+from state.review import PENDING
 
 
 async def plan_sections(state: ArticleState, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -59,42 +59,17 @@ async def plan_sections(state: ArticleState, runtime: Runtime[Context]) -> dict[
     }
 
 
-async def route_plan(state: ArticleState) -> Literal["review_sections"] | list[Send]:
-    """To the plan review when one is pending, else straight to the writers."""
-    if (review := state.get("review")) and review["decision"] == "pending":
-        return "review_sections"
-    return _workers(state)
-
-
 async def review_sections(state: ArticleState, runtime: Runtime[Context]) -> dict[str, Any]:
     """Pause until a person runs, edits or rejects the plan (``Context.review_plan``)."""
-    max_sections = Context.of(runtime.context).max_sections
-    planned = state["sections"]
-    result = ask_reviewer(
-        {"sections": planned},
-        state.get("review"),
-        lambda answer: decide_sections(answer, planned, max_sections),
-    )
-    if not isinstance(result, Outcome):  # refused: assign_sections sends the run back here
-        return {"review": result}
-    if result.review["decision"] == "rejected":
-        return {"review": result.review, "article": ""}
-    return {"review": result.review, "sections": result.plan}
+    return review_plan(ARTICLE_PLAN, state, Context.of(runtime.context))
 
 
-async def assign_sections(
-    state: ArticleState,
-) -> Literal["review_sections"] | list[Send] | str:
-    """After the review: one ``write_section`` worker per planned section, in plan order.
+async def assign_sections(state: ArticleState) -> Literal["review_sections"] | list[Send] | str:
+    """One ``write_section`` worker per planned section, in plan order.
 
-    END if the plan was rejected; back to the review if the answer was refused.
+    To the plan review while one is pending; END once the plan was rejected.
     """
-    route = route_after_review(state.get("review"), "review_sections")
-    return _workers(state) if route is None else route
-
-
-def _workers(state: ArticleState) -> list[Send]:
-    return [
+    return after_review(ARTICLE_PLAN, state) or [
         Send("write_section", SectionTask(topic=state["topic"], section=section))
         for section in state["sections"]
     ]

@@ -9,6 +9,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Overwrite, Send
 
 from langgraph_fanout.llm.call import call_model, messages
+from langgraph_fanout.workflows import RESEARCH_PLAN
 from nodes.plans import clean_text, fit_plan, visible
 from nodes.prompts import (
     PLANNER_SYSTEM,
@@ -18,7 +19,7 @@ from nodes.prompts import (
     RESEARCHER_SYSTEM,
     RESEARCHER_USER,
 )
-from nodes.review import ask_reviewer, route_after_review
+from nodes.review import after_review, review_plan
 from nodes.spending import deferred_work, in_plan_order
 from state.context import Context
 from state.inputs import parse_input
@@ -31,9 +32,8 @@ from state.research import (
     ResearchInput,
     ResearchPlan,
     ResearchState,
-    decide_questions,
 )
-from state.review import PENDING, Outcome
+from state.review import PENDING
 
 
 async def plan_research(state: ResearchState, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -57,41 +57,17 @@ async def plan_research(state: ResearchState, runtime: Runtime[Context]) -> dict
     }
 
 
-async def route_plan(state: ResearchState) -> Literal["review_questions"] | list[Send]:
-    """To the plan review when one is pending, else straight to the researchers."""
-    if (review := state.get("review")) and review["decision"] == "pending":
-        return "review_questions"
-    return _workers(state)
-
-
-async def review_questions(state: ResearchState) -> dict[str, Any]:
+async def review_questions(state: ResearchState, runtime: Runtime[Context]) -> dict[str, Any]:
     """Pause until a person runs, edits or rejects the questions (``Context.review_plan``)."""
-    planned = state["questions"]
-    result = ask_reviewer(
-        {"questions": planned},
-        state.get("review"),
-        lambda answer: decide_questions(answer, planned),
-    )
-    if not isinstance(result, Outcome):  # refused: assign_questions sends the run back here
-        return {"review": result}
-    if result.review["decision"] == "rejected":
-        return {"review": result.review, "report": "", "task_count": 0}
-    return {"review": result.review, "questions": result.plan}
+    return review_plan(RESEARCH_PLAN, state, Context.of(runtime.context))
 
 
-async def assign_questions(
-    state: ResearchState,
-) -> Literal["review_questions"] | list[Send] | str:
-    """After the review: one ``research_question`` worker per planned question, in order.
+async def assign_questions(state: ResearchState) -> Literal["review_questions"] | list[Send] | str:
+    """One ``research_question`` worker per planned question, in plan order.
 
-    END if the plan was rejected; back to the review if the answer was refused.
+    To the plan review while one is pending; END once the plan was rejected.
     """
-    route = route_after_review(state.get("review"), "review_questions")
-    return _workers(state) if route is None else route
-
-
-def _workers(state: ResearchState) -> list[Send]:
-    return [
+    return after_review(RESEARCH_PLAN, state) or [
         Send("research_question", QuestionTask(topic=state["topic"], question=question))
         for question in state["questions"]
     ]

@@ -1,51 +1,58 @@
-"""The pause both orchestrators make when ``Context.review_plan`` is set.
+"""The plan review of an orchestrator, when ``Context.review_plan`` is set: written once.
 
-A review node calls :func:`ask_reviewer` with its plan: ``interrupt()`` pauses the run (the
+A workflow's review node calls :func:`review_plan` with its entry's
+:class:`~langgraph_fanout.workflows.Plan`: ``interrupt()`` pauses the run with the plan (the
 checkpointer keeps it), and ``Command(resume=...)`` answers. An answer that is not a valid
 decision is not an error of the run: the node records why (a pending review whose ``reason``
-says what was wrong) and its router sends the run back to the node, which pauses again with
-the plan and that ``"error"``. Each pause is a new task, so every answer is checked once, as
-it was given (a task that looped on ``interrupt()`` would replay its earlier answers from the
-checkpoint, where serialization may have changed them).
+says what was wrong) and its router (:func:`after_review`) sends the run back to the node,
+which pauses again with the plan and that ``"error"``. Each pause is a new task, so every
+answer is checked once, as it was given (a task that looped on ``interrupt()`` would replay
+its earlier answers from the checkpoint, where serialization may have changed them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 from langgraph.graph import END
 from langgraph.types import interrupt
 
-from state.review import InvalidDecisionError, Outcome, Review
+from langgraph_fanout.workflows import Plan
+from state.context import Context
+from state.review import InvalidDecisionError, Review
 
-Item = TypeVar("Item")
 
+def review_plan(plan: Plan, state: Mapping[str, Any], context: Context) -> dict[str, Any]:
+    """Pause with the state's plan until a decision ``plan.decide`` takes; its update.
 
-def ask_reviewer(
-    plan: dict[str, Any], review: Review | None, decide: Callable[[Any], Outcome[Item]]
-) -> Outcome[Item] | Review:
-    """Pause with ``plan`` (and why the last answer was refused, from ``review``).
-
-    Returns what ``decide`` makes of the answer, or, if it refuses it, the pending review to
-    record, whose ``reason`` says why.
+    The update records the review, and holds the plan to run (approved or edited), or the
+    ``plan.rejected`` output; a refused answer is recorded as a pending review whose
+    ``reason`` says why (the run pauses again).
     """
+    planned = {plan.key: state[plan.key]}
+    review = state.get("review")
     refused = review["reason"] if review and review["decision"] == "pending" else ""
-    answer = interrupt({**plan, "error": refused} if refused else plan)
+    answer = interrupt({**planned, "error": refused} if refused else planned)
     try:
-        return decide(answer)
+        outcome = plan.decide(answer, planned, context)
     except InvalidDecisionError as exc:
-        return Review(decision="pending", reason=str(exc))
+        return {"review": Review(decision="pending", reason=str(exc))}
+    if outcome.review["decision"] == "rejected":
+        return {"review": outcome.review, **plan.rejected}
+    return {"review": outcome.review, plan.key: outcome.plan}
 
 
-def route_after_review(review: Review | None, review_node: str) -> str | None:
-    """Where a run goes after its review (None: on to the workers).
+def after_review(plan: Plan, state: Mapping[str, Any]) -> str | None:
+    """Where a run goes after planning or its review (None: on to the workers).
 
-    Back to ``review_node`` when the answer was refused; END when the plan was rejected.
+    To ``plan.review_node`` while a review is pending (a new plan, a refused answer); END
+    once the plan was rejected.
     """
+    review: Review | None = state.get("review")
     decision = review["decision"] if review else None
     if decision == "pending":
-        return review_node
+        return plan.review_node
     if decision == "rejected":
         return END
     return None

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite, Send, interrupt
 
+from langgraph_fanout.workflows import task_label
 from state.context import Context
 from state.spending import NOTHING_SPENT, Deferred, spending_pause
 
@@ -45,7 +46,6 @@ def in_plan_order(results: list[Item], planned: list[str], key: str) -> list[Ite
 
 
 def _label(deferred: Deferred) -> str:
-    """``node: what it works on`` (a question, a section), or the node alone."""
-    task = deferred.get("task") or {}
-    detail = task.get("question") or (task.get("section") or {}).get("name", "")
+    """``node: what it works on`` (its ``Worker.label``), or the node alone."""
+    detail = task_label(deferred["node"], deferred.get("task"))
     return f"{deferred['node']}: {detail}" if detail else deferred["node"]

@@ -8,14 +8,12 @@ not a number), in Python and over the API alike.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass
 
 from state.inputs import explain
-
-Role = Literal["evaluator", "aggregator", "planner", "worker", "writer"]
 
 DEFAULT_MAX_SECTIONS = 8
 MAX_SECTIONS_LIMIT = 1_000
@@ -111,8 +109,11 @@ class Context:
         """Whether any spending limit is set."""
         return bool(self.limits_set())
 
-    def model_for(self, role: Role) -> str:
-        """The model spec for ``role``: its own field, else ``model`` (may be empty: auto)."""
+    def model_for(self, role: str) -> str:
+        """The model spec for ``role``: its ``<role>_model`` field, else ``model`` (may be empty).
+
+        The roles are the workflows' (``langgraph_fanout.workflows.ROLES``); each has a field.
+        """
         spec: str = getattr(self, f"{role}_model") or self.model
         return spec
 

@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 from langgraph_sdk import get_client, get_sync_client
@@ -29,9 +29,9 @@ START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 
 
-def server_config(workdir: Path) -> Path:
-    """``langgraph.json`` with absolute graph and checkpointer paths, written into ``workdir``."""
-    config = json.loads(CONFIG.read_text())
+def server_config(workdir: Path, config: dict[str, Any] | None = None) -> Path:
+    """``langgraph.json`` (or ``config``) with absolute paths, written into ``workdir``."""
+    config = json.loads(CONFIG.read_text()) if config is None else config
     for spec in config["graphs"].values():
         spec["path"] = str(PROJECT_ROOT / spec["path"])
     config["checkpointer"]["path"] = str(PROJECT_ROOT / config["checkpointer"]["path"])
@@ -93,18 +93,25 @@ class Server:
         self.log.close()
 
 
-def dev_command(workdir: Path, port: int, jobs: int = 10) -> list[str]:
+def dev_command(
+    workdir: Path, port: int, jobs: int = 10, config: dict[str, Any] | None = None
+) -> list[str]:
     """The ``langgraph dev`` command line of a server in ``workdir`` on ``port``."""
-    config = server_config(workdir)
-    command = [sys.executable, "-m", "langgraph_cli", "dev", "--config", str(config)]
+    path = server_config(workdir, config)
+    command = [sys.executable, "-m", "langgraph_cli", "dev", "--config", str(path)]
     command += ["--host", "127.0.0.1", "--port", str(port), "--no-browser", "--no-reload"]
     return [*command, "--n-jobs-per-worker", str(jobs)]
 
 
-def start_server(workdir: Path, env: dict[str, str], jobs: int = 10) -> Server:
-    """Start ``langgraph dev`` (``jobs`` runs at once) in ``workdir``; return once ``/ok`` does."""
+def start_server(
+    workdir: Path, env: dict[str, str], jobs: int = 10, config: dict[str, Any] | None = None
+) -> Server:
+    """Start ``langgraph dev`` (``jobs`` runs at once) in ``workdir``; return once ``/ok`` does.
+
+    ``config``: the server's ``langgraph.json`` (default: the project's).
+    """
     port = free_port()
-    command = dev_command(workdir, port, jobs)
+    command = dev_command(workdir, port, jobs, config)
     log = (workdir / f"server-{port}.log").open("w+b")
     process = subprocess.Popen(
         command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

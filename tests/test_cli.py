@@ -38,7 +38,7 @@ class Run:
 
 @dataclass
 class Workspace:
-    """A directory in which the three workflows each ran once, into the default database."""
+    """A directory in which each workflow ran once, into the default database."""
 
     cwd: Path
     runs: dict[str, Run] = field(default_factory=dict)

@@ -2,9 +2,9 @@
 
 import pytest
 
-from graphs import article, evaluation, research
+from langgraph_fanout.workflows import WORKFLOWS
 
-GRAPHS = {"evaluation": evaluation.graph, "article": article.graph, "research": research.graph}
+GRAPHS = {name: w.module.graph for name, w in WORKFLOWS.items()}
 
 
 @pytest.mark.parametrize("name", GRAPHS)
@@ -17,8 +17,10 @@ def test_compiled_graph_is_named_and_builder_exported(name):
     graph = GRAPHS[name]
     assert graph.name == name
     assert graph.checkpointer is None
-    module = {"evaluation": evaluation, "article": article, "research": research}[name]
-    assert module.builder.compile().get_graph().draw_mermaid() == graph.get_graph().draw_mermaid()
+    assert (
+        WORKFLOWS[name].builder.compile().get_graph().draw_mermaid()
+        == graph.get_graph().draw_mermaid()
+    )
 
 
 @pytest.mark.parametrize("name", GRAPHS)

@@ -136,3 +136,29 @@ def test_aegra_keeps_its_langgraph_pool_where_the_pool_guard_reads_it() -> None:
     )
     done = subprocess.run([str(PYTHON), "-c", check], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
+
+
+def test_langgraph_still_saves_an_input_before_validating_it() -> None:
+    """Why ``langgraph_fanout/checked_graph.py`` copies the compiled graph into a subclass (docstring of ``of``).
+
+    Fails on the next LangGraph minor (``langgraph<1.3`` in pyproject.toml): look for a public
+    way to check an input before it is saved, then lift the pin.
+    """
+    from importlib.metadata import version
+
+    import pytest
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.graph import StateGraph
+
+    from graphs import article
+    from langgraph_fanout.checked_graph import CheckedGraph
+    from state.inputs import InvalidInputError
+
+    assert version("langgraph").startswith("1.2."), "a new LangGraph minor: see this docstring"
+    saver = InMemorySaver()
+    unchecked = StateGraph.compile(article.builder, checkpointer=saver)
+    config = {"configurable": {"thread_id": "t"}}
+    with pytest.raises(InvalidInputError):
+        unchecked.invoke({"topic": ""}, config)
+    assert saver.get_tuple(config) is not None  # the refused input was saved first
+    assert vars(CheckedGraph.of(unchecked)).keys() == vars(unchecked).keys() - {"__orig_class__"}

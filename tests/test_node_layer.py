@@ -15,13 +15,12 @@ from langgraph.graph import StateGraph
 
 from graphs import article, evaluation, research
 from langgraph_fanout.placement import SyncOrAsync
-from nodes.article import assign_sections
-from nodes.research import assign_questions
+from langgraph_fanout.workflows import WORKFLOWS
 from state.inputs import InvalidInputError
 from tests.callbacks import NodeAttempts
 
 ROOT = Path(__file__).resolve().parent.parent
-GRAPHS = {"evaluation": evaluation, "article": article, "research": research}
+GRAPHS = {name: w.module for name, w in WORKFLOWS.items()}
 
 
 def _functions(builder: Any) -> dict[str, Any]:
@@ -43,9 +42,12 @@ def test_every_node_is_a_named_module_level_async_function(name: str) -> None:
         assert getattr(module, node) is function
 
 
-def test_routers_are_async_so_no_executor_runs_them() -> None:
-    assert inspect.iscoroutinefunction(assign_sections)
-    assert inspect.iscoroutinefunction(assign_questions)
+@pytest.mark.parametrize("name", GRAPHS)
+def test_routers_are_async_so_no_executor_runs_them(name: str) -> None:
+    for branches in GRAPHS[name].builder.branches.values():
+        for branch in branches.values():
+            assert isinstance(branch.path, SyncOrAsync)
+            assert inspect.iscoroutinefunction(branch.path.function), branch.path.name
 
 
 def test_the_evaluation_graph_module_names_its_three_branches() -> None:
@@ -93,18 +95,11 @@ def test_invoke_and_ainvoke_give_the_same_output(fake_llm) -> None:
     assert sync == async_
 
 
-@pytest.mark.parametrize(
-    ("name", "payload", "first_node"),
-    [
-        ("evaluation", {"text": "  "}, "evaluate_safety"),
-        ("article", {"topic": ""}, "plan_sections"),
-        ("research", {"topic": 7}, "plan_research"),
-    ],
-    ids=["evaluation", "article", "research"],
-)
+@pytest.mark.parametrize("name", GRAPHS)
 async def test_invalid_input_is_refused_before_any_node_and_never_retried(
-    fake_llm, name: str, payload: dict[str, Any], first_node: str
+    fake_llm, name: str
 ) -> None:
+    payload = {WORKFLOWS[name].input_field: " "}
     starts = NodeAttempts()
     with pytest.raises(InvalidInputError):
         await GRAPHS[name].graph.ainvoke(payload, {"callbacks": [starts]})
@@ -114,7 +109,7 @@ async def test_invalid_input_is_refused_before_any_node_and_never_retried(
     unchecked = StateGraph.compile(GRAPHS[name].builder)
     with pytest.raises(InvalidInputError):
         await unchecked.ainvoke(payload, {"callbacks": [starts]})
-    assert starts.counts[first_node] == 1
+    assert set(starts.counts.values()) == {1}  # each first node refused it, once
     assert fake_llm.log() == []
 
 

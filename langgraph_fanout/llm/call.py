@@ -22,7 +22,7 @@ from langgraph_fanout.llm.retry import (
     openai_connection_error,
 )
 from langgraph_fanout.llm.spending import counted_call
-from state.context import Context, Role
+from state.context import Context
 
 Reply = TypeVar("Reply", bound=BaseModel)
 
@@ -114,7 +114,7 @@ def current_node() -> str:
 @overload
 async def call_model(
     context: Context,
-    role: Role,
+    role: str,
     prompt: list[BaseMessage],
     schema: type[Reply],
     *,
@@ -126,7 +126,7 @@ async def call_model(
 @overload
 async def call_model(
     context: Context,
-    role: Role,
+    role: str,
     prompt: list[BaseMessage],
     schema: None = None,
     *,
@@ -136,7 +136,7 @@ async def call_model(
 
 async def call_model(
     context: Context,
-    role: Role,
+    role: str,
     prompt: list[BaseMessage],
     schema: type[Reply] | None = None,
     *,

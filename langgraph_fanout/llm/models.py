@@ -8,7 +8,7 @@ import logging
 import os
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
 from langchain_core.language_models import BaseChatModel
@@ -16,7 +16,8 @@ from langchain_core.runnables import Runnable
 from pydantic import BaseModel
 
 from langgraph_fanout.llm.retry import CLIENT_RETRIES
-from state.context import MAX_SECTIONS_LIMIT, ConfigurationError, Context, Role
+from langgraph_fanout.workflows import ROLES
+from state.context import MAX_SECTIONS_LIMIT, ConfigurationError, Context
 
 if TYPE_CHECKING:
     import httpx2
@@ -126,7 +127,7 @@ def load_chat_model(
 
 
 def model_for(
-    context: Context, role: Role, schema: type[BaseModel] | None = None, *, stream: bool = True
+    context: Context, role: str, schema: type[BaseModel] | None = None, *, stream: bool = True
 ) -> Runnable:
     """The runnable that plays ``role`` under ``context``, structured to ``schema`` if given.
 
@@ -166,12 +167,12 @@ def model_for(
 
 
 def check_models(context: Context) -> None:
-    """Load the model of every role, so a bad setting fails before the run's first LLM call.
+    """Load the model of every workflow's every role: a bad setting fails before any LLM call.
 
     Raises:
         ConfigurationError: a role's model cannot be loaded.
     """
-    for role in get_args(Role):
+    for role in ROLES:
         model_for(context, role)
 
 

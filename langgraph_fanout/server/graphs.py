@@ -10,8 +10,6 @@ run holds its thread's lock, the one ``fanout`` takes, while it runs
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from langchain_core.runnables import RunnableConfig
 
 from langgraph_fanout.llm.models import import_model_sdks
@@ -38,14 +36,19 @@ def check_run_config(config: RunnableConfig) -> None:
         )
 
 
-def _factory(name: str) -> Callable[[RunnableConfig], OneWriterGraph]:
-    def serve(config: RunnableConfig) -> OneWriterGraph:
+class ServedGraph:
+    """The factory the servers call for workflow ``name``, with a run's config."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, config: RunnableConfig) -> OneWriterGraph:
+        """The graph, once ``config`` is checked (:func:`check_run_config`)."""
         check_run_config(config)
-        return SERVED[name]
-
-    serve.__name__ = serve.__qualname__ = name
-    serve.__doc__ = f"The {name} graph, for a run with ``config``."
-    return serve
+        return SERVED[self.name]
 
 
-globals().update({name: _factory(name) for name in WORKFLOWS})  # what the JSON configs name
+# What the JSON configs name (``Workflow.served_from``): one line per workflow of this package.
+evaluation = ServedGraph("evaluation")
+article = ServedGraph("article")
+research = ServedGraph("research")

@@ -1,4 +1,4 @@
-"""The three graphs as Temporal workflows (optional ``[temporal]`` extra).
+"""The graphs as Temporal workflows (optional ``[temporal]`` extra).
 
 Every LLM node runs as a Temporal activity on any live worker, the graph itself in a
 workflow; Temporal journals the plan and each worker's result and drives a run to the end on

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from langgraph.graph import StateGraph
@@ -10,28 +11,21 @@ from langgraph_fanout.placement import AsyncFunction
 from langgraph_fanout.temporal.batches import WORKERS, batched, run_batch
 from langgraph_fanout.temporal.policy import activity_options
 from langgraph_fanout.temporal.spending import HELD_BACK
+from langgraph_fanout.workflows import task_label
 
 
-def work_label(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
-    """An activity's summary: what a worker works on (None for the other nodes).
+def work_label(node: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    """The summary of an activity of worker ``node``: what its batch works on.
 
-    The section or question, or for a batch the first one and how many more. The plugin
-    calls it in the workflow with the node's arguments; ``args[0]`` is the node's input.
-    Shown in the Temporal UI and in ``fanout``'s progress view.
+    Its first task's label (the workflow entry's ``Worker.label``) and how many more. The
+    plugin calls it in the workflow with the node's arguments (bound to ``node`` first);
+    ``args[0]`` is the batch. Shown in the Temporal UI and in ``fanout``'s progress view.
     """
     batch = args[0] if args else None
     if not isinstance(batch, dict) or not isinstance(tasks := batch.get("tasks"), list):
         return None
-    first = _task_label(tasks[0]) if tasks else ""
+    first = task_label(node, tasks[0]) if tasks else ""
     return f"{first} (+{len(tasks) - 1} more)" if len(tasks) > 1 else first or None
-
-
-def _task_label(task: Any) -> str:
-    if not isinstance(task, dict):
-        return ""
-    if isinstance(section := task.get("section"), dict):
-        return str(section.get("name", ""))
-    return str(task.get("question", ""))
 
 
 class ActivityPlacement:
@@ -62,7 +56,8 @@ class ActivityPlacement:
     def add_worker_node(self, builder: StateGraph[Any, Any, Any, Any], node: AsyncFunction) -> None:
         """Add ``node`` as an activity that runs a batch of its tasks (``batches``)."""
         WORKERS[node.__name__] = node
-        metadata = {"execute_in": "activity", "summary_fn": work_label, **activity_options()}
+        summary = partial(work_label, node.__name__)
+        metadata = {"execute_in": "activity", "summary_fn": summary, **activity_options()}
         batch_runner: AsyncFunction = run_batch
         builder.add_node(node.__name__, batch_runner, metadata=metadata)
 

@@ -1,4 +1,4 @@
-"""A worker that runs all three workflows and their LLM activities; start one per machine."""
+"""A worker that runs every workflow and its LLM activities; start one per machine."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def new_worker(
     max_concurrent_activities: int | None = None,
     **options: Any,
 ) -> Worker:
-    """A worker for ``task_queue`` serving the three workflows and every LLM node.
+    """A worker for ``task_queue`` serving every workflow and every LLM node.
 
     It is a worker of version ``build`` (default:
     :func:`langgraph_fanout.temporal.versioning.build_id`), to which the runs it starts stay

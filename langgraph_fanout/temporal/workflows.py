@@ -88,8 +88,7 @@ class GraphWorkflow:
             request = workflow.payload_converter().from_payload(args[0].payload, RunRequest)
             self.context = Context.of(request.context)
             self.reuse = {done["key"]: done["output"] for done in request.reuse}
-            if self.context.review_plan and definition.plan is None:
-                raise ConfigurationError(f"{definition.name} runs have no plan to review")
+            definition.check_settings(self.context)
             check_temporal_limits(self.context)
             parse_input(definition.input_model, request.input)
         except Exception as exc:  # bad settings or input: fail the run, never retry its task
