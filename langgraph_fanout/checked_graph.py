@@ -72,13 +72,18 @@ class CheckedGraph(CompiledStateGraph[Any, Context, Any, Any]):
     def check_settings(self, context: Any) -> None:
         """Refuse run settings the graph's workflow cannot honour (``Workflow.check_settings``).
 
+        A dict (the servers') is validated by the run as usual; only its ``review_plan`` is
+        looked at here.
+
         Raises:
-            ConfigurationError: invalid settings, or a plan review asked of a graph that has
-                no plan; nothing has been saved.
+            ConfigurationError: e.g. a plan review asked of a graph that has no plan; nothing
+                has been saved.
         """
+        if isinstance(context, dict):
+            context = Context(review_plan=context.get("review_plan") is True)
         workflow = WORKFLOWS.get(self.name)
-        if workflow is not None and isinstance(context, Context | dict):
-            workflow.check_settings(Context.of(context))
+        if workflow is not None and isinstance(context, Context):
+            workflow.check_settings(context)
 
     def check_updates(self, supersteps: Sequence[Sequence[StateUpdate]]) -> None:
         """Refuse state updates that no run could make (:func:`state.inputs.check_update`).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import partial
+from functools import partial, wraps
 from typing import Any
 
 from langgraph.graph import StateGraph
@@ -66,10 +66,10 @@ class ActivityPlacement:
         builder.add_node(step.__name__, step, metadata={"execute_in": "workflow"})
 
     def router(self, route: AsyncFunction) -> AsyncFunction:
-        """``route``, its Sends to workers batched (it runs inside the workflow)."""
+        """``route`` (its name too), its Sends to workers batched (it runs inside the workflow)."""
 
+        @wraps(route)
         async def batching(state: Any) -> Any:
             return batched(await route(state))
 
-        batching.__name__ = route.__name__
         return batching
