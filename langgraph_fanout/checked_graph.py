@@ -24,7 +24,6 @@ from langgraph.types import Command, StateUpdate
 from pydantic import BaseModel
 
 from langgraph_fanout.llm.spending import LEDGER_KEY, CallJournal, Ledger
-from langgraph_fanout.workflows import WORKFLOWS
 from state.context import Context
 from state.inputs import check_update, parse_input
 from state.spending import RUN_KEY
@@ -81,6 +80,10 @@ class CheckedGraph(CompiledStateGraph[Any, Context, Any, Any]):
         """
         if isinstance(context, dict):
             context = Context(review_plan=context.get("review_plan") is True)
+        from langgraph_fanout.workflows import (
+            WORKFLOWS,
+        )  # not at import: an entry may build its graph
+
         workflow = WORKFLOWS.get(self.name)
         if workflow is not None and isinstance(context, Context):
             workflow.check_settings(context)

@@ -19,7 +19,6 @@ import importlib
 import json
 import os
 import sys
-import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from langgraph_fanout.contract import RegistrationError, check_graph
 from state.article import ArticleInput, decide_sections
 from state.context import ConfigurationError, Context
 from state.evaluation import EvaluationInput
@@ -46,10 +46,6 @@ SERVED_FROM = "./langgraph_fanout/server/graphs.py"
 """The module whose attribute ``<name>`` serves a workflow of this package."""
 AEGRA_APP = "./langgraph_fanout/server/aegra_app.py:app"
 """Aegra's HTTP app: its routes behind the project's middleware."""
-
-
-class RegistrationError(Exception):
-    """A workflow entry or its graph module breaks the contract; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -174,65 +170,6 @@ class Workflow:
         return self.builder.compile(checkpointer=checkpointer, name=self.name)
 
 
-def check_graph(workflow: Workflow, module: Any) -> None:
-    """Hold ``workflow``'s graph ``module`` to the contract (docs/development.md).
-
-    Raises:
-        RegistrationError: what breaks it, and what to do.
-    """
-    from langgraph.channels import BinaryOperatorAggregate
-
-    from langgraph_fanout.placement import SyncOrAsync
-
-    where = f"workflow {workflow.name!r} ({module.__name__})"
-    for attribute in ("build", "builder", "graph"):
-        if not hasattr(module, attribute):
-            raise RegistrationError(
-                f"{where}: no `{attribute}`: a graph module exports build(placement), "
-                f"builder = build() and graph = builder.compile(name={workflow.name!r})"
-            )
-    if module.graph.name != workflow.name:
-        raise RegistrationError(
-            f"{where}: its graph is named {module.graph.name!r}: compile it with "
-            f"builder.compile(name={workflow.name!r})"
-        )
-    builder = module.builder
-    if missing := [key for key in ("spent", "deferred", "resend") if key not in builder.channels]:
-        raise RegistrationError(
-            f"{where}: its state has no {', '.join(missing)}: copy them from "
-            "tests/fixtures/translate/state.py (what spending limits need)"
-        )
-    for node, spec in builder.nodes.items():
-        if not isinstance(spec.runnable, SyncOrAsync):
-            raise RegistrationError(
-                f"{where}: node {node!r} was not added through the placement: add it with "
-                "placement.add_llm_node, add_worker_node or add_step"
-            )
-    fan_out = {n for n, spec in builder.nodes.items() if spec.runnable.held_back == "defer-task"}
-    declared = {worker.node for worker in workflow.workers}
-    if fan_out != declared:
-        raise RegistrationError(
-            f"{where}: its workers are {sorted(fan_out)} (placement.add_worker_node) but the "
-            f"entry declares {sorted(declared)}: give each one Worker(node, results, label)"
-        )
-    for worker in workflow.workers:
-        channel = builder.channels.get(worker.results)
-        value = channel.ValueType if isinstance(channel, BinaryOperatorAggregate) else None
-        if typing.get_origin(value) is typing.Annotated:
-            value = typing.get_args(value)[0]
-        if typing.get_origin(value) is not list:
-            raise RegistrationError(
-                f"{where}: worker {worker.node!r} appends to {worker.results!r}, which must be "
-                f"a list with a reducer in the state: {worker.results}: "
-                "Annotated[list[T], operator.add]"
-            )
-    if workflow.plan is not None and workflow.plan.review_node not in builder.nodes:
-        raise RegistrationError(
-            f"{where}: the plan is reviewed in node {workflow.plan.review_node!r}, which the "
-            "graph does not have: add it (placement.add_step), or drop the entry's plan"
-        )
-
-
 def _verdict(output: dict[str, Any]) -> str:
     verdict = "appropriate" if output["is_appropriate"] else "NOT appropriate"
     lines = [
@@ -315,6 +252,18 @@ RESEARCH = Workflow(
 )
 
 
+def task_label(node: str, task: Any) -> str:
+    """What a task of ``node`` works on, if ``node`` is a worker (else "").
+
+    Display only: a payload of another shape (a Temporal batch's, a test's) has no label.
+    """
+    worker = WORKERS.get(node)
+    try:
+        return worker.label(task) if worker is not None else ""
+    except (KeyError, TypeError):
+        return ""
+
+
 def registered(entries: Iterable[Workflow]) -> dict[str, Workflow]:
     """``entries`` by name, with the entries of the modules ``$FANOUT_WORKFLOWS`` names.
 
@@ -355,18 +304,6 @@ WORKERS = {worker.node: worker for w in WORKFLOWS.values() for worker in w.worke
 """Every workflow's fan-out workers, by node name."""
 ROLES = tuple(dict.fromkeys(role for w in WORKFLOWS.values() for role in w.roles))
 """Every model role some workflow calls."""
-
-
-def task_label(node: str, task: Any) -> str:
-    """What a task of ``node`` works on, if ``node`` is a worker (else "").
-
-    Display only: a payload of another shape (a Temporal batch's, a test's) has no label.
-    """
-    worker = WORKERS.get(node)
-    try:
-        return worker.label(task) if worker is not None else ""
-    except (KeyError, TypeError):
-        return ""
 
 
 def server_configs() -> dict[str, dict[str, Any]]:

@@ -449,7 +449,7 @@ async def test_cli_output_equals_an_in_process_run(
     assert remote.returncode == 0, remote.stderr
     assert remote.stdout == local.stdout
     verdict = json_result(text)
-    expected = await evaluation.graph.ainvoke(INPUTS["evaluation"], context=CONTEXT)
+    expected = await evaluation.graph.ainvoke({"text": "A recipe for lemonade."}, context=CONTEXT)
     assert {k: v for k, v in verdict.items() if k not in ("thread_id", "usage")} == expected
     done_line = next(line for line in remote.stderr.splitlines() if line.startswith("done:"))
     thread_ids = (remote.stderr.split()[1], verdict["thread_id"])  # "thread: ID" comes first

@@ -88,7 +88,7 @@ RENAMED = ("write_section", "write_part")
 def renamed_release(folder: Path) -> Path:
     """A copy of the project's packages whose section-writer node has release 1's name."""
     release(folder, {})
-    for name in ("graphs/article.py", "nodes/article.py"):
+    for name in ("graphs/article.py", "nodes/article.py", "langgraph_fanout/workflows.py"):
         path = folder / name
         path.write_text(path.read_text().replace(*RENAMED))
     return folder

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from langgraph_fanout.cli.main import build_parser
+from langgraph_fanout.contract import RegistrationError, check_graph
 from langgraph_fanout.placement import IN_PROCESS
 from langgraph_fanout.server import graphs as served
 from langgraph_fanout.workflows import (
@@ -19,10 +20,8 @@ from langgraph_fanout.workflows import (
     EXTRA_VARIABLE,
     ROOT,
     WORKFLOWS,
-    RegistrationError,
     Worker,
     Workflow,
-    check_graph,
     registered,
     server_configs,
 )

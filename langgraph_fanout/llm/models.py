@@ -16,7 +16,6 @@ from langchain_core.runnables import Runnable
 from pydantic import BaseModel
 
 from langgraph_fanout.llm.retry import CLIENT_RETRIES
-from langgraph_fanout.workflows import ROLES
 from state.context import MAX_SECTIONS_LIMIT, ConfigurationError, Context
 
 if TYPE_CHECKING:
@@ -172,6 +171,8 @@ def check_models(context: Context) -> None:
     Raises:
         ConfigurationError: a role's model cannot be loaded.
     """
+    from langgraph_fanout.workflows import ROLES  # not at import: an entry's module may import this
+
     for role in ROLES:
         model_for(context, role)
 
