@@ -36,19 +36,26 @@ def check_run_config(config: RunnableConfig) -> None:
         )
 
 
-class ServedGraph:
-    """The factory the servers call for workflow ``name``, with a run's config."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __call__(self, config: RunnableConfig) -> OneWriterGraph:
-        """The graph, once ``config`` is checked (:func:`check_run_config`)."""
-        check_run_config(config)
-        return SERVED[self.name]
+def served(name: str, config: RunnableConfig) -> OneWriterGraph:
+    """Workflow ``name``'s graph, for a run with ``config`` (checked first)."""
+    check_run_config(config)
+    return SERVED[name]
 
 
-# What the JSON configs name (``Workflow.served_from``): one line per workflow of this package.
-evaluation = ServedGraph("evaluation")
-article = ServedGraph("article")
-research = ServedGraph("research")
+# What the JSON configs name (``Workflow.served_from``): a function per workflow of this
+# package (the servers call a graph factory with the run's config).
+
+
+def evaluation(config: RunnableConfig) -> OneWriterGraph:
+    """The evaluation graph, for a run with ``config``."""
+    return served("evaluation", config)
+
+
+def article(config: RunnableConfig) -> OneWriterGraph:
+    """The article graph, for a run with ``config``."""
+    return served("article", config)
+
+
+def research(config: RunnableConfig) -> OneWriterGraph:
+    """The research graph, for a run with ``config``."""
+    return served("research", config)
