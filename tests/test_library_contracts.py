@@ -139,7 +139,7 @@ def test_aegra_keeps_its_langgraph_pool_where_the_pool_guard_reads_it() -> None:
 
 
 def test_langgraph_still_saves_an_input_before_validating_it() -> None:
-    """Why ``langgraph_fanout/checked_graph.py`` copies the compiled graph into a subclass (docstring of ``of``).
+    """What ``CheckedGraph.of`` (``langgraph_fanout/checked_graph.py``) works around.
 
     Fails on the next LangGraph minor (``langgraph<1.3`` in pyproject.toml): look for a public
     way to check an input before it is saved, then lift the pin.
