@@ -46,6 +46,8 @@ def expect_one_translator_per_language(fake: FakeLLM, output: dict[str, Any]) ->
     assert all(t["text"] for t in output["translations"])
 
 
+@pytest.mark.cli
+@pytest.mark.timeout(120)
 def test_the_cli_runs_it(fake_llm: FakeLLM, tmp_path: Path) -> None:
     result = run_fanout(fake_llm, tmp_path, "translate", TEXT, "--json")
 
