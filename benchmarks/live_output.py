@@ -11,7 +11,7 @@ one event loop. Variants alternate run by run (order reversed every other round)
 - ``live table``: ``ainvoke`` with the progress display
   (``langgraph_fanout.cli.progress.RunProgress``) on a terminal, without any worker text
   (the "live table" row of ``make bench``).
-- ``log lines``: the CLI's run path (``langgraph_fanout.cli.stream.run_graph``) with
+- ``log lines``: the CLI's run path (``langgraph_fanout.cli.stream.stream_run``) with
   stderr not a terminal: ``astream`` of ``values`` only, one plain line per task event, no token
   streaming.
 - ``live + text``: the CLI's run path on a terminal: ``astream`` of ``values`` and
@@ -61,7 +61,7 @@ def variants(n: int) -> dict[str, Run]:
 
     from graphs.article import graph
     from langgraph_fanout.cli.progress import MAX_ROWS, RunProgress
-    from langgraph_fanout.cli.stream import run_graph
+    from langgraph_fanout.cli.stream import stream_run
     from state.context import Context
 
     context = Context(max_sections=n)
@@ -92,7 +92,7 @@ def variants(n: int) -> dict[str, Run]:
         async def run() -> None:
             display = progress(terminal)
             cfg: Any = {**config(), "callbacks": [display]}
-            out = await run_graph(
+            out = await stream_run(
                 graph, {"topic": TOPIC}, cfg, context, display, None, stream_slots=slots
             )
             check(out)

@@ -109,7 +109,7 @@ def test_a_long_label_is_cut_with_an_ellipsis_keeping_its_count(label: str, show
 
 
 def test_a_worker_logs_a_cancelled_attempt_in_one_line_and_other_errors_with_their_traceback():
-    from langgraph_fanout.cli.temporal import OneLineFormatter
+    from langgraph_fanout.cli.worker import OneLineFormatter
 
     formatter = OneLineFormatter("%(levelname)s %(name)s: %(message)s")
 

@@ -1,4 +1,4 @@
-"""What both ways of running a graph (here, or on Temporal) read from the command line."""
+"""Exit codes, argument types, and a run's input and settings read from the command line."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from langgraph_fanout.cli.request import Request
 from langgraph_fanout.cli.review import Reviewer, ReviewUsageError, reviewer_for
-from langgraph_fanout.workflows import WORKFLOWS, Workflow
+from langgraph_fanout.workflows import Workflow
 from state.context import ConfigurationError, Context
 from state.inputs import (
     BIDI_MARKS,
@@ -90,20 +91,20 @@ def read_value(workflow: Workflow, raw: str) -> str:
         raise UsageError(str(exc)) from None
 
 
-def run_context(args: argparse.Namespace, base: Context) -> Context:
+def run_context(request: Request, base: Context) -> Context:
     """``base`` with the settings given on the command line.
 
     Raises:
         UsageError: a setting is invalid.
     """
-    changes: dict[str, Any] = {"model": args.model or base.model}
-    for setting in {option for w in WORKFLOWS.values() for option in w.options}:
-        if getattr(args, setting, None) is not None:
-            changes[setting] = getattr(args, setting)
-    for setting in ("max_tokens", "max_llm_calls", "max_total_tokens"):
-        if getattr(args, setting, None) is not None:
-            changes[setting] = getattr(args, setting)
-    if getattr(args, "review", False) or getattr(args, "plan", None):
+    changes: dict[str, Any] = {"model": request.model or base.model, **request.settings}
+    limits = {
+        "max_tokens": request.max_tokens,
+        "max_llm_calls": request.max_llm_calls,
+        "max_total_tokens": request.max_total_tokens,
+    }
+    changes |= {name: value for name, value in limits.items() if value is not None}
+    if request.review or request.plan:
         changes["review_plan"] = True
     try:
         context = replace(base, **changes)
@@ -122,7 +123,7 @@ def check_run_models(context: Context) -> None:
         raise UsageError(str(exc)) from None
 
 
-def new_run(args: argparse.Namespace, workflow: Workflow) -> tuple[str, Context]:
+def new_run(request: Request, workflow: Workflow) -> tuple[str, Context]:
     """A new run's input value and settings, checked, its model resolved for good.
 
     The run keeps the model it starts with, whatever ``$FANOUT_MODEL`` says when it is
@@ -131,8 +132,8 @@ def new_run(args: argparse.Namespace, workflow: Workflow) -> tuple[str, Context]
     Raises:
         UsageError: bad input or settings, or a model that cannot load.
     """
-    value = read_value(workflow, getattr(args, workflow.input_field))
-    context = run_context(args, Context())
+    value = read_value(workflow, request.value)
+    context = run_context(request, Context())
     from langgraph_fanout.llm.models import resolve_model  # after validation: LangChain
 
     context = replace(context, model=resolve_model(context.model))
@@ -141,7 +142,7 @@ def new_run(args: argparse.Namespace, workflow: Workflow) -> tuple[str, Context]
 
 
 def reviewer(
-    args: argparse.Namespace, workflow: Workflow, context: Context, *, paused: bool
+    request: Request, workflow: Workflow, context: Context, *, paused: bool
 ) -> Reviewer | None:
     """Who answers the run's plan review (``--plan FILE`` or the terminal), if it has one.
 
@@ -151,7 +152,6 @@ def reviewer(
     from langgraph_fanout.cli.output import stderr
 
     try:
-        plan = getattr(args, "plan", None)  # evaluate has no --plan
-        return reviewer_for(stderr, workflow, context, plan, paused=paused)
+        return reviewer_for(stderr, workflow, context, request.plan, paused=paused)
     except ReviewUsageError as exc:
         raise UsageError(str(exc)) from None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 from typing import Any
 
@@ -22,7 +21,7 @@ MIN_INPUT_WIDTH = 12
 
 
 def print_result(
-    args: argparse.Namespace,
+    as_json: bool,
     workflow: Workflow,
     record: RunRecord,
     output: dict[str, Any],
@@ -39,7 +38,7 @@ def print_result(
     if review.get("decision") == "rejected":
         reason = f": {printable(review['reason'])}" if review["reason"] else ""
         stderr.print(f"plan rejected at review{reason}; no worker ran", markup=False)
-    if args.json:
+    if as_json:
         print(to_json({"thread_id": record.thread_id, **output, "usage": usage}))
     elif review.get("decision") == "rejected":
         return
@@ -137,9 +136,9 @@ def raised_limits(pause: dict[str, Any]) -> str:
     return options
 
 
-def print_runs(args: argparse.Namespace, rows: list[dict[str, str]], *, where: str) -> None:
-    """Print runs (``RUN_COLUMNS`` each): JSON with ``--json``, else a table (``where``: source)."""
-    if args.json:
+def print_runs(as_json: bool, rows: list[dict[str, str]], *, where: str) -> None:
+    """Print runs: one JSON list (``as_json``), else a table (``where``: their source)."""
+    if as_json:
         print(to_json(rows))
     elif not rows:
         stderr.print(f"no runs in {where}", highlight=False, markup=False)

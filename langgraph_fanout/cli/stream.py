@@ -19,6 +19,7 @@ from langgraph.types import Command, Interrupt, StreamMode
 
 from langgraph_fanout.cli.progress import MAX_ROWS
 from langgraph_fanout.cli.review import Reviewer, ReviewStopped
+from langgraph_fanout.cli.runtime import SpendingPaused
 from langgraph_fanout.llm.call import STREAM_SLOTS, StreamSlots
 from state.spending import is_spending_pause
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from state.context import Context
 
 
-async def run_graph(
+async def stream_run(
     graph: CompiledStateGraph[Any, Context, Any, Any],
     payload: dict[str, Any] | None,
     config: RunnableConfig,
@@ -79,14 +80,6 @@ async def run_graph(
             run_input = await _answer(reviewer, interrupts)
     finally:
         STREAM_SLOTS.reset(slots)
-
-
-class SpendingPaused(Exception):
-    """The run paused at a spending limit (it stays paused); ``pause`` is the interrupt's value."""
-
-    def __init__(self, pause: dict[str, Any]) -> None:
-        super().__init__(pause.get("kind"))
-        self.pause = pause
 
 
 async def _answer(

@@ -1,188 +1,373 @@
-"""``fanout ... --temporal HOST:PORT``: runs as Temporal workflows, and ``fanout worker``.
+"""The runtime that runs graphs as Temporal workflows (``fanout ... --temporal HOST:PORT``).
 
-Every command works on Temporal runs as it does on local ones: start a run (or attach to the
-one its ``--thread`` names), review its plan, ``resume`` (attach, answer a pending review),
-``show`` and ``runs``. Needs the ``[temporal]`` extra; Temporal is imported only when one of
-these commands runs.
+A run's thread id is its workflow id: starting a run on a thread that holds one attaches to
+it. The command watches the run (``langgraph_fanout.temporal.watch``) and answers its plan
+review; the run itself goes on in Temporal whatever happens to the command. Needs the
+``[temporal]`` extra; Temporal is imported only when one of these commands runs.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import logging
-import os
 import shlex
-import signal
-import socket
-import sys
 import time
-import types
-import warnings
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
-from langgraph_fanout.cli.arguments import (
-    EXIT_FAILED,
-    EXIT_LIMIT,
-    EXIT_OK,
-    UsageError,
-    new_run,
-    reviewer,
-)
-from langgraph_fanout.cli.output import (
-    print_header,
-    print_result,
-    print_runs,
-    print_shown,
-    raised_limits,
-    report_failure,
-    report_spending_pause,
-    stderr,
-)
+from langgraph_fanout.cli.arguments import EXIT_FAILED, UsageError
+from langgraph_fanout.cli.output import raised_limits, stderr
 from langgraph_fanout.cli.progress import RunProgress, Task
-from langgraph_fanout.cli.review import EXIT_REJECTED, Reviewer, ReviewStopped
+from langgraph_fanout.cli.request import Request
+from langgraph_fanout.cli.review import Reviewer, ReviewStopped
+from langgraph_fanout.cli.runtime import Finished, RunFailed, RunLost, Runtime, SpendingPaused
 from langgraph_fanout.persistence.run_records import RunRecord
+from langgraph_fanout.run_status import RunStatus
 from langgraph_fanout.workflows import COMMANDS, WORKFLOWS, Workflow
 from state.context import ConfigurationError, Context
 
 if TYPE_CHECKING:
     from temporalio.client import Client, WorkflowHandle
 
-    from langgraph_fanout.temporal.client import StartedRun
     from langgraph_fanout.temporal.progress import ActivityState
-    from langgraph_fanout.temporal.watch import RunWatcher
 
-GRACEFUL_SHUTDOWN = timedelta(seconds=5)
-"""On SIGTERM, how long a worker lets running activities finish before handing them back."""
-
-
-def where_to_look(address: str, run_id: str) -> str:
-    """How to inspect a Temporal run (true whether or not the server has a web UI)."""
-    return f"`temporal workflow show --workflow-id {run_id} --address {address}`"
+DOOR = "temporal"
+"""The door ``fanout runs`` names for Temporal runs."""
 
 
-async def dispatch(args: argparse.Namespace) -> int:
-    """Run a ``--temporal`` command or ``fanout worker``."""
+def require_temporal() -> None:
+    """Refuse a ``--temporal`` command without the ``[temporal]`` extra.
+
+    Raises:
+        UsageError: Temporal's SDK is not installed.
+    """
     try:
         import temporalio  # noqa: F401
     except ImportError:
         raise UsageError(
             "--temporal needs the [temporal] extra: pip install 'langgraph-fanout[temporal]'"
         ) from None
-    from langgraph_fanout.temporal.client import settle
-
-    if args.command != "worker":  # the CLI says itself when it loses the server
-        logging.getLogger("temporalio").setLevel(logging.ERROR)
-    try:
-        if args.command == "worker":
-            return await serve(args)
-        if args.command in COMMANDS:
-            return await submit(args, COMMANDS[args.command])
-        if args.command == "resume":
-            return await resume(args)
-        if args.command == "show":
-            return await show(args)
-        return await list_runs(args)
-    finally:
-        await settle()  # the process exits next
 
 
-async def _connect(args: argparse.Namespace) -> Client:
+async def connect(request: Request) -> Client:
+    """A client of ``--temporal``'s server, large payloads kept in ``--db``.
+
+    Raises:
+        UsageError: the server cannot be reached.
+    """
     from langgraph_fanout.temporal.client import connect
 
+    assert request.temporal is not None
     try:
-        return await connect(args.temporal, db=args.db)
+        return await connect(request.temporal, db=request.db)
     except RuntimeError as exc:  # the Rust core's connection error
-        raise UsageError(f"cannot connect to Temporal at {args.temporal}: {exc}") from None
+        raise UsageError(f"cannot connect to Temporal at {request.temporal}: {exc}") from None
 
 
-# --- worker ----------------------------------------------------------------------------------
+def root_cause(exc: BaseException) -> str:
+    """The innermost cause of a Temporal error (the node's own, past Temporal's wrappers)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return str(exc)
 
 
-async def serve(args: argparse.Namespace) -> int:
-    """Serve the three workflows and their activities until SIGTERM or Ctrl-C."""
-    from langgraph_fanout.temporal.versioning import build_id
-    from langgraph_fanout.temporal.worker import serving
+class OnTemporal(Runtime):
+    """Runs on the Temporal server ``--temporal`` names (see the module)."""
 
-    handler = logging.StreamHandler()
-    handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
-    logging.getLogger("langgraph_fanout.temporal").setLevel(logging.INFO)
-    client = await _connect(args)
-    identity = f"{os.getpid()}@{socket.gethostname()}"
-    build = args.build_id or build_id()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    async with serving(
-        client,
-        args.task_queue,
-        build=build,
-        promote=not args.no_promote,
-        max_concurrent_activities=args.max_concurrency,
-        identity=identity,
-        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
-    ) as (_, promotion):
+    _client: Client | None = None
+    _handle: WorkflowHandle[Any, Any] | None = None
+
+    def __init__(self, request: Request) -> None:
+        super().__init__(request)
+        assert request.temporal is not None
+        self.address = request.temporal
+        self.where = f"; Temporal {self.address}, task queue {request.task_queue!r}"
+
+    async def __aenter__(self) -> OnTemporal:
+        from langgraph_fanout.temporal.client import settle
+
+        logging.getLogger("temporalio").setLevel(logging.ERROR)  # the CLI says it lost the server
+        await super().__aenter__()
+        self.resources.push_async_callback(settle)  # the process exits next
+        return self
+
+    def check(self) -> None:
+        """Refuse what a Temporal run does not take from the command line."""
+        request = self.request
+        if request.command in COMMANDS and request.max_concurrency is not None:
+            raise UsageError(
+                "--max-concurrency does not apply to --temporal runs: give it to the workers "
+                "(fanout worker --max-concurrency N)"
+            )
+        if request.command != "resume":
+            return
+        if request.renames and not request.move:
+            raise UsageError("--rename goes with --move")
+        if request.move and request.sets_limits:
+            raise UsageError("a run under spending limits is not moved: drop --max-llm-calls")
+        if request.model or request.max_tokens is not None:
+            raise UsageError("a Temporal run keeps the settings it started with")
+
+    async def client(self) -> Client:
+        """The Temporal client, connected on first use."""
+        if self._client is None:
+            self._client = await connect(self.request)
+        return self._client
+
+    @property
+    def handle(self) -> WorkflowHandle[Any, Any]:
+        """The run :meth:`start` or :meth:`find` found."""
+        assert self._handle is not None, "start or find names the run first"
+        return self._handle
+
+    async def start(self, workflow: Workflow, record: RunRecord, payload: dict[str, Any]) -> bool:
+        """Start the workflow, or attach to the run of the same input and settings."""
+        from langgraph_fanout.temporal.client import RunConflictError, is_run, start_run
+
+        client = await self.client()
+        known = self.request.thread_id is not None and await is_run(client, record.thread_id)
+        try:
+            self._handle = await start_run(
+                client,
+                workflow.name,
+                payload,
+                record.context,
+                run_id=record.thread_id,
+                task_queue=self.request.task_queue,
+            )
+        except RunConflictError as exc:
+            raise UsageError(f"thread {record.thread_id!r} holds another run: {exc}") from None
+        except ConfigurationError as exc:  # limits a Temporal run cannot keep: nothing started
+            raise UsageError(str(exc)) from None
+        return known
+
+    async def find(self, thread_id: str) -> RunRecord:
+        """What the run was started with, from its history's first event."""
+        from temporalio.service import RPCError, RPCStatusCode
+
+        from langgraph_fanout.temporal.client import input_head, request_of
+
+        client = await self.client()
+        handle = client.get_workflow_handle(thread_id)
+        try:
+            started = await request_of(client, handle)
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise UsageError(
+                    f"no Temporal run with thread id {thread_id!r} on {self.address}"
+                ) from None
+            raise
+        self._handle = handle
+        return RunRecord(
+            thread_id=thread_id,
+            graph=started.graph,
+            input_head=input_head(started.request.input),
+            started=started.started,
+            context=Context.of(started.request.context),
+            door=DOOR,
+        )
+
+    async def status(self, record: RunRecord) -> RunStatus:
+        """From the run's description and memo."""
+        from langgraph_fanout.temporal.client import status_of
+
+        return await status_of(self.handle)
+
+    async def reopen(self, record: RunRecord) -> RunRecord:
+        """The run as it started: its settings are its own (:meth:`check`)."""
+        return record
+
+    async def prepare(self, record: RunRecord) -> None:
+        """``--move`` the run to this code's version; raise its limits as the command line says."""
+        if self.request.move:
+            await self._move()
+        if self.request.sets_limits:
+            await self._raise_limits()
+
+    async def _move(self) -> None:
+        from langgraph_fanout.temporal.moves import MoveRefusedError, move_run
+        from langgraph_fanout.temporal.versioning import build_id
+
+        try:
+            move = await move_run(await self.client(), self.handle.id, dict(self.request.renames))
+        except MoveRefusedError as exc:
+            raise UsageError(str(exc)) from None
         stderr.print(
-            f"worker {identity} on {args.temporal}, task queue {args.task_queue!r}, "
-            f"version {build} ({promotion.note}): ready",
+            f"moved to the current version (this code's is {build_id()}): {move.reused} "
+            f"finished activities reused ({move.reused_calls} LLM calls not made again); the "
+            "rest runs there",
             highlight=False,
             markup=False,
         )
-        await stop.wait()
-        stderr.print("stopping: finishing running activities", highlight=False, markup=False)
-    stderr.print("worker stopped", highlight=False, markup=False)
-    drop_evicted_workflows()
-    return EXIT_OK
+        self._handle = move.handle
+
+    async def _raise_limits(self) -> None:
+        """Give the run the command line's limits (exit 2 if it refuses them)."""
+        from temporalio.client import WorkflowUpdateFailedError
+        from temporalio.service import RPCError
+
+        from langgraph_fanout.temporal.client import raise_limits, refusal
+
+        limits = Context(
+            max_llm_calls=self.request.max_llm_calls,
+            max_total_tokens=self.request.max_total_tokens,
+        )
+        try:
+            await raise_limits(self.handle, limits)
+        except WorkflowUpdateFailedError as exc:
+            raise UsageError(f"the run refused the limits: {refusal(exc)}") from None
+        except RPCError as exc:  # it ended: nothing to raise the limits of
+            raise UsageError(f"the run took no limits: {exc.message}") from None
+
+    async def follow(
+        self, record: RunRecord, payload: dict[str, Any] | None, reviewer: Reviewer | None
+    ) -> Finished:
+        """Watch the run to its end, answering its plan review."""
+        from temporalio.client import WorkflowFailureError
+
+        from langgraph_fanout.temporal.watch import (
+            AtLimit,
+            Paused,
+            RunStuckError,
+            RunWatcher,
+            TemporalUnreachableError,
+        )
+
+        client, handle = await self.client(), self.handle
+        progress = TemporalProgress(stderr)
+        watcher = RunWatcher(
+            client,
+            handle,
+            self.request.task_queue,
+            listener=progress.update,
+            notice=progress.notice,
+        )
+        plan = WORKFLOWS[record.graph].plan
+        review_node = plan.review_node if plan else "review"
+        try:
+            while True:
+                with progress:
+                    ended = await watcher.until_paused_or_done()
+                if isinstance(ended, AtLimit):
+                    raise SpendingPaused(ended.pause)
+                if not isinstance(ended, Paused):
+                    break
+                progress.review(review_node, "paused")
+                await _review(handle, reviewer, ended.plan)
+                progress.review(review_node, "done")
+        except (RunStuckError, TemporalUnreachableError) as exc:
+            raise RunLost("error", str(exc), "", EXIT_FAILED) from exc
+        except WorkflowFailureError as exc:
+            failed = [
+                (t.node, t.label, t.error)
+                for t in watcher.tracker.activities.values()
+                if t.status == "failed"
+            ]
+            raise RunFailed(failed, root_cause(exc)) from exc
+        return Finished(ended, await watcher.tracker.usage(client.data_converter))
+
+    async def shown(self, record: RunRecord) -> dict[str, Any]:
+        """Status, the activities not done, the plan it waits on, its output once done, usage."""
+        from temporalio.client import WorkflowFailureError
+
+        from langgraph_fanout.temporal.progress import ActivityTracker
+
+        client, handle = await self.client(), self.handle
+        status = await self.status(record)
+        tracker = ActivityTracker()
+        async for event in handle.fetch_history_events():
+            tracker.apply(event)
+        shown: dict[str, Any] = {
+            "thread_id": record.thread_id,
+            "graph": record.graph,
+            "status": status,
+            "started": record.started,
+            "pending": [
+                {"node": a.node, "label": a.label, "status": a.status, "error": a.error}
+                for a in tracker.activities.values()
+                if a.status not in ("done", "cancelled")
+            ],
+            "review": [],
+            "values": {},
+            "usage": await tracker.usage(client.data_converter),
+        }
+        if status == RunStatus.PAUSED:
+            shown["review"] = [await handle.query("pending_review")]
+        elif status == RunStatus.DONE:
+            shown["values"] = await handle.result()
+        elif status == RunStatus.FAILED:
+            try:
+                await handle.result()
+            except WorkflowFailureError as exc:
+                shown["error"] = root_cause(exc)
+        return shown
+
+    async def runs(self, limit: int) -> tuple[list[dict[str, str]], str]:
+        """The newest runs of the workflows on the server."""
+        from langgraph_fanout.temporal.client import list_runs
+
+        rows = [
+            {
+                "thread_id": r.thread_id,
+                "graph": r.graph,
+                "status": r.status,
+                "started": r.started,
+                "door": DOOR,
+                "input": r.input,
+            }
+            for r in await list_runs(await self.client(), limit)
+        ]
+        return rows, f"Temporal at {self.address}"
+
+    def _resume_command(self, thread_id: str) -> str:
+        from langgraph_fanout.temporal.watch import fanout_command
+
+        return fanout_command(
+            f"resume {shlex.quote(thread_id)}", self.address, self.request.task_queue
+        )
+
+    def resume_hint(self, thread_id: str, pause: dict[str, Any] | None = None) -> str:
+        """The command that follows the run again (answering its review, past its limit)."""
+        command = self._resume_command(thread_id) + (raised_limits(pause) if pause else "")
+        return f"the run waits in Temporal; go on: {command}"
+
+    def stopped_hint(self, thread_id: str) -> str:
+        """The run goes on in Temporal: how to follow it again."""
+        return (
+            f"stopped watching; the run goes on in Temporal: `{self._resume_command(thread_id)}` "
+            "follows it again"
+        )
+
+    def failure_hint(self, thread_id: str) -> str:
+        """Its history (true whether or not the server has a web UI)."""
+        return (
+            f"details: `temporal workflow show --workflow-id {thread_id} --address {self.address}`"
+        )
 
 
-def drop_evicted_workflows() -> None:
-    """Let the workflows the stopped worker dropped die silently as the process exits.
+async def _review(
+    handle: WorkflowHandle[Any, Any], reviewer: Reviewer | None, plan: dict[str, Any]
+) -> None:
+    """Ask ``reviewer`` about ``plan`` until the run takes a decision.
 
-    At shutdown the SDK drops the runs it had cached without resuming them; their LangGraph
-    coroutines and generators are then finalized by the garbage collector, with no event
-    loop to run their cleanup in, and each printed a traceback ("Exception ignored in ...
-    no running event loop"). The runs go on from their histories on other workers: nothing
-    of them lives in this process. Any other unraisable error is still printed.
+    Raises:
+        ReviewStopped: nobody to ask, or no decision.
     """
-    warnings.filterwarnings("ignore", "coroutine .* was never awaited", RuntimeWarning)
+    from temporalio.client import WorkflowUpdateFailedError
 
-    def hook(unraisable: Any) -> None:
-        if not isinstance(unraisable.object, types.CoroutineType | types.AsyncGeneratorType):
-            sys.__unraisablehook__(unraisable)
+    from langgraph_fanout.cli.stream import ask
+    from langgraph_fanout.temporal.client import refusal, review_run
 
-    sys.unraisablehook = hook
-
-
-class OneLineFormatter(logging.Formatter):
-    """A worker's log: one plain line per message, as log collectors count them.
-
-    The Temporal core's warnings (a lost server, retried polls) span lines, and Rich would
-    wrap them further; a traceback still follows its line, but for a cancellation: an attempt
-    the server gave up on (its heartbeats came late on a loaded machine) is cancelled on the
-    worker, which the SDK logs with the cancelled call's whole stack.
-    """
-
-    def format(self, record: logging.LogRecord) -> str:
-        """The record as one line; a cancellation's traceback as its one-line cause."""
-        if record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError):
-            error = record.exc_info[1]
-            record = logging.makeLogRecord(
-                {**record.__dict__, "exc_info": None, "exc_text": None}
-                | {"msg": f"{record.getMessage()}: {type(error).__name__}: {error}", "args": ()}
-            )
-        return super().format(record)
-
-    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
-        """The message with every run of whitespace, line breaks included, as one space."""
-        return " ".join(super().formatMessage(record).split())
-
-
-# --- runs ------------------------------------------------------------------------------------
+    if reviewer is None:
+        raise ReviewStopped("the run paused for a plan review, which this command cannot answer")
+    request = plan
+    while True:
+        decision = await ask(reviewer, request)
+        try:
+            await review_run(handle, decision)
+            return
+        except WorkflowUpdateFailedError as exc:
+            request = {**plan, "error": refusal(exc)}
 
 
 class TemporalProgress(RunProgress):
@@ -227,333 +412,3 @@ class TemporalProgress(RunProgress):
             task.finished = time.monotonic()
         if status != "running":
             self._log(task, status + (f" ({task.error[:120]})" if task.error else ""))
-
-
-def _header(args: argparse.Namespace, workflow: Workflow, run_id: str, model: str) -> None:
-    where = f"; Temporal {args.temporal}, task queue {args.task_queue!r}"
-    print_header(workflow, run_id, model, where)
-
-
-async def submit(args: argparse.Namespace, workflow: Workflow) -> int:
-    """Start the run as a workflow (or attach to ``--thread``'s), follow it, print its output."""
-    from langgraph_fanout.temporal.client import RunConflictError, start_run
-
-    if args.max_concurrency is not None:
-        raise UsageError(
-            "--max-concurrency does not apply to --temporal runs: give it to the workers "
-            "(fanout worker --max-concurrency N)"
-        )
-    value, context = new_run(args, workflow)
-    answers = reviewer(args, workflow, context, paused=False)
-    record = RunRecord.new(workflow, value, context, args.thread)
-    client = await _connect(args)
-    known = args.thread is not None and await _exists(client, record.thread_id)
-    try:
-        handle = await start_run(
-            client,
-            workflow.name,
-            {workflow.input_field: value},
-            context,
-            run_id=record.thread_id,
-            task_queue=args.task_queue,
-        )
-    except RunConflictError as exc:
-        raise UsageError(f"thread {record.thread_id!r} holds another run: {exc}") from None
-    except ConfigurationError as exc:  # limits a Temporal run cannot keep: nothing submitted
-        raise UsageError(str(exc)) from None
-    _header(args, workflow, record.thread_id, context.model)
-    if known:
-        stderr.print(
-            "attached to the run this thread already holds (no new run started)",
-            highlight=False,
-            markup=False,
-        )
-    return await _follow(args, client, handle, workflow, record, answers)
-
-
-async def resume(args: argparse.Namespace) -> int:
-    """Attach to a Temporal run: follow it, answer its plan review, print its output.
-
-    ``--move``: start it again on this code's version first, its finished work reused.
-    ``--max-llm-calls`` / ``--max-total-tokens``: raise its limits (a run paused at one goes on).
-    """
-    if args.rename and not args.move:
-        raise UsageError("--rename goes with --move")
-    if args.move and (args.max_llm_calls is not None or args.max_total_tokens is not None):
-        raise UsageError("a run under spending limits is not moved: drop --max-llm-calls")
-    client = await _connect(args)
-    handle = client.get_workflow_handle(args.thread_id)
-    started = await _started(client, handle, args)
-    workflow = WORKFLOWS[started.graph]
-    context = Context.of(started.request.context)
-    if args.model or args.max_tokens is not None:
-        raise UsageError("a Temporal run keeps the settings it started with")
-    paused = not args.move and await _status(client, handle) == "paused"
-    answers = reviewer(args, workflow, context, paused=paused)  # every refusal before a move
-    if args.move:
-        handle = await _move(client, args)
-    if args.max_llm_calls is not None or args.max_total_tokens is not None:
-        await _raise_limits(handle, args)
-    value = next(iter(started.request.input.values()), "")
-    record = RunRecord.new(workflow, str(value), context, args.thread_id)
-    _header(args, workflow, args.thread_id, context.model)
-    return await _follow(args, client, handle, workflow, record, answers)
-
-
-async def _raise_limits(handle: WorkflowHandle[Any, Any], args: argparse.Namespace) -> None:
-    """Give the run the spending limits of the command line (exit 2 if it refuses them)."""
-    from temporalio.client import WorkflowUpdateFailedError
-    from temporalio.service import RPCError
-
-    from langgraph_fanout.temporal.client import raise_limits
-
-    limits = Context(max_llm_calls=args.max_llm_calls, max_total_tokens=args.max_total_tokens)
-    try:
-        await raise_limits(handle, limits)
-    except WorkflowUpdateFailedError as exc:
-        cause = getattr(exc.cause, "message", None) or exc.cause or exc
-        raise UsageError(f"the run refused the limits: {cause}") from None
-    except RPCError as exc:  # it ended: nothing to raise the limits of
-        raise UsageError(f"the run took no limits: {exc.message}") from None
-
-
-async def _move(client: Client, args: argparse.Namespace) -> WorkflowHandle[Any, Any]:
-    """Start the run again on this code's version, its finished activities reused."""
-    from langgraph_fanout.temporal.moves import MoveRefusedError, move_run
-    from langgraph_fanout.temporal.versioning import build_id
-
-    try:
-        move = await move_run(client, args.thread_id, dict(args.rename))
-    except MoveRefusedError as exc:
-        raise UsageError(str(exc)) from None
-    stderr.print(
-        f"moved to the current version (this code's is {build_id()}): {move.reused} finished "
-        f"activities reused ({move.reused_calls} LLM calls not made again); the rest runs there",
-        highlight=False,
-        markup=False,
-    )
-    return move.handle
-
-
-async def _started(
-    client: Client, handle: WorkflowHandle[Any, Any], args: argparse.Namespace
-) -> StartedRun:
-    """What the run ``args.thread_id`` was started with (else exit 2: no such run)."""
-    from temporalio.service import RPCError, RPCStatusCode
-
-    from langgraph_fanout.temporal.client import request_of
-
-    try:
-        return await request_of(client, handle)
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise UsageError(
-                f"no Temporal run with thread id {args.thread_id!r} on {args.temporal}"
-            ) from None
-        raise
-
-
-async def _exists(client: Client, run_id: str) -> bool:
-    from temporalio.service import RPCError, RPCStatusCode
-
-    try:
-        await client.get_workflow_handle(run_id).describe()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return False
-        raise
-    return True
-
-
-async def _follow(
-    args: argparse.Namespace,
-    client: Client,
-    handle: WorkflowHandle[Any, Any],
-    workflow: Workflow,
-    record: RunRecord,
-    reviewer: Reviewer | None,
-) -> int:
-    """Follow the run to its end, answering its plan review; print it like a local run."""
-    from temporalio.client import WorkflowFailureError
-
-    from langgraph_fanout.temporal.watch import (
-        AtLimit,
-        Paused,
-        RunStuckError,
-        RunWatcher,
-        TemporalUnreachableError,
-    )
-
-    progress = TemporalProgress(stderr)
-    watcher = RunWatcher(
-        client, handle, args.task_queue, listener=progress.update, notice=progress.notice
-    )
-    review_node = workflow.plan.review_node if workflow.plan else "review"
-    try:
-        while True:
-            with progress:
-                ended = await watcher.until_paused_or_done()
-            if isinstance(ended, AtLimit):
-                command = _resume_command(args, handle.id) + raised_limits(ended.pause)
-                report_spending_pause(ended.pause, f"the run waits in Temporal; go on: {command}")
-                return EXIT_LIMIT
-            if not isinstance(ended, Paused):
-                break
-            progress.review(review_node, "paused")
-            await _review(handle, reviewer, ended.plan)
-            progress.review(review_node, "done")
-    except asyncio.CancelledError:  # Ctrl-C: the run itself goes on
-        stderr.print(
-            f"stopped watching; the run goes on in Temporal: `{_resume_command(args, handle.id)}` "
-            "follows it again",
-            highlight=False,
-            markup=False,
-        )
-        raise
-    except ReviewStopped as exc:
-        stderr.print(f"[bold red]paused:[/] {escape(str(exc))}", highlight=False)
-        stderr.print(
-            f"the run waits in Temporal; answer it with `fanout resume {handle.id} "
-            f"--temporal {args.temporal}`",
-            highlight=False,
-            markup=False,
-        )
-        return EXIT_FAILED
-    except (RunStuckError, TemporalUnreachableError) as exc:
-        stderr.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-        return EXIT_FAILED
-    except WorkflowFailureError as exc:
-        _report_failure(args, handle.id, watcher, exc)
-        return EXIT_FAILED
-    usage = await watcher.tracker.usage(client.data_converter)
-    print_result(args, workflow, record, ended, usage)
-    review = ended.get("review") or {}
-    return EXIT_REJECTED if review.get("decision") == "rejected" else EXIT_OK
-
-
-def _resume_command(args: argparse.Namespace, run_id: str) -> str:
-    """The command that follows (and answers) Temporal run ``run_id`` again."""
-    from langgraph_fanout.temporal.worker import DEFAULT_TASK_QUEUE
-
-    queue = "" if args.task_queue == DEFAULT_TASK_QUEUE else f" --task-queue {args.task_queue}"
-    return f"fanout resume {shlex.quote(run_id)} --temporal {args.temporal}{queue}"
-
-
-async def _review(
-    handle: WorkflowHandle[Any, Any], reviewer: Reviewer | None, plan: dict[str, Any]
-) -> None:
-    """Ask ``reviewer`` about ``plan`` until the run takes a decision.
-
-    Raises:
-        ReviewStopped: nobody to ask, or no decision.
-    """
-    from temporalio.client import WorkflowUpdateFailedError
-
-    from langgraph_fanout.cli.stream import ask
-    from langgraph_fanout.temporal.client import review_run
-
-    if reviewer is None:
-        raise ReviewStopped("the run paused for a plan review, which this command cannot answer")
-    request = plan
-    while True:
-        decision = await ask(reviewer, request)
-        try:
-            await review_run(handle, decision)
-            return
-        except WorkflowUpdateFailedError as exc:
-            cause = exc.cause
-            request = {**plan, "error": str(getattr(cause, "message", None) or cause or exc)}
-
-
-def _report_failure(
-    args: argparse.Namespace, run_id: str, watcher: RunWatcher, exc: Exception
-) -> None:
-    failed = [
-        (t.node, t.label, t.error)
-        for t in watcher.tracker.activities.values()
-        if t.status == "failed"
-    ]
-    cause: BaseException = exc
-    while cause.__cause__ is not None:
-        cause = cause.__cause__
-    report_failure(failed, str(cause))
-    stderr.print(f"details: {where_to_look(args.temporal, run_id)}", highlight=False, markup=False)
-
-
-# --- show, runs ------------------------------------------------------------------------------
-
-
-async def _status(client: Client, handle: WorkflowHandle[Any, Any]) -> str:
-    from temporalio.client import WorkflowExecutionStatus
-
-    from langgraph_fanout.temporal.client import STATUSES
-    from langgraph_fanout.temporal.workflows import STATUS
-
-    description = await handle.describe()
-    if description.status == WorkflowExecutionStatus.RUNNING:
-        return str((await description.memo()).get(STATUS, "running"))
-    return STATUSES.get(description.status, "unknown") if description.status else "unknown"
-
-
-async def show(args: argparse.Namespace) -> int:
-    """Print a Temporal run: status, the plan it waits on, its output once done, its usage."""
-    from temporalio.client import WorkflowFailureError
-
-    from langgraph_fanout.temporal.progress import ActivityTracker
-
-    client = await _connect(args)
-    handle = client.get_workflow_handle(args.thread_id)
-    started = await _started(client, handle, args)
-    description = await handle.describe()
-    status = await _status(client, handle)
-    tracker = ActivityTracker()
-    async for event in handle.fetch_history_events():
-        tracker.apply(event)
-    shown: dict[str, Any] = {
-        "thread_id": args.thread_id,
-        "graph": started.graph,
-        "status": status,
-        "started": description.start_time.isoformat(timespec="seconds"),
-        "pending": [
-            {"node": a.node, "label": a.label, "status": a.status, "error": a.error}
-            for a in tracker.activities.values()
-            if a.status not in ("done", "cancelled")
-        ],
-        "review": [],
-        "values": {},
-        "usage": await tracker.usage(client.data_converter),
-    }
-    if status == "paused":
-        shown["review"] = [await handle.query("pending_review")]
-    elif status == "done":
-        shown["values"] = await handle.result()
-    elif status == "failed":
-        try:
-            await handle.result()
-        except WorkflowFailureError as exc:
-            cause: Any = exc
-            while cause.__cause__ is not None:
-                cause = cause.__cause__
-            shown["error"] = str(cause)
-    print_shown(shown, WORKFLOWS[started.graph], args.json)
-    return EXIT_OK
-
-
-async def list_runs(args: argparse.Namespace) -> int:
-    """List recent Temporal runs of the three graphs, newest first."""
-    from langgraph_fanout.temporal.client import list_runs as recent
-
-    client = await _connect(args)
-    rows = [
-        {
-            "thread_id": r.thread_id,
-            "graph": r.graph,
-            "status": r.status,
-            "started": r.started,
-            "door": "temporal",
-            "input": r.input,
-        }
-        for r in await recent(client, args.limit)
-    ]
-    print_runs(args, rows, where=f"Temporal at {args.temporal}")
-    return EXIT_OK

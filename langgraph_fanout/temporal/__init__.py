@@ -11,3 +11,6 @@ its own when a worker dies. Built on Temporal's LangGraph plugin (``temporalio.l
 - :mod:`langgraph_fanout.temporal.client`: submit a run and wait for its output
 - :mod:`langgraph_fanout.temporal.progress`: a run's activities, from its history
 """
+
+DEFAULT_TASK_QUEUE = "fanout"
+"""The task queue of the runs and workers that name none."""

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from langgraph.types import Command, Interrupt
@@ -31,11 +32,13 @@ from temporalio.runtime import (
     TelemetryConfig,
     TelemetryFilter,
 )
+from temporalio.service import RPCError, RPCStatusCode
 
+from langgraph_fanout.run_status import RunStatus
+from langgraph_fanout.temporal import DEFAULT_TASK_QUEUE
 from langgraph_fanout.temporal.payloads import check_written_size, data_converter
 from langgraph_fanout.temporal.spending import check_temporal_limits
 from langgraph_fanout.temporal.watch import AtLimit, Paused, RunWatcher
-from langgraph_fanout.temporal.worker import DEFAULT_TASK_QUEUE
 from langgraph_fanout.temporal.workflows import STATUS, RunRequest
 from langgraph_fanout.workflows import WORKFLOWS
 from state.context import Context
@@ -166,10 +169,11 @@ async def start_run(
 
 @dataclass(frozen=True)
 class StartedRun:
-    """What a run was started with: its graph and request."""
+    """What a run was started with: its graph and request, and when (ISO 8601, UTC)."""
 
     graph: str
     request: RunRequest
+    started: str
 
 
 async def request_of(client: Client, handle: WorkflowHandle[Any, Any]) -> StartedRun:
@@ -177,8 +181,20 @@ async def request_of(client: Client, handle: WorkflowHandle[Any, Any]) -> Starte
     async for event in handle.fetch_history_events(page_size=1):
         started = event.workflow_execution_started_event_attributes
         (request,) = await client.data_converter.decode(started.input.payloads, [RunRequest])
-        return StartedRun(started.workflow_type.name, request)
+        when = _iso(event.event_time.ToDatetime(tzinfo=UTC))
+        return StartedRun(started.workflow_type.name, request, when)
     raise RunConflictError(f"run {handle.id!r} has no history")
+
+
+async def is_run(client: Client, run_id: str) -> bool:
+    """Whether ``run_id`` names a run on the server."""
+    try:
+        await client.get_workflow_handle(run_id).describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
 
 
 async def review_run(handle: WorkflowHandle[Any, Any], decision: Any) -> Review:
@@ -241,7 +257,7 @@ async def run_graph(
                 plan = await handle.query("pending_review")
                 if plan is None:
                     raise
-                return {"__interrupt__": [Interrupt(value={**plan, "error": _why(exc)})]}
+                return {"__interrupt__": [Interrupt(value={**plan, "error": refusal(exc)})]}
         else:
             handle = await start_run(
                 client, graph, graph_input, context, run_id=run_id, task_queue=task_queue
@@ -256,7 +272,7 @@ async def run_graph(
         await settle()
 
 
-def _why(exc: WorkflowUpdateFailedError) -> str:
+def refusal(exc: WorkflowUpdateFailedError) -> str:
     """The reason a run gave for refusing an update."""
     cause = exc.cause
     return str(getattr(cause, "message", None) or cause or exc)
@@ -268,36 +284,46 @@ class RunSummary:
 
     thread_id: str
     graph: str
-    status: str  # running, paused, done, failed, cancelled, terminated, timed out
+    status: RunStatus
     started: str
     input: str
 
 
-STATUSES = {
-    WorkflowExecutionStatus.COMPLETED: "done",
-    WorkflowExecutionStatus.FAILED: "failed",
-    WorkflowExecutionStatus.CANCELED: "cancelled",
-    WorkflowExecutionStatus.TERMINATED: "terminated",
-    WorkflowExecutionStatus.TIMED_OUT: "timed out",
-    WorkflowExecutionStatus.CONTINUED_AS_NEW: "continued",
+CLOSED = {
+    WorkflowExecutionStatus.COMPLETED: RunStatus.DONE,
+    WorkflowExecutionStatus.FAILED: RunStatus.FAILED,
+    WorkflowExecutionStatus.CANCELED: RunStatus.CANCELLED,
+    WorkflowExecutionStatus.TERMINATED: RunStatus.TERMINATED,
+    WorkflowExecutionStatus.TIMED_OUT: RunStatus.TIMED_OUT,
+    WorkflowExecutionStatus.CONTINUED_AS_NEW: RunStatus.CONTINUED,
 }
+"""The status of a run that has ended, by Temporal's."""
+
+
+def run_status(status: WorkflowExecutionStatus | None, memo: Mapping[str, Any]) -> RunStatus:
+    """A run's status: Temporal's, and for a running run what its memo says it waits on."""
+    if status == WorkflowExecutionStatus.RUNNING:
+        return RunStatus(memo.get(STATUS, RunStatus.RUNNING))
+    return CLOSED.get(status, RunStatus.UNKNOWN) if status else RunStatus.UNKNOWN
+
+
+async def status_of(handle: WorkflowHandle[Any, Any]) -> RunStatus:
+    """The status of the run behind ``handle``, from its description."""
+    description = await handle.describe()
+    return run_status(description.status, await description.memo())
 
 
 async def list_runs(client: Client, limit: int) -> list[RunSummary]:
-    """The newest ``limit`` runs of the three graphs, newest first."""
+    """The newest ``limit`` runs of the workflows, newest first."""
     types = " or ".join(f"WorkflowType = '{name}'" for name in WORKFLOWS)
     runs = []
     async for execution in client.list_workflows(types, limit=limit):
         memo = await execution.memo()
-        if execution.status == WorkflowExecutionStatus.RUNNING:
-            status = str(memo.get(STATUS, "running"))
-        else:
-            status = STATUSES.get(execution.status, "unknown") if execution.status else "unknown"
         runs.append(
             RunSummary(
                 thread_id=execution.id,
                 graph=execution.workflow_type,
-                status=status,
+                status=run_status(execution.status, memo),
                 started=_iso(execution.start_time),
                 input=str(memo.get("input", "")),
             )

@@ -1,7 +1,10 @@
 """Follow one run in Temporal until it pauses or ends, whatever happens on the way.
 
-A :class:`RunWatcher` reads the run's history as it grows and its description every
-half-second, and turns them into what a person or a script needs to know:
+A :class:`RunWatcher` long-polls the run's history (each read waits on the server for the
+next event) and, while the run has a task open, reads its description for what the history
+does not hold (attempts of activities in flight, tasks no worker has taken): at once after
+the history moves, less and less often while it does not. It turns them into what a person
+or a script needs to know:
 
 - the activities (``langgraph_fanout.temporal.progress``), for a progress view;
 - a pause at the plan review (:class:`Paused`, with the plan);
@@ -32,24 +35,40 @@ from temporalio.api.enums.v1 import (
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    RetryError,
+    retry_if_exception,
+    wait_exponential,
+    wait_fixed,
+)
 
-from langgraph_fanout.temporal.progress import ActivityTracker, Listener, failure_cause
+from langgraph_fanout.temporal import DEFAULT_TASK_QUEUE
+from langgraph_fanout.temporal.progress import (
+    FINISHED,
+    ActivityTracker,
+    Listener,
+    failure_cause,
+)
 from langgraph_fanout.temporal.versioning import build_id
-from langgraph_fanout.temporal.worker import DEFAULT_TASK_QUEUE
 from langgraph_fanout.temporal.workflows import STATUS
 
 T = TypeVar("T")
 
-POLL_SECONDS = 0.5
-"""How often the run's description (pending attempts, waiting tasks) is read."""
+LOOK_SECONDS = (0.5, 2.0)
+"""The least and the most time between two reads of the run's description: the least right
+after the history moved, doubling while it does not."""
+QUERY_RETRY_SECONDS = 0.5
+"""How often a query no worker can answer yet is asked again."""
 NO_WORKER_NOTICE = 5.0
 """Seconds a task may wait unclaimed before the watcher says it waits for a worker."""
 QUERY_TIMEOUT = timedelta(seconds=10)
 """How long a query (a paused run's plan) may wait for a worker to answer it."""
 OUTAGE_LIMIT = timedelta(minutes=10)
 """How long the watcher keeps trying to reach an unreachable Temporal server."""
-BACKOFF = (0.25, 0.5, 1.0, 2.0, 4.0)
-"""Seconds between attempts to reach it again (the last one repeats)."""
+BACKOFF = wait_exponential(multiplier=0.25, max=4.0)
+"""Seconds between attempts to reach it again: 0.25, 0.5, 1, 2, then 4 each."""
 TRANSIENT = frozenset(
     {
         RPCStatusCode.UNAVAILABLE,
@@ -138,6 +157,8 @@ class RunWatcher:
         self._said_no_worker = False
         self._paused_status = ""  # the memo's status when the run last said it paused
         self._task_failure: RunStuckError | None = None  # the last one, until a task completes
+        self._task_open = False  # the history's last workflow task has not completed
+        self._moved = asyncio.Event()  # the history has new events since the last look
         self._stuck = asyncio.Event()
 
     async def until_paused_or_done(self) -> Paused | AtLimit | dict[str, Any]:
@@ -148,7 +169,7 @@ class RunWatcher:
             RunStuckError: its workflow task keeps failing.
             TemporalUnreachableError: the server was out of reach for too long.
         """
-        poller = asyncio.create_task(self._poll())
+        looker = asyncio.create_task(self._look())
         try:
             while True:
                 ended = await self._unless_stuck(self._retrying(self._read_history))
@@ -164,7 +185,7 @@ class RunWatcher:
                 if plan is not None:
                     return Paused(plan)
         finally:
-            await _cancelled(poller)
+            await _cancelled(looker)
 
     async def _unless_stuck(self, work: Awaitable[T]) -> T:
         """``work``'s value, or :class:`RunStuckError` as soon as the run is found stuck."""
@@ -187,6 +208,7 @@ class RunWatcher:
             if event.event_id <= self.tracker.last_event_id:
                 continue
             self.tracker.apply(event)
+            self._moved.set()
             if _closes_run(event):
                 return True
             self._note_task(event)
@@ -218,30 +240,37 @@ class RunWatcher:
         A worker answers the query; while none polls the run's task queue (all restarting,
         or none started yet), the watcher says so once and asks again.
         """
-        while True:
-            try:
-                plan: dict[str, Any] | None = await self.handle.query(
-                    query, rpc_timeout=QUERY_TIMEOUT
-                )
-            except RPCError as exc:
-                if exc.status != RPCStatusCode.FAILED_PRECONDITION:  # "no poller seen"
-                    raise
-                if not self._said_no_worker:
-                    self._said_no_worker = True
-                    self.notice(
-                        f"waiting for a worker on task queue {self.task_queue!r} to read the "
-                        f"run's state (none polls it now; start one with "
-                        f"`{self._worker_command()}`)"
-                    )
-                await asyncio.sleep(POLL_SECONDS)
-                continue
-            return plan
+        asking = AsyncRetrying(
+            retry=retry_if_exception(_no_poller),
+            wait=wait_fixed(QUERY_RETRY_SECONDS),
+            before_sleep=self._no_reader,
+            reraise=True,
+        )
+        plan: dict[str, Any] | None = await asking(
+            self.handle.query, query, rpc_timeout=QUERY_TIMEOUT
+        )
+        return plan
+
+    def _no_reader(self, state: RetryCallState) -> None:
+        if not self._said_no_worker:
+            self._said_no_worker = True
+            self.notice(
+                f"waiting for a worker on task queue {self.task_queue!r} to read the run's "
+                f"state (none polls it now; start one with `{self._worker_command()}`)"
+            )
 
     def _note_task(self, event: HistoryEvent) -> None:
-        """Remember the last workflow task failure, until a workflow task completes."""
-        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+        """Follow the workflow tasks: open or not, the last failure until one completes."""
+        kind = event.event_type
+        if kind == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED and self._said_no_worker:
+            self._said_no_worker = False
+            self.notice("a worker took the run's tasks")
+        if kind in WORKFLOW_TASK_EVENTS:
+            # A failed or timed-out task is scheduled again, outside the history.
+            self._task_open = kind != EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+        if kind == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
             self._task_failure = None
-        if event.event_type != EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+        if kind != EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
             return
         failed = event.workflow_task_failed_event_attributes
         if failed.cause in BENIGN_TASK_FAILURES:
@@ -252,10 +281,29 @@ class RunWatcher:
         message = failure_cause(failed.failure)[:500]
         self._task_failure = RunStuckError(self.handle.id, cause, message, failed.identity)
 
-    async def _poll(self) -> None:
-        """Pending attempts, failing and waiting tasks, from the run's description."""
+    def _has_open_task(self) -> bool:
+        """Whether a workflow task or an activity of the run has not ended, by its history."""
+        activities = self.tracker.activities.values()
+        return self._task_open or any(a.status not in FINISHED for a in activities)
+
+    async def _look(self) -> None:
+        """Pending attempts, failing and waiting tasks, from the run's description.
+
+        Read while the run has a task open: right after the history moved (at most every
+        ``LOOK_SECONDS[0]``), then at doubling intervals up to ``LOOK_SECONDS[1]``.
+        """
+        shortest, longest = LOOK_SECONDS
+        wait = shortest
         while True:
-            await asyncio.sleep(POLL_SECONDS)
+            await asyncio.sleep(shortest)
+            if not self._has_open_task():
+                await self._moved.wait()
+            try:
+                await asyncio.wait_for(self._moved.wait(), wait - shortest)
+                wait = shortest
+            except TimeoutError:
+                wait = min(2 * wait, longest)
+            self._moved.clear()
             try:
                 description = await self.handle.describe()
             except RPCError:
@@ -266,11 +314,8 @@ class RunWatcher:
             self.tracker.pending(list(raw.pending_activities))
             task = raw.pending_workflow_task
             if self._task_failure is not None and raw.HasField("pending_workflow_task"):
-                retried = task.attempt > 1
-            else:
-                retried = False
-            if retried:
-                self._stuck.set()  # it failed, and fails still: Temporal retries it for ever
+                if task.attempt > 1:  # it failed, and fails still: Temporal retries it for ever
+                    self._stuck.set()
             self._check_waiting(raw)
 
     def _check_waiting(self, raw: Any) -> None:
@@ -309,56 +354,71 @@ class RunWatcher:
             self.notice("a worker took the run's tasks")
 
     def _worker_command(self) -> str:
-        return f"fanout worker --temporal {self._address}{self._queue_option}"
+        return fanout_command("worker", self._address, self.task_queue)
 
     def _move_command(self) -> str:
-        run = shlex.quote(self.handle.id)
-        return f"fanout resume {run} --temporal {self._address}{self._queue_option} --move"
-
-    @property
-    def _queue_option(self) -> str:
-        queue = self.task_queue
-        return "" if queue == DEFAULT_TASK_QUEUE else f" --task-queue {shlex.quote(queue)}"
+        resume = f"resume {shlex.quote(self.handle.id)}"
+        return fanout_command(resume, self._address, self.task_queue) + " --move"
 
     @property
     def _address(self) -> str:
         return self.client.service_client.config.target_host
 
     async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
-        """``call()``, again and again while the server is out of reach."""
-        attempt = 0
-        while True:
-            try:
-                value = await call()
-            except RPCError as exc:
-                if exc.status not in TRANSIENT:
-                    raise
-                self._lost(exc)
-                await asyncio.sleep(BACKOFF[min(attempt, len(BACKOFF) - 1)])
-                attempt += 1
-                continue
-            if self._down_since is not None:
-                self.notice(
-                    f"reached Temporal again after {time.monotonic() - self._down_since:.0f} s"
-                )
-                self._down_since = None
-                self._back_at = time.time()
-            return value
+        """``call()``, again and again while the server is out of reach.
 
-    def _lost(self, exc: RPCError) -> None:
-        now = time.monotonic()
-        if self._down_since is None:
-            self._down_since = now
-            self.notice(
-                f"lost Temporal ({' '.join(exc.message.split())[:160]}); retrying - the run "
-                "goes on in Temporal"
-            )
-        elif now - self._down_since > OUTAGE_LIMIT.total_seconds():
+        Raises:
+            TemporalUnreachableError: it was out of reach for :data:`OUTAGE_LIMIT`.
+        """
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(_transient),
+            wait=BACKOFF,
+            stop=self._down_too_long,
+            before_sleep=self._lost,
+        )
+        try:
+            value: T = await retrying(call)
+        except RetryError as gave_up:
+            error = gave_up.last_attempt.exception()
+            reason = error.message if isinstance(error, RPCError) else str(error)
             raise TemporalUnreachableError(
                 f"Temporal has been out of reach for {OUTAGE_LIMIT.total_seconds() / 60:.0f} "
-                f"minutes ({exc.message}); the run may still be going: check it later with "
+                f"minutes ({reason}); the run may still be going: check it later with "
                 f"`fanout show {self.handle.id} --temporal {self._address}`"
             ) from None
+        if self._down_since is not None:
+            self.notice(f"reached Temporal again after {time.monotonic() - self._down_since:.0f} s")
+            self._down_since = None
+            self._back_at = time.time()
+        return value
+
+    def _down_too_long(self, state: RetryCallState) -> bool:
+        down = self._down_since
+        return down is not None and time.monotonic() - down > OUTAGE_LIMIT.total_seconds()
+
+    def _lost(self, state: RetryCallState) -> None:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            error = state.outcome.exception() if state.outcome else None
+            message = error.message if isinstance(error, RPCError) else str(error)
+            self.notice(
+                f"lost Temporal ({' '.join(message.split())[:160]}); retrying - the run goes "
+                "on in Temporal"
+            )
+
+
+def fanout_command(words: str, address: str, task_queue: str) -> str:
+    """``fanout WORDS`` on Temporal at ``address`` and ``task_queue`` (named if not the default)."""
+    queue = "" if task_queue == DEFAULT_TASK_QUEUE else f" --task-queue {shlex.quote(task_queue)}"
+    return f"fanout {words} --temporal {address}{queue}"
+
+
+def _transient(error: BaseException) -> bool:
+    return isinstance(error, RPCError) and error.status in TRANSIENT
+
+
+def _no_poller(error: BaseException) -> bool:
+    return isinstance(error, RPCError) and error.status == RPCStatusCode.FAILED_PRECONDITION
 
 
 async def _cancelled(task: asyncio.Future[Any]) -> None:
@@ -369,6 +429,17 @@ async def _cancelled(task: asyncio.Future[Any]) -> None:
     """
     task.cancel()
     await asyncio.wait({task})
+
+
+WORKFLOW_TASK_EVENTS = frozenset(
+    {
+        EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+        EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+        EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+        EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED,
+        EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
+    }
+)
 
 
 def _closes_run(event: HistoryEvent) -> bool:

@@ -15,6 +15,7 @@ from temporalio.langgraph import LangGraphPlugin
 from temporalio.plugin import SimplePlugin
 from temporalio.worker import Worker
 
+from langgraph_fanout.temporal import DEFAULT_TASK_QUEUE
 from langgraph_fanout.temporal.placement import ActivityPlacement
 from langgraph_fanout.temporal.policy import HEARTBEAT_THROTTLE, RunInterceptor
 from langgraph_fanout.temporal.versioning import (
@@ -26,7 +27,6 @@ from langgraph_fanout.temporal.versioning import (
 from langgraph_fanout.temporal.workflows import GraphWorkflow
 from langgraph_fanout.workflows import WORKFLOWS
 
-DEFAULT_TASK_QUEUE = "fanout"
 STICKY_TIMEOUT = timedelta(seconds=3)
 """How long a run's next workflow task waits for the worker that cached the run before any
 other worker replays it from history (Temporal's default is 10 s)."""
