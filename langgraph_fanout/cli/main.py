@@ -65,35 +65,50 @@ def build_parser() -> argparse.ArgumentParser:
         return options
 
     result = common("print the result as one JSON object on stdout")
-    running = argparse.ArgumentParser(add_help=False)
-    running.add_argument(
-        "--model",
-        default="",
-        help="provider:model for every role (default: $FANOUT_MODEL, else "
-        "openai:gpt-4.1-mini with OPENAI_API_KEY, else the embedded model)",
-    )
-    running.add_argument(
-        "--max-concurrency",
-        type=positive_int,
-        metavar="N",
-        help="at most N LLM calls at once in this process (on Temporal: fanout worker's option)",
-    )
-    running.add_argument(
-        "--max-tokens", type=int, metavar="N", help="cap on tokens generated per LLM call"
-    )
-    running.add_argument(
-        "--max-llm-calls",
-        type=positive_int,
-        metavar="N",
-        help="pause the run (resumable with a higher limit) rather than start LLM call N+1; "
-        "retries count",
-    )
-    running.add_argument(
-        "--max-total-tokens",
-        type=positive_int,
-        metavar="N",
-        help="pause the run (resumable with a higher limit) once its calls used N tokens",
-    )
+
+    def running(resuming: bool) -> argparse.ArgumentParser:
+        """A run's settings; on ``resume``, what changes from there on (in this process)."""
+        options = argparse.ArgumentParser(add_help=False)
+        kept = " from now on (default: the run's own; a Temporal run keeps its own)"
+        options.add_argument(
+            "--model",
+            default="",
+            help="provider:model for every role"
+            + (
+                kept
+                if resuming
+                else " (default: $FANOUT_MODEL, else openai:gpt-4.1-mini with OPENAI_API_KEY, "
+                "else the embedded model)"
+            ),
+        )
+        options.add_argument(
+            "--max-concurrency",
+            type=positive_int,
+            metavar="N",
+            help="at most N LLM calls at once in this process (on Temporal: fanout worker's "
+            "option)",
+        )
+        options.add_argument(
+            "--max-tokens",
+            type=int,
+            metavar="N",
+            help="cap on tokens generated per LLM call" + (kept if resuming else ""),
+        )
+        options.add_argument(
+            "--max-llm-calls",
+            type=positive_int,
+            metavar="N",
+            help="pause the run (resumable with a higher limit) rather than start LLM call N+1; "
+            "retries count",
+        )
+        options.add_argument(
+            "--max-total-tokens",
+            type=positive_int,
+            metavar="N",
+            help="pause the run (resumable with a higher limit) once its calls used N tokens",
+        )
+        return options
+
     review = argparse.ArgumentParser(add_help=False)
     review.add_argument(
         "--review",
@@ -118,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "--task-queue",
                 default=DEFAULT_TASK_QUEUE,
                 metavar="NAME",
-                help=f"{queue} (%(default)s)",
+                help=queue,
             )
         return options
 
@@ -130,9 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
         field = workflow.input_field
         on_temporal = temporal(
             "run on this Temporal server instead of in this process",
-            "the Temporal task queue its workers poll",
+            "the Temporal task queue its workers poll (%(default)s)",
         )
-        parents = [result, running, on_temporal] + ([review] if workflow.plan else [])
+        parents = [result, running(False), on_temporal] + ([review] if workflow.plan else [])
         sub = commands.add_parser(
             command, parents=parents, help=f"run the {workflow.name} workflow"
         )
@@ -154,10 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
         "resume",
         parents=[
             result,
-            running,
+            running(True),
             temporal(
                 "the run is on this Temporal server",
-                "the Temporal task queue its workers poll, named in the hints printed",
+                "the Temporal task queue its workers poll, named in the hints (%(default)s)",
             ),
             review,
         ],
@@ -183,7 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
         "runs",
         parents=[
             common("print the runs as one JSON list on stdout"),
-            temporal("list the runs on this Temporal server"),
+            temporal(
+                "list the runs on this Temporal server",
+                "taken for the other commands' sake: runs of every task queue are listed",
+            ),
         ],
         help="list recent runs",
     )
@@ -198,14 +216,21 @@ def build_parser() -> argparse.ArgumentParser:
         "show",
         parents=[
             common("print the run's whole state as one JSON object on stdout"),
-            temporal("the run is on this Temporal server"),
+            temporal(
+                "the run is on this Temporal server",
+                "taken for the other commands' sake: the thread id finds the run",
+            ),
         ],
         help="print a run's status, what it waits on, its spending and its result",
     )
     show.add_argument("thread_id", type=thread_id)
     worker = commands.add_parser(
         "worker",
-        parents=[temporal("the Temporal server to work for", "the Temporal task queue to poll")],
+        parents=[
+            temporal(
+                "the Temporal server to work for", "the Temporal task queue to poll (%(default)s)"
+            )
+        ],
         help="run Temporal workflows and activities (--temporal)",
     )
     worker.add_argument(
