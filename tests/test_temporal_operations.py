@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pexpect
 import pytest
@@ -24,6 +25,12 @@ from tests.temporal_cluster import temporal_binary
 
 temporal_binary()  # skips the module (fails under CI) without the [temporal] extra
 
+from temporalio.client import Client  # noqa: E402
+
+from langgraph_fanout.temporal.client import start_run  # noqa: E402
+from langgraph_fanout.temporal.watch import RunWatcher  # noqa: E402
+from langgraph_fanout.temporal.worker import serving  # noqa: E402
+from state.context import Context  # noqa: E402
 from tests.fake_llm import FakeLLM  # noqa: E402
 from tests.fanout_cli import Process, fanout, json_result, start_fanout  # noqa: E402
 from tests.temporal_cluster import (  # noqa: E402
@@ -192,6 +199,42 @@ def test_cli_says_it_waits_for_a_worker_and_goes_on_when_one_comes(
         kill(worker)
     assert json_result(result)["votes"] >= 0
     assert "note: a worker took the run's tasks" in result.stderr
+
+
+class CountedDescribes:
+    """A workflow handle that counts the reads of its run's description."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle, self.describes = handle, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.handle, name)
+
+    async def describe(self, **kwargs: Any) -> Any:
+        self.describes += 1
+        return await self.handle.describe(**kwargs)
+
+
+async def test_the_watcher_long_polls_and_reads_the_description_less_while_nothing_moves(
+    fake_llm: FakeLLM, client: Client, task_queue: str
+) -> None:
+    """Four section writers 10 s long: the history says nothing for 10 s. The watcher reads
+    the description (attempts, unclaimed tasks) after the history moves, then every 1, 2 s;
+    a read every half-second would make 20 or more."""
+    fake_llm.add_rules({"match": "Article topic", "latency": 10.0})
+    context = Context(model="openai:fake-model", max_sections=4)
+    async with serving(client, task_queue):
+        handle = await start_run(
+            client, "article", {"topic": "tides"}, context, task_queue=task_queue
+        )
+        counted = CountedDescribes(handle)
+        started = time.monotonic()
+        output = await RunWatcher(client, counted, task_queue).until_paused_or_done()  # type: ignore[arg-type]
+        took = time.monotonic() - started
+
+    print(f"\n{counted.describes} reads of the description in {took:.1f} s")
+    assert isinstance(output, dict) and output["article"].startswith("# tides")
+    assert counted.describes <= 8 + took / 2
 
 
 def test_show_and_resume_of_an_unknown_thread(fake_llm: FakeLLM, address: str, tmp_path: Path):
