@@ -298,11 +298,14 @@ class RunWatcher:
             await asyncio.sleep(shortest)
             if not self._has_open_task():
                 await self._moved.wait()
-            try:
-                await asyncio.wait_for(self._moved.wait(), wait - shortest)
-                wait = shortest
-            except TimeoutError:
-                wait = min(2 * wait, longest)
+            moved = self._moved.is_set()  # wait_for(..., 0) would not see it (Python 3.11)
+            if not moved:
+                try:
+                    await asyncio.wait_for(self._moved.wait(), wait - shortest)
+                    moved = True
+                except TimeoutError:
+                    pass
+            wait = shortest if moved else min(2 * wait, longest)
             self._moved.clear()
             try:
                 description = await self.handle.describe()
