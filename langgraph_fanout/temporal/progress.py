@@ -100,8 +100,13 @@ class ActivityTracker:
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
             started = event.activity_task_started_event_attributes
             if (known := self._by_event.get(started.scheduled_event_id)) is not None:
-                known.attempt = max(known.attempt, started.attempt)
                 known.started = True
+                if started.attempt > known.attempt and known.status not in FINISHED:
+                    # A retry no description showed (it waited between two looks): the
+                    # history records the attempt that ran, with the failure before it.
+                    known.status, known.attempt = "retrying", started.attempt
+                    known.error = started.last_failure.message
+                    self.listener(known)
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
             done = event.activity_task_completed_event_attributes
             self._close(done.scheduled_event_id, "done", "", done.result.payloads[:1])
