@@ -171,7 +171,7 @@ async def call_model(
     if local_schema is not None and is_local(model):
         schema = local_schema
     try:
-        async with counted_call(context):
+        async with counted_call(context) as usage:
             with _may_stream(schema is None) as stream:
                 quiet = schema is None and not stream  # no slot: not in the messages stream
                 config = RunnableConfig(
@@ -179,6 +179,9 @@ async def call_model(
                 )
                 runnable = model_for(context, role, schema, stream=stream)
                 reply = await runnable.ainvoke(prompt, config)
+                usage.add(reply["raw"] if schema else reply)
+        if schema is not None and (error := reply["parsing_error"]) is not None:
+            raise error
     except ValueError as exc:  # the reply did not parse or validate
         raise MalformedOutputError(
             f"{current_node()}: the model's reply is not a valid {expected}: {exc}"
@@ -197,9 +200,10 @@ async def call_model(
         if not text:
             raise MalformedOutputError(f"{current_node()}: the model returned an empty reply")
         return text
-    if not isinstance(reply, schema):  # e.g. a tool call that did not parse: None
+    parsed = reply["parsed"]
+    if not isinstance(parsed, schema):  # e.g. a tool call that did not parse: None
         raise MalformedOutputError(f"{current_node()}: the model returned no {expected}")
-    return reply
+    return parsed
 
 
 def _timed_out(exc: BaseException) -> bool:

@@ -128,7 +128,10 @@ def load_chat_model(
 def model_for(
     context: Context, role: str, schema: type[BaseModel] | None = None, *, stream: bool = True
 ) -> Runnable:
-    """The runnable that plays ``role`` under ``context``, structured to ``schema`` if given.
+    """The runnable that plays ``role`` under ``context``: its reply, a message.
+
+    With ``schema``: ``{"raw": message, "parsed": schema instance or None, "parsing_error":
+    exception or None}`` (``include_raw``: the message says what the call used).
 
     Cached per running event loop; its HTTP clients are closed when the loop shuts down
     (``asyncio.run`` finalizes async generators as it ends). ``stream=False``: a model that
@@ -161,7 +164,9 @@ def model_for(
             # JSON for a parser is not streamed either: nobody reads it, and the OpenAI SDK
             # re-parses the whole partial reply at every chunk (quadratic in its length).
             model = model.model_copy(update={"disable_streaming": True})
-        runnable = models.runnables[key] = model.with_structured_output(schema) if schema else model
+        runnable = models.runnables[key] = (
+            model.with_structured_output(schema, include_raw=True) if schema else model
+        )
     return runnable
 
 

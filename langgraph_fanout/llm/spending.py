@@ -23,9 +23,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from langchain_core.callbacks import UsageMetadataCallbackHandler
+from langchain_core.messages import BaseMessage
 from langchain_core.runnables import RunnableConfig
-from langchain_core.tracers.context import register_configure_hook
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.config import get_config
 
@@ -185,11 +184,6 @@ every task (a context variable would not do: the API servers step a run's stream
 each time, so what one step sets, the next one's tasks do not see). A ``__`` key: never
 checkpoint metadata."""
 
-_call_usage: ContextVar[UsageMetadataCallbackHandler | None] = ContextVar(
-    "fanout_call_usage", default=None
-)
-register_configure_hook(_call_usage, inheritable=True)
-
 
 def current_ledger() -> Ledger | None:
     """The running task's run's ledger (None outside a run of a checked graph: no counting)."""
@@ -222,23 +216,34 @@ def current_task() -> str:
     return str(metadata.get("langgraph_checkpoint_ns", ""))
 
 
+class CallUsage:
+    """The tokens of one LLM call, as its reply reports them (none if it failed)."""
+
+    def __init__(self) -> None:
+        self.tokens = 0
+
+    def add(self, reply: BaseMessage) -> None:
+        """Count the tokens ``reply`` says its call used."""
+        usage = getattr(reply, "usage_metadata", None)
+        self.tokens += usage["total_tokens"] if usage else 0
+
+
 @asynccontextmanager
-async def counted_call(context: Context) -> AsyncIterator[None]:
+async def counted_call(context: Context) -> AsyncIterator[CallUsage]:
     """Admit one LLM call to the run's ledger (journaled under a limit); count its tokens.
+
+    The block hands the call's reply to the :class:`CallUsage` it gets.
 
     Raises:
         SpendingLimitReached: the call must not start.
     """
+    usage = CallUsage()
     ledger: Admission | None = current_ledger() or _admission.get()
     if ledger is None:
-        yield
+        yield usage
         return
     await ledger.admit(context)
-    usage = UsageMetadataCallbackHandler()
-    token = _call_usage.set(usage)
     try:
-        yield
+        yield usage
     finally:
-        _call_usage.reset(token)
-        tokens = sum(u.get("total_tokens", 0) for u in usage.usage_metadata.values())
-        await ledger.used(context, tokens)
+        await ledger.used(context, usage.tokens)
