@@ -8,12 +8,14 @@ import os
 import sqlite3
 import subprocess
 import sys
+import termios
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
+from pexpect.fdpexpect import fdspawn
 
 from langgraph_fanout.persistence.checkpointer import open_checkpointer
 from langgraph_fanout.persistence.urls import is_postgres, sqlite_file
@@ -91,6 +93,44 @@ def start_fanout(
     go to those files of ``cwd`` (stdout None: nowhere)."""
     out = os.devnull if stdout is None else str(cwd / stdout)
     return zygote(fake).spawn(list(args), cwd, fanout_env(fake), os.devnull, out, str(cwd / stderr))
+
+
+class Terminal(fdspawn):
+    """A ``fanout`` command on a pseudo-terminal, forked as :func:`fanout`'s are, driven as a
+    ``pexpect.spawn`` is (``expect``, ``before``, ``sendintr``, ``kill``, ``close``,
+    ``exitstatus``)."""
+
+    def __init__(self, process: ZygoteProcess, master: int, timeout: float) -> None:
+        super().__init__(master, timeout=timeout, encoding="utf-8")
+        self.process = process
+        self.pid = process.pid
+        self.exitstatus: int | None = None
+        self.signalstatus: int | None = None
+
+    def sendintr(self) -> None:
+        """Ctrl-C: the terminal's interrupt character, which sends SIGINT to the command."""
+        os.write(self.child_fd, termios.tcgetattr(self.child_fd)[6][termios.VINTR])
+
+    def kill(self, sig: int) -> None:
+        self.process.send_signal(sig)
+
+    def close(self) -> None:
+        """Close the terminal and wait for the command: ``exitstatus`` or ``signalstatus``."""
+        super().close()
+        code = self.process.wait(RUN_TIMEOUT)
+        if code < 0:
+            self.signalstatus = -code
+        else:
+            self.exitstatus = code
+
+
+def start_on_terminal(
+    fake: FakeLLM, cwd: Path, *args: str, dimensions: tuple[int, int] = (40, 120)
+) -> Terminal:
+    """Start ``fanout *args`` in ``cwd`` on a pseudo-terminal of ``dimensions`` (rows,
+    columns), forked as :func:`fanout`'s are."""
+    process, master = zygote(fake).spawn_on_terminal(list(args), cwd, fanout_env(fake), *dimensions)
+    return Terminal(process, master, RUN_TIMEOUT)
 
 
 def json_result(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:

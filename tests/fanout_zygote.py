@@ -10,13 +10,16 @@ its own, with its own pid and exit status, and none of the zygote's state but im
 
 Protocol (one zygote serves one test process; its children run side by side): a JSON request
 per line on stdin, ``{"id", "argv", "cwd", "env", "stdin", "stdout", "stderr"}`` (the last three
-are paths); the answers on stdout: ``{"id", "pid"}`` once the child runs, ``{"id", "code"}``
-when it has ended (negative: killed by that signal, as ``subprocess`` reports it).
+are paths), or ``{"id", "argv", "cwd", "env", "terminal"}`` (a pseudo-terminal's path: the
+child's controlling terminal, as a shell's foreground job has); the answers on stdout:
+``{"id", "pid"}`` once the child runs, ``{"id", "code"}`` when it has ended (negative: killed by
+that signal, as ``subprocess`` reports it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib
 import itertools
 import json
@@ -25,9 +28,11 @@ import queue
 import runpy
 import select
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import threading
 from pathlib import Path
 from typing import Any
@@ -46,20 +51,30 @@ PRELOAD = (
 )
 
 
-def _child(request: dict[str, Any], imports_printed: str) -> None:
+def _child(request: dict[str, Any], imports_printed: str, terminal: int | None) -> None:
     """In the forked child: become ``python -m langgraph_fanout.cli *argv`` (never returns).
 
     ``imports_printed``: what the zygote's imports wrote to stderr (warnings), which a
-    process of its own would print too.
+    process of its own would print too. ``terminal``: the request's pseudo-terminal, opened.
     """
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
-    files = ((0, "stdin", os.O_RDONLY), (1, "stdout", os.O_WRONLY), (2, "stderr", os.O_WRONLY))
-    for fd, name, flags in files:
-        opened = os.open(request[name], flags | (os.O_CREAT | os.O_TRUNC if fd else 0), 0o644)
-        os.dup2(opened, fd)
-        os.close(opened)
+    if terminal is None:
+        files = ((0, "stdin", os.O_RDONLY), (1, "stdout", os.O_WRONLY), (2, "stderr", os.O_WRONLY))
+        for fd, name, flags in files:
+            opened = os.open(request[name], flags | (os.O_CREAT | os.O_TRUNC if fd else 0), 0o644)
+            os.dup2(opened, fd)
+            os.close(opened)
+    else:  # a session of its own on the terminal: Ctrl-C there sends it SIGINT
+        os.setsid()
+        fcntl.ioctl(terminal, termios.TIOCSCTTY, 0)
+        for fd in (0, 1, 2):
+            os.dup2(terminal, fd)
+        os.close(terminal)
+        # As a shell starts a foreground job, whatever the zygote inherited (a background
+        # job's SIGINT is ignored, and Python then keeps ignoring it).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     # New text streams: the zygote's own buffered its requests (stdin) and answers (stdout).
     sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
     sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
@@ -113,13 +128,21 @@ def main() -> None:
         *lines, pending = (pending + chunk).split(b"\n")
         for line in lines:
             request = json.loads(line)
+            # Opened before the fork: the child holds the terminal once its pid is answered.
+            terminal = (
+                os.open(request["terminal"], os.O_RDWR | os.O_NOCTTY)
+                if "terminal" in request
+                else None
+            )
             pid = os.fork()
             if pid == 0:
                 signal.set_wakeup_fd(-1)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 os.close(woken)
                 os.close(wake)
-                _child(request, imports_printed)
+                _child(request, imports_printed, terminal)
+            if terminal is not None:
+                os.close(terminal)
             children[pid] = request["id"]
             print(json.dumps({"id": request["id"], "pid": pid}), file=answers, flush=True)
 
@@ -156,12 +179,32 @@ class Zygote:
         for output in (stdout, stderr):
             if output != os.devnull:
                 Path(output).write_bytes(b"")
-        paths = {"stdin": stdin, "stdout": stdout, "stderr": stderr}
+        return self._start(argv, cwd, env, {"stdin": stdin, "stdout": stdout, "stderr": stderr})
+
+    def spawn_on_terminal(
+        self, argv: list[str], cwd: Path, env: dict[str, str], rows: int, columns: int
+    ) -> tuple[ZygoteProcess, int]:
+        """Start ``fanout *argv`` in ``cwd`` on a new ``rows`` x ``columns`` pseudo-terminal,
+        its controlling terminal; the terminal's master side (a file descriptor to close)."""
+        master, slave = os.openpty()
+        try:
+            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+            process = self._start(argv, cwd, env, {"terminal": os.ttyname(slave)})
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            os.close(slave)  # the child holds it now: its end is the terminal's end of file
+        return process, master
+
+    def _start(
+        self, argv: list[str], cwd: Path, env: dict[str, str], io: dict[str, str]
+    ) -> ZygoteProcess:
         answers: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
         with self._lock:
             request_id = next(self._ids)
             self._answers[request_id] = answers
-            request = {"id": request_id, "argv": argv, "cwd": str(cwd), "env": env, **paths}
+            request = {"id": request_id, "argv": argv, "cwd": str(cwd), "env": env, **io}
             assert self._process.stdin is not None
             self._process.stdin.write(json.dumps(request) + "\n")
             self._process.stdin.flush()

@@ -8,10 +8,12 @@ import subprocess
 import time
 from pathlib import Path
 
+import pexpect
 import pytest
 
 from tests.fake_llm import FakeLLM
-from tests.fanout_cli import FANOUT, fanout, fanout_env, zygote
+from tests.fanout_cli import FANOUT, fanout, fanout_env, start_on_terminal, zygote
+from tests.test_cli_review import ANSI, PROMPT, spawn
 
 pytestmark = pytest.mark.cli
 
@@ -74,3 +76,24 @@ def test_a_command_past_its_timeout_is_killed_and_reported(
     assert time.monotonic() - started < 60
     assert after.returncode == 0, after.stderr  # the zygote serves on
     assert zygote(fake_llm).alive()
+
+
+def test_a_command_on_a_terminal_takes_ctrl_c_as_its_own_process_does(
+    fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    """Forked on a pseudo-terminal of its own, or started by ``pexpect.spawn``: the plan
+    review prompts (stdin is a terminal), and Ctrl-C there stops it with the same words."""
+    screens = {}
+    for name, start in (("forked", start_on_terminal), ("started", spawn)):
+        cwd = tmp_path / name
+        cwd.mkdir()
+        child = start(fake_llm, cwd, "article", "Tides", "--review", "--thread", "t")
+        child.expect(PROMPT)
+        child.sendintr()
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 130, (name, child.signalstatus, child.before)
+        screens[name] = ANSI.sub("", child.before).replace("\r", "").strip()
+
+    assert screens["forked"] == screens["started"]
+    assert "interrupted; finished work is saved; resume with: fanout resume t" in screens["forked"]

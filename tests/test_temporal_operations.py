@@ -32,7 +32,14 @@ from langgraph_fanout.temporal.watch import RunWatcher  # noqa: E402
 from langgraph_fanout.temporal.worker import serving  # noqa: E402
 from state.context import Context  # noqa: E402
 from tests.fake_llm import FakeLLM  # noqa: E402
-from tests.fanout_cli import Process, fanout, json_result, start_fanout  # noqa: E402
+from tests.fanout_cli import (  # noqa: E402
+    Process,
+    Terminal,
+    fanout,
+    json_result,
+    start_fanout,
+    start_on_terminal,
+)
 from tests.temporal_cluster import (  # noqa: E402
     DevServer,
     attempts_at,
@@ -41,7 +48,7 @@ from tests.temporal_cluster import (  # noqa: E402
     wait_for_text,
     wait_until_ready,
 )
-from tests.test_cli_review import PROMPT, spawn  # noqa: E402
+from tests.test_cli_review import PROMPT  # noqa: E402
 from tests.test_durability import research_calls, wait_for_in_flight  # noqa: E402
 
 pytestmark = [pytest.mark.temporal, pytest.mark.timeout(300)]
@@ -282,16 +289,14 @@ def test_a_worker_stopped_mid_run_exits_cleanly_and_another_finishes_the_run(
 # --- Ctrl-C and SIGTERM: 20 real CLIs on pseudo-terminals, 5 in each state of a run ---
 
 
-def start_watched(fake: FakeLLM, cwd: Path, address: str, queue: str, *extra: str) -> pexpect.spawn:
-    child = spawn(
+def start_watched(fake: FakeLLM, cwd: Path, address: str, queue: str, *extra: str) -> Terminal:
+    return start_on_terminal(
         fake, cwd, "article", f"Tides {uuid.uuid4().hex[:6]}", "--temporal", address,
         "--task-queue", queue, *extra,
     )  # fmt: skip
-    child.logfile_read = None  # five at once: one log each would interleave
-    return child
 
 
-def stop_each(children: list[pexpect.spawn], address: str) -> tuple[list[float], list[str]]:
+def stop_each(children: list[Terminal], address: str) -> tuple[list[float], list[str]]:
     """Send each child its signal; the seconds each took to exit, and the runs it named."""
     took, runs = [], []
     for child, signum in zip(children, SIGNALS, strict=True):
