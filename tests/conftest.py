@@ -183,13 +183,24 @@ def aegra(aegra_cluster: AegraCluster, fake_llm: FakeLLM) -> AegraCluster:
 # --- parallel runs (pytest-xdist) ------------------------------------------------------------
 
 
+FIRST = ("aegra", "temporal", "server", "postgres")
+"""Markers of tests that start servers: the minute-long tests are among them."""
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Keep each embedded-model module on one xdist worker (``--dist loadgroup``).
+    """Group and order the tests for ``make test``'s workers (``--dist loadgroup``).
 
-    Their module fixtures run the model for minutes (the ten demo articles): once per module,
-    not once per worker, and never two at once on two cores.
+    Each embedded-model module is one xdist group: its module fixture runs the model for
+    minutes (the ten demo articles), once and not once per worker, while other modules run
+    the model on other workers. xdist hands out the groups first, largest first, then the
+    tests in this order: the modules that start servers come first, so that a minute-long
+    test is not the last one handed out, with the other workers idle until it ends.
     """
+    first = set()
     for item in items:
         if item.get_closest_marker("local_model"):
-            item.add_marker(pytest.mark.xdist_group("local_model"))
+            item.add_marker(pytest.mark.xdist_group(f"local_model:{item.path.stem}"))
+        if any(item.get_closest_marker(name) for name in FIRST):
+            first.add(item.path)
+    items.sort(key=lambda item: item.path not in first)  # stable: each module stays whole

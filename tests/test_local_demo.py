@@ -17,8 +17,8 @@ from nodes.prompts import ORCHESTRATOR_SYSTEM
 from state.context import Context
 from tests.requirements import local_model_weights
 
-# The ten articles take 80-210 s of one core; beside three other pytest workers on the same two
-# cores, 470 s in CI and over 600 s once. Run alone they would leave the other core idle.
+# The ten articles take ~65 s of one core; beside three other pytest workers on the same two
+# cores, 340-520 s in CI (tests/conftest.py hands this module out first).
 pytestmark = [pytest.mark.local_model, pytest.mark.timeout(900)]
 local_model_weights()
 

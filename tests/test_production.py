@@ -79,6 +79,7 @@ def test_a_bad_url_is_one_line_without_the_password_and_nothing_starts(
     assert not (tmp_path / "data").exists()  # no PostgreSQL, Redis or migration started
 
 
+@pytest.mark.xdist_group("aegra")  # the session's replicas' worker: not one more cluster
 @pytest.mark.parametrize(
     "settings",
     [
