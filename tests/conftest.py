@@ -191,15 +191,15 @@ FIRST = ("aegra", "temporal", "server", "postgres")
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Group and order the tests for ``make test``'s workers (``--dist loadgroup``).
 
-    Each embedded-model module is one xdist group: its module fixture runs the model for
-    minutes (the ten demo articles), once and not once per worker, while other modules run
-    the model on other workers. xdist hands out the groups first, largest first, then the
+    Each embedded-model module is one xdist group unless it names its own: its module fixture
+    runs the model for minutes, once and not once per worker, while other modules run the
+    model on other workers. xdist hands out the groups first, largest first, then the
     tests in this order: the modules that start servers come first, so that a minute-long
     test is not the last one handed out, with the other workers idle until it ends.
     """
     first = set()
     for item in items:
-        if item.get_closest_marker("local_model"):
+        if item.get_closest_marker("local_model") and not item.get_closest_marker("xdist_group"):
             item.add_marker(pytest.mark.xdist_group(f"local_model:{item.path.stem}"))
         if any(item.get_closest_marker(name) for name in FIRST):
             first.add(item.path)

@@ -17,8 +17,8 @@ from nodes.prompts import ORCHESTRATOR_SYSTEM
 from state.context import Context
 from tests.requirements import local_model_weights
 
-# The ten articles take ~65 s of one core; beside three other pytest workers on the same two
-# cores, 340-520 s in CI (tests/conftest.py hands this module out first).
+# The ten articles take ~65 s of one core (340-520 s in CI, beside three other pytest workers on
+# the same two cores): two xdist groups write five each, side by side.
 pytestmark = [pytest.mark.local_model, pytest.mark.timeout(900)]
 local_model_weights()
 
@@ -44,19 +44,37 @@ GENERIC = re.compile(
 HEADING = re.compile(r"[A-Z][\w'’&,.:()-]*( [\w'’&,.:()-]+){0,7}")
 SENTENCE_END = re.compile(r"[.!?][\"'’”)\]*]*$")
 SENTENCE = re.compile(r"[^.!?]+[.!?]+")
+HALVES = (TOPICS[:5], TOPICS[5:])
+"""Each half is written in one batch, by the worker of its own xdist group under ``make test``."""
+PARAMS = [
+    pytest.param(topic, marks=pytest.mark.xdist_group(f"local_model:test_local_demo:{n}"))
+    for n, half in enumerate(HALVES)
+    for topic in half
+]
 
 
 @pytest.fixture(scope="module")
-def articles() -> dict[str, dict]:
-    async def write_all() -> list[dict]:
-        return await asyncio.gather(
-            *(article.ainvoke({"topic": topic}, context=DEMO) for topic in TOPICS)
-        )
-
-    return dict(zip(TOPICS, asyncio.run(write_all()), strict=True))
+def written() -> dict[str, dict]:
+    """The articles this process wrote, by topic."""
+    return {}
 
 
-@pytest.mark.parametrize("topic", TOPICS)
+@pytest.fixture
+def articles(written: dict[str, dict], topic: str) -> dict[str, dict]:
+    """The articles, the topic's half of them written (together) if this process has not yet."""
+    if topic not in written:
+        (half,) = [half for half in HALVES if topic in half]
+
+        async def write_all() -> list[dict]:
+            return await asyncio.gather(
+                *(article.ainvoke({"topic": subject}, context=DEMO) for subject in half)
+            )
+
+        written.update(zip(half, asyncio.run(write_all()), strict=True))
+    return written
+
+
+@pytest.mark.parametrize("topic", PARAMS)
 def test_section_names_are_real_headings(articles: dict[str, dict], topic: str) -> None:
     names = [s["name"] for s in articles[topic]["sections"]]
     assert 2 <= len(names) <= DEMO.max_sections, names
@@ -67,7 +85,7 @@ def test_section_names_are_real_headings(articles: dict[str, dict], topic: str) 
         assert name.casefold() not in ORCHESTRATOR_SYSTEM.casefold(), f"from the prompt: {name!r}"
 
 
-@pytest.mark.parametrize("topic", TOPICS)
+@pytest.mark.parametrize("topic", PARAMS)
 def test_sections_end_at_a_sentence_boundary_within_the_cap(
     articles: dict[str, dict], topic: str
 ) -> None:
@@ -79,7 +97,7 @@ def test_sections_end_at_a_sentence_boundary_within_the_cap(
     assert all(len(engine.tokenize(s["content"], add_bos=False)) <= MAX_TOKENS for s in sections)
 
 
-@pytest.mark.parametrize("topic", TOPICS)
+@pytest.mark.parametrize("topic", PARAMS)
 def test_no_sentence_is_repeated_within_a_section(articles: dict[str, dict], topic: str) -> None:
     for section in articles[topic]["completed_sections"]:
         sentences = [" ".join(s.split()) for s in SENTENCE.findall(section["content"])]
