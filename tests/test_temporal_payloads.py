@@ -28,7 +28,7 @@ from temporalio.converter import (  # noqa: E402
     StorageDriverStoreContext,
 )
 
-from langgraph_fanout.cli.temporal import GRACEFUL_SHUTDOWN  # noqa: E402
+from langgraph_fanout.cli.worker import GRACEFUL_SHUTDOWN  # noqa: E402
 from langgraph_fanout.temporal.batches import TASKS_AT_ONCE  # noqa: E402
 from langgraph_fanout.temporal.client import connect, run_graph  # noqa: E402
 from langgraph_fanout.temporal.payloads import (  # noqa: E402
