@@ -7,7 +7,7 @@ calls and joins them; ``run(n)`` returns how many sections were written.
   ``asyncio.gather``, on the project's prompts and schema: no framework at all;
   ``floor-aiohttp``: the same on the SDK's aiohttp transport, which the project uses.
 - ``project``, ``project+sqlite``, ``project+postgres``: ``graphs.article`` as a user runs it
-  (``ainvoke`` with a ``Context``; with a checkpointer, on a new thread, durability "async").
+  (``ainvoke`` with a ``Context``; with a checkpointer, on a new thread, durability "sync").
 - ``langgraph-docs``: the orchestrator-worker example of LangGraph's "Workflows and agents"
   page (its structured-output planner, ``Send`` workers and synthesizer), on ``ChatOpenAI``.
   Its nodes are ``async def`` with ``ainvoke`` as in the page's TypeScript version: the Python
@@ -124,7 +124,7 @@ async def project(checkpointer: str | None = None) -> AsyncIterator[Run]:
             graph = builder.compile(
                 await stack.enter_async_context(aopen_checkpointer(checkpointer))
             )
-            durable = {"durability": "async"}  # as the CLI runs
+            durable = {"durability": "sync"}  # as the CLI runs
 
         async def run(n: int) -> int:
             config = {"configurable": {"thread_id": str(uuid.uuid4())}}

@@ -68,7 +68,10 @@ async def stream_run(
                     context=context,
                     stream_mode=modes,
                     output_keys=graph.output_channels,
-                    durability="async",
+                    # A step's checkpoint is committed before its tasks run: "async" let a
+                    # task's writes commit before the checkpoint they belong to, and a kill
+                    # in between lost them (a researcher shown done ran again on resume).
+                    durability="sync",
                     version="v2",
                 ):
                     if part["type"] == "messages":
