@@ -1,4 +1,4 @@
-"""``fanout``: run, resume, list and inspect durable runs of the three workflows.
+"""``fanout``: run, resume, list and inspect durable runs of the workflows.
 
 LangGraph, LangChain and the model clients are imported only once the input has passed
 validation, so bad usage is reported at once.
