@@ -131,3 +131,29 @@ def test_a_worker_logs_a_cancelled_attempt_in_one_line_and_other_errors_with_the
     )
     assert failed.startswith("WARNING temporalio.activity: Completing activity as failed (")
     assert "Traceback (most recent call last)" in failed and "ValueError: bad" in failed
+
+
+@pytest.mark.parametrize("seen", ["waiting", "running"])
+def test_a_temporal_retry_says_why_whether_it_was_seen_waiting_or_running(seen: str) -> None:
+    """The watcher may see a retried activity waiting for its attempt, or (its looks spaced,
+    a worker quick) only once the attempt runs: either way the log says why it was retried."""
+    from langgraph_fanout.cli.temporal import TemporalProgress
+    from langgraph_fanout.temporal.progress import ActivityState
+
+    progress = TemporalProgress(Console(file=io.StringIO(), force_terminal=False, width=200))
+    why = "activity Heartbeat timeout"
+    progress.update(ActivityState(key="9", node="research_question", label="", status="running"))
+    if seen == "waiting":
+        progress.update(
+            ActivityState("9", "research_question", "", status="retrying", attempt=2, error=why)
+        )
+    progress.update(
+        ActivityState("9", "research_question", "", status="running", attempt=2, error=why)
+    )
+    progress.update(ActivityState("9", "research_question", "", status="done", attempt=2))
+
+    shown = ["started", "retrying", "done"] if seen == "waiting" else [
+        "started", "retrying", "attempt 2", "done"
+    ]  # fmt: skip
+    assert _events(progress, "research_question") == shown
+    assert f"retrying ({why})" in progress.console.file.getvalue()  # type: ignore[attr-defined]

@@ -388,6 +388,8 @@ class TemporalProgress(RunProgress):
         task.attempts = max(task.attempts, activity.attempt)
         task.error = activity.error
         if new_attempt and status == "running":
+            if task.status != "retrying" and task.error:  # no look saw it waiting: say why
+                self._set(task, "retrying")
             self._log(task, f"attempt {task.attempts}")
         self._set(task, status)
 
