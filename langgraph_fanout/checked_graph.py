@@ -7,12 +7,15 @@ PostgreSQL, where a NUL cannot be stored, the run breaks off half-saved). A grap
 running a compiled graph goes through ``stream`` or ``astream`` (``invoke``, ``ainvoke``,
 ``batch``, ``astream_events``, and what the LangGraph API servers call), so those two check;
 so do the state updates (``update_state``, ``threads.update_state`` over the API).
+
+The same two hold the process's garbage collector to fewer full collections while the run is
+in flight (``garbage_collection.py``).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from contextlib import aclosing
 from typing import Any, Self, cast
 
@@ -23,6 +26,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateUpdate
 from pydantic import BaseModel
 
+from langgraph_fanout.garbage_collection import fewer_full_collections
 from langgraph_fanout.llm.spending import LEDGER_KEY, CallJournal, Ledger
 from state.context import Context
 from state.inputs import check_update, parse_input
@@ -121,17 +125,25 @@ class CheckedGraph(CompiledStateGraph[Any, Context, Any, Any]):
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
-        """``Pregel.stream``, once input and settings are checked, counting its spending."""
+        """``Pregel.stream``, once input and settings are checked, counting its spending.
+
+        While it runs, full garbage collections are fewer (``garbage_collection.py``).
+        """
         self.check_input(input)
         self.check_settings(kwargs.get("context"))
         saver = self._saver_of(config)
         saved = saver.get_tuple(cast(RunnableConfig, config)) if saver else None
-        return super().stream(input, _with_ledger(input, config, saver, saved), **kwargs)
+        return _in_flight(
+            super().stream(input, _with_ledger(input, config, saver, saved), **kwargs)
+        )
 
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> AsyncIterator[Any]:
-        """``Pregel.astream``, once input and settings are checked, counting its spending."""
+    ) -> AsyncGenerator[Any, None]:
+        """``Pregel.astream``, once input and settings are checked, counting its spending.
+
+        While it runs, full garbage collections are fewer (``garbage_collection.py``).
+        """
         self.check_input(input)
         self.check_settings(kwargs.get("context"))
         saver = self._saver_of(config)
@@ -140,14 +152,21 @@ class CheckedGraph(CompiledStateGraph[Any, Context, Any, Any]):
         # Closed with this generator, so LangGraph's cleanup runs when a caller stops early.
         parts = cast(AsyncGenerator[Any, None], super().astream(input, config, **kwargs))
         async with aclosing(parts):
-            async for part in parts:
-                yield part
+            with fewer_full_collections():
+                async for part in parts:
+                    yield part
 
     def _saver_of(self, config: RunnableConfig | None) -> BaseCheckpointSaver | None:
         """The checkpointer that keeps ``config``'s thread (None: no thread, or none kept)."""
         thread = (config or {}).get("configurable", {}).get("thread_id")
         saver = self.checkpointer
         return saver if thread and isinstance(saver, BaseCheckpointSaver) else None
+
+
+def _in_flight(parts: Iterator[Any]) -> Iterator[Any]:
+    """``parts`` streamed with :func:`fewer_full_collections` held (closed with this)."""
+    with fewer_full_collections():
+        yield from parts
 
 
 def _with_ledger(

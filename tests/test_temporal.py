@@ -7,6 +7,7 @@ OpenAI-compatible server, whose request log counts every LLM call, whichever wor
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import re
 import shlex
@@ -22,14 +23,20 @@ from tests.temporal_cluster import temporal_binary
 
 TEMPORAL = temporal_binary()  # skips the module (fails under CI) without the [temporal] extra
 
+from temporalio import workflow  # noqa: E402
 from temporalio.api.enums.v1 import EventType, TimeoutType  # noqa: E402
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle  # noqa: E402
 from temporalio.exceptions import ActivityError, ApplicationError  # noqa: E402
 from temporalio.langgraph import LangGraphPlugin  # noqa: E402
 from temporalio.service import RPCError, RPCStatusCode  # noqa: E402
-from temporalio.worker import Replayer  # noqa: E402
+from temporalio.worker import Replayer, Worker  # noqa: E402
 
 from graphs import evaluation, research  # noqa: E402
+from langgraph_fanout.garbage_collection import (  # noqa: E402
+    DEFAULT_THRESHOLDS,
+    WHILE_RUNNING,
+    fewer_full_collections,
+)
 from langgraph_fanout.production.postgres import free_port  # noqa: E402
 from langgraph_fanout.temporal.client import start_run  # noqa: E402
 from langgraph_fanout.temporal.policy import RunInterceptor  # noqa: E402
@@ -600,3 +607,34 @@ def test_scaling_out_commands_run(fake_llm: FakeLLM, tmp_path: Path) -> None:
     assert first.startswith("3 Fake answer to: Topic: Heat pumps")
     assert second == "{'decision': 'approved', 'reason': ''} 3"
     assert (tmp_path / "temporal.db").exists()
+
+
+# --- the process's garbage collector ---------------------------------------------------------
+
+
+@workflow.defn(sandboxed=False)
+class ThresholdsInAWorkflow:
+    """The collector's thresholds inside ``fewer_full_collections``, run in a workflow."""
+
+    @workflow.run
+    async def run(self) -> list[int]:
+        with fewer_full_collections():
+            return list(gc.get_threshold())
+
+
+async def test_a_workflow_leaves_the_collector_thresholds_alone(
+    client: Client, task_queue: str
+) -> None:
+    before = gc.get_threshold()
+    gc.set_threshold(*DEFAULT_THRESHOLDS)
+    try:
+        async with Worker(client, task_queue=task_queue, workflows=[ThresholdsInAWorkflow]):
+            seen = await client.execute_workflow(
+                ThresholdsInAWorkflow.run, id=f"gc-{uuid.uuid4()}", task_queue=task_queue
+            )
+        with fewer_full_collections():  # outside a workflow, as a run in this process
+            outside = gc.get_threshold()
+    finally:
+        gc.set_threshold(*before)
+    assert tuple(seen) == DEFAULT_THRESHOLDS
+    assert outside == WHILE_RUNNING

@@ -37,6 +37,7 @@ class _LoopModels:
 
     runnables: dict[_Key, Runnable] = field(default_factory=dict)
     clients: list[httpx2.AsyncClient] = field(default_factory=list)
+    checked: set[tuple[Context, str]] = field(default_factory=set)  # check_models passed
     closer: AsyncGenerator[None, None] | None = None  # the loop refers to it weakly: keep it
 
 
@@ -178,8 +179,12 @@ def check_models(context: Context) -> None:
     """
     from langgraph_fanout.workflows import ROLES  # not at import: an entry's module may import this
 
+    checked = _models_of(asyncio.get_running_loop()).checked
+    if (context, resolve_model()) in checked:  # the default model comes from the environment
+        return
     for role in ROLES:
         model_for(context, role)
+    checked.add((context, resolve_model()))
 
 
 def _models_of(loop: asyncio.AbstractEventLoop) -> _LoopModels:

@@ -61,7 +61,7 @@ class OneWriterGraph(CheckedGraph):
 
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         """``Pregel.astream`` holding the thread's lock; a run that saves nothing takes none.
 
         Raises:

@@ -2,11 +2,12 @@
 
 Workers use Temporal's Worker Versioning. Each worker belongs to the deployment named after its
 task queue, at a version (a build id) that is a digest of the code a run executes (:data:`CODE`:
-the project's ``graphs``, ``nodes`` and ``state`` sources, its graph class and node placement,
-its LLM stack, embedded model, Temporal code and payload store) and of the versions of the
-libraries that run inside workflows (:data:`LIBRARIES`). Every workflow is *pinned* to the
-version that started it, so a worker of other code never takes an in-flight run's tasks, its
-activities included; new runs go to the deployment's *current* version.
+the project's ``graphs``, ``nodes`` and ``state`` sources, its graph class, the collector
+thresholds it holds and node placement, its LLM stack, embedded model, Temporal code and
+payload store) and of the versions of the libraries that run inside workflows
+(:data:`LIBRARIES`). Every workflow is *pinned* to the version that started it, so a worker of
+other code never takes an in-flight run's tasks, its activities included; new runs go to the
+deployment's *current* version.
 
 A starting worker makes its version current when that version has never been current
 (a new release), and only then: a restarted worker of an older release does not take the new
@@ -46,6 +47,7 @@ CODE = (
     "nodes",
     "state",
     "langgraph_fanout.checked_graph",
+    "langgraph_fanout.garbage_collection",
     "langgraph_fanout.placement",
     "langgraph_fanout.llm",
     "langgraph_fanout.engine",
