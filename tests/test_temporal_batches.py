@@ -7,7 +7,9 @@ failed, a worker that died) runs only the tasks it has no result for.
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,8 @@ temporal_binary()  # skips the module (fails under CI) without the [temporal] ex
 from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 
+from langgraph_fanout.persistence.task_results import TABLE  # noqa: E402
+from langgraph_fanout.persistence.urls import DEFAULT_DB  # noqa: E402
 from langgraph_fanout.temporal.batches import MAX_WORKER_ACTIVITIES  # noqa: E402
 from langgraph_fanout.temporal.client import start_run  # noqa: E402
 from state.context import Context  # noqa: E402
@@ -67,6 +71,48 @@ async def only_hung_batch_left(client: Client, run_id: str) -> bool:
     return bool(beat and beat[0])  # [progress: the finished tasks, what the batch spent]
 
 
+def saved_tasks(cwd: Path) -> list[bytes]:
+    """The finished tasks the workers of ``cwd`` hold in their database (the default one)."""
+    database = cwd / DEFAULT_DB
+    if not database.is_file():
+        return []
+    with sqlite3.connect(database) as connection:
+        try:
+            rows = connection.execute(f"select data from {TABLE}").fetchall()
+        except sqlite3.OperationalError:  # no table yet
+            return []
+    connection.close()
+    return [data for (data,) in rows]
+
+
+async def sixty_sections_w1_killed(
+    fake_llm: FakeLLM,
+    address: str,
+    client: Client,
+    task_queue: str,
+    cwd: Path,
+    before_kill: Callable[[str], Awaitable[None]],
+) -> tuple[str, dict[str, Any]]:
+    """An article of 60 sections (30 batches of 2) on worker w1, SIGKILLed once
+    ``before_kill(run id)`` returns; worker w2 finishes the run. The run's id and output."""
+    context = Context(model="openai:fake-model", max_sections=60)
+    worker = start_worker(fake_llm, cwd, address, task_queue, "w1")
+    fresh = None
+    try:
+        wait_until_ready(cwd, "w1", worker)
+        handle = await start_run(
+            client, "article", {"topic": "tides"}, context, task_queue=task_queue
+        )
+        await before_kill(handle.id)
+        kill(worker)
+        fresh = start_worker(fake_llm, cwd, address, task_queue, "w2")
+        output: dict[str, Any] = await handle.result()
+    finally:
+        for process in (worker, *([fresh] if fresh else [])):
+            kill(process)
+    return handle.id, output
+
+
 async def test_a_wide_fan_out_is_batched_with_the_output_of_an_in_process_run(
     fake_llm: FakeLLM, address: str, client: Client, task_queue: str, tmp_path: Path
 ) -> None:
@@ -101,28 +147,19 @@ async def test_a_failed_task_reruns_alone_and_a_killed_worker_loses_no_finished_
         {"match": "Section: Fake name 5 for", "fault": "empty", "times": 1},  # retryable
         {"match": "Section: Fake name 2 for", "fault": "hang", "times": 1},  # until killed
     )
-    context = Context(model="openai:fake-model", max_sections=60)
-    worker = start_worker(fake_llm, tmp_path, address, task_queue, "w1")
-    fresh = None
-    try:
-        wait_until_ready(tmp_path, "w1", worker)
-        handle = await start_run(
-            client, "article", {"topic": "tides"}, context, task_queue=task_queue
-        )
+
+    async def when_section_1_is_reported(run_id: str) -> None:
         await wait_for(
             "every section but the hung one",
             lambda: sum(section_calls(fake_llm.log()).values()) >= 61,
         )
         wait_for_in_flight(fake_llm, 1)
-        await wait_for(
-            "the other batches reported", lambda: only_hung_batch_left(client, handle.id)
-        )
-        kill(worker)  # its batch (sections 1 and 2) had section 1 done and 2 in flight
-        fresh = start_worker(fake_llm, tmp_path, address, task_queue, "w2")
-        output = await handle.result()
-    finally:
-        for process in (worker, *([fresh] if fresh else [])):
-            kill(process)
+        await wait_for("the other batches reported", lambda: only_hung_batch_left(client, run_id))
+
+    # The killed worker's batch (sections 1 and 2) had section 1 done and 2 in flight.
+    run_id, output = await sixty_sections_w1_killed(
+        fake_llm, address, client, task_queue, tmp_path, when_section_1_is_reported
+    )
 
     calls = section_calls(fake_llm.log())
     print(f"\nsections called twice: {sorted(n for n, c in calls.items() if c > 1)}")
@@ -134,7 +171,30 @@ async def test_a_failed_task_reruns_alone_and_a_killed_worker_loses_no_finished_
     assert "started article.write_section" in (tmp_path / "w2.err").read_text()
     # Every call counts, the failed and the lost attempts' too (each batch carries its
     # attempts' count in its heartbeats): what the fake saw.
-    shown = json_result(
-        fanout(fake_llm, tmp_path, "show", handle.id, "--json", "--temporal", address)
-    )
+    shown = json_result(fanout(fake_llm, tmp_path, "show", run_id, "--json", "--temporal", address))
     assert shown["usage"]["llm_calls"] == len(fake_llm.log()) == 63
+
+
+async def test_a_task_finished_between_two_heartbeats_of_a_killed_worker_runs_once(
+    fake_llm: FakeLLM, address: str, client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    fake_llm.add_rules(
+        {"schema": "Sections", "items": 60},  # 30 activities of 2 sections
+        {"match": "Section: Fake name 2 for", "fault": "hang", "times": 1},  # until killed
+    )
+
+    async def when_59_sections_are_saved(run_id: str) -> None:
+        # Section 1 among them; the heartbeat that would record it leaves up to 2 s later
+        # (the first of its batch's attempt went with its first call): killed in between.
+        await wait_for("59 sections saved", lambda: len(saved_tasks(tmp_path)) == 59)
+
+    _, output = await sixty_sections_w1_killed(
+        fake_llm, address, client, task_queue, tmp_path, when_59_sections_are_saved
+    )
+
+    calls = section_calls(fake_llm.log())
+    assert calls == Counter(range(1, 61)) + Counter([2])  # only the one in flight, twice
+    assert [s["name"] for s in output["completed_sections"]] == [
+        f"Fake name {n} for: Topic: tides" for n in range(1, 61)
+    ]
+    assert len(saved_tasks(tmp_path)) == 60  # one a section, kept for an hour

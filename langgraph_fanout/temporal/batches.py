@@ -7,9 +7,10 @@ slower on Temporal. So the Sends of a fan-out are grouped, in order, into batche
 one activity that runs its tasks at once and returns their updates joined in task order: the
 state ends up as in-process.
 
-Nothing finished is lost to a batch's retry: each task's update is recorded in the
-activity's heartbeat details as it finishes (Temporal keeps them for the next attempt), and
-a retried batch runs only the tasks without one. A task that fails lets the others finish
+Nothing finished is lost to a batch's retry: each task's update is saved in the database as it
+finishes (``finished_tasks.py``), then recorded in the activity's heartbeat details (Temporal
+keeps them for the next attempt, but sends them at most every 2 s), and a retried batch runs
+only the tasks without one. A task that fails lets the others finish
 first, then fails the attempt with its error, so Temporal's retry policy applies to it as to
 a single worker (a batch's attempts are shared by its tasks).
 
@@ -32,6 +33,7 @@ from typing_extensions import TypedDict
 
 from langgraph_fanout.llm.spending import SpendingLimitReached
 from langgraph_fanout.placement import AsyncFunction
+from langgraph_fanout.temporal.finished_tasks import FinishedTasks
 from langgraph_fanout.temporal.policy import checkpoint, earlier_progress
 from state.spending import Deferred
 
@@ -71,8 +73,10 @@ async def run_batch(batch: Batch, runtime: Runtime[Any]) -> dict[str, Any]:
     node = get_config()["metadata"]["langgraph_node"]
     worker = WORKERS[node]
     tasks = batch["tasks"]
+    finished = FinishedTasks(len(tasks))
     earlier = earlier_progress() or {}  # an earlier attempt's finished tasks
     done: dict[int, dict[str, Any]] = {int(i): update for i, update in earlier.items()}
+    done = await finished.earlier() | done
 
     async def run(index: int) -> None:
         async with _at_once:
@@ -81,6 +85,7 @@ async def run_batch(batch: Batch, runtime: Runtime[Any]) -> dict[str, Any]:
                     done[index] = await worker(tasks[index], runtime=runtime)
                 except SpendingLimitReached:  # to the budget check, which pauses the run
                     done[index] = {"deferred": [Deferred(node=node, task=tasks[index])]}
+        await finished.save(index, done[index])
         checkpoint({str(i): update for i, update in done.items()})
 
     pending = [i for i in range(len(tasks)) if i not in done]

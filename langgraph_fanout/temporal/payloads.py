@@ -159,6 +159,15 @@ def check_written_size(context: Context) -> None:
         )
 
 
+def database_url(converter: DataConverter) -> str | None:
+    """The database of :func:`data_converter`'s ``converter`` (None: not one of its own)."""
+    storage = converter.external_storage
+    for driver in storage.drivers if storage is not None else []:
+        if isinstance(driver, DatabaseDriver):
+            return driver.database.url
+    return None
+
+
 def data_converter(db: str | None = None) -> DataConverter:
     """The converter every client and worker of the project's runs uses (``db``: see module)."""
     return dataclasses.replace(

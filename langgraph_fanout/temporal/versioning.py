@@ -3,8 +3,8 @@
 Workers use Temporal's Worker Versioning. Each worker belongs to the deployment named after its
 task queue, at a version (a build id) that is a digest of the code a run executes (:data:`CODE`:
 the project's ``graphs``, ``nodes`` and ``state`` sources, its graph class, the collector
-thresholds it holds and node placement, its LLM stack, embedded model, Temporal code and
-payload store) and of the versions of the libraries that run inside workflows
+thresholds it holds and node placement, its LLM stack, embedded model, Temporal code, payload
+store and saved batch tasks) and of the versions of the libraries that run inside workflows
 (:data:`LIBRARIES`). Every workflow is *pinned* to the version that started it, so a worker of
 other code never takes an in-flight run's tasks, its activities included; new runs go to the
 deployment's *current* version.
@@ -53,6 +53,7 @@ CODE = (
     "langgraph_fanout.engine",
     "langgraph_fanout.temporal",
     "langgraph_fanout.persistence.payload_store",
+    "langgraph_fanout.persistence.task_results",
 )
 """The project's packages and modules whose code a run executes."""
 LIBRARIES = ("langgraph", "langchain-core", "temporalio", "temporalio-langgraph", "pydantic")

@@ -1,0 +1,57 @@
+"""A batch's finished tasks, saved in the database as each one finishes.
+
+So a retried batch runs again only the tasks that had not finished, whenever its worker died
+(its heartbeats lag up to 2 s behind): :mod:`langgraph_fanout.persistence.task_results`. A
+database that cannot be reached costs no task: the batch goes on, and a retry falls back on
+what its heartbeats recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from temporalio import activity
+from temporalio.api.common.v1 import Payload
+
+from langgraph_fanout.persistence.task_results import TaskResults
+from langgraph_fanout.persistence.urls import DatabaseError
+from langgraph_fanout.temporal.payloads import database_url
+
+logger = logging.getLogger("langgraph_fanout.temporal.worker")
+
+
+class FinishedTasks:
+    """The running batch activity's finished tasks in the worker's database.
+
+    A batch of one task keeps none: its result reports it as soon as it finishes.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.kept = size > 1
+        info = activity.info()
+        self.batch = f"{info.workflow_run_id}/{info.activity_id}"
+        self.first_attempt = info.attempt == 1
+        self.table = TaskResults.of(database_url(activity.client().data_converter))
+        self.converter = activity.payload_converter()
+
+    async def earlier(self) -> dict[int, Any]:
+        """The updates of the tasks that earlier attempts finished, by index."""
+        if self.first_attempt or not self.kept:
+            return {}
+        try:
+            rows = await self.table.read(self.batch)
+        except DatabaseError as exc:
+            logger.warning("%s: the tasks this batch's heartbeats missed run again", exc)
+            return {}
+        return {i: self.converter.from_payload(Payload.FromString(d)) for i, d in rows.items()}
+
+    async def save(self, index: int, update: dict[str, Any]) -> None:
+        """Save task ``index``'s update; return once it is committed (or could not be)."""
+        if not self.kept:
+            return
+        data = self.converter.to_payload(update).SerializeToString()
+        try:
+            await self.table.save(self.batch, index, data)
+        except DatabaseError as exc:
+            logger.warning("%s: if this batch is retried, its task %d may run again", exc, index)
