@@ -106,7 +106,8 @@ async def test_the_defaults_come_back_once_the_last_of_overlapping_runs_ends(
                     seen_after_first.append(gc.get_threshold())
                 await first_done.wait()
 
-    await asyncio.gather(first(), second())
+    async with asyncio.timeout(60):  # second() would wait for ever if first() failed
+        await asyncio.gather(first(), second())
 
     assert seen_after_first == [WHILE_RUNNING]
     assert gc.get_threshold() == DEFAULT_THRESHOLDS

@@ -23,7 +23,6 @@ from tests.temporal_cluster import temporal_binary
 
 TEMPORAL = temporal_binary()  # skips the module (fails under CI) without the [temporal] extra
 
-from temporalio import workflow  # noqa: E402
 from temporalio.api.enums.v1 import EventType, TimeoutType  # noqa: E402
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle  # noqa: E402
 from temporalio.exceptions import ActivityError, ApplicationError  # noqa: E402
@@ -46,6 +45,7 @@ from langgraph_fanout.workflows import WORKFLOWS  # noqa: E402
 from state.context import Context  # noqa: E402
 from tests.fake_llm import FakeLLM  # noqa: E402
 from tests.fanout_cli import Process, fanout, fanout_env, json_result, start_fanout  # noqa: E402
+from tests.fixtures.thresholds_workflow import ThresholdsInAWorkflow  # noqa: E402
 from tests.temporal_cluster import (  # noqa: E402
     attempts,
     kill,
@@ -610,16 +610,6 @@ def test_scaling_out_commands_run(fake_llm: FakeLLM, tmp_path: Path) -> None:
 
 
 # --- the process's garbage collector ---------------------------------------------------------
-
-
-@workflow.defn(sandboxed=False)
-class ThresholdsInAWorkflow:
-    """The collector's thresholds inside ``fewer_full_collections``, run in a workflow."""
-
-    @workflow.run
-    async def run(self) -> list[int]:
-        with fewer_full_collections():
-            return list(gc.get_threshold())
 
 
 async def test_a_workflow_leaves_the_collector_thresholds_alone(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -21,11 +22,15 @@ temporal_binary()  # skips the module (fails under CI) without the [temporal] ex
 
 from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.client import Client  # noqa: E402
+from temporalio.testing import ActivityEnvironment  # noqa: E402
 
-from langgraph_fanout.persistence.task_results import TABLE  # noqa: E402
+from langgraph_fanout.persistence.task_results import TABLE, TaskResults  # noqa: E402
 from langgraph_fanout.persistence.urls import DEFAULT_DB  # noqa: E402
+from langgraph_fanout.temporal import finished_tasks  # noqa: E402
 from langgraph_fanout.temporal.batches import MAX_WORKER_ACTIVITIES  # noqa: E402
 from langgraph_fanout.temporal.client import start_run  # noqa: E402
+from langgraph_fanout.temporal.finished_tasks import FinishedTasks  # noqa: E402
+from langgraph_fanout.temporal.payloads import database_url  # noqa: E402
 from state.context import Context  # noqa: E402
 from tests.fake_llm import FakeLLM  # noqa: E402
 from tests.fanout_cli import fanout, json_result  # noqa: E402
@@ -198,3 +203,35 @@ async def test_a_task_finished_between_two_heartbeats_of_a_killed_worker_runs_on
         f"Fake name {n} for: Topic: tides" for n in range(1, 61)
     ]
     assert len(saved_tasks(tmp_path)) == 60  # one a section, kept for an hour
+
+
+async def test_a_locked_database_costs_a_batch_no_task_and_one_warning(
+    client: Client,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(finished_tasks, "WAIT", 0.3)
+    database = str(database_url(client.data_converter))
+    sqlite3.connect(database).close()
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("begin exclusive")  # another process in the middle of a long write
+
+    async def batch_of_two() -> dict[int, Any]:
+        finished = FinishedTasks(2)
+        for index in range(2):
+            await finished.save(index, {"completed_sections": [{"name": f"S{index}"}]})
+        holder.execute("rollback")  # the database is free again: the writes go through
+        return await TaskResults.of(database).read(finished.batch)
+
+    started = time.monotonic()
+    try:
+        saved = await ActivityEnvironment(client=client).run(batch_of_two)
+    finally:
+        holder.close()
+
+    assert time.monotonic() - started < 10  # each save gave up after WAIT, not SQLite's 30 s
+    warnings = [r for r in caplog.records if "may run again" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "did not answer within 0.3 s" in warnings[0].getMessage()
+    assert 0 in saved  # written once the lock was gone

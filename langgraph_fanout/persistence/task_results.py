@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,6 +42,8 @@ T = TypeVar("T")
 TABLE = "fanout_temporal_task_results"
 KEEP_FOR = 3600.0
 """Seconds a saved task is kept."""
+CONNECT_TIMEOUT = 5
+"""Seconds a PostgreSQL connection may take (a host that does not answer)."""
 Row = tuple[str, int, bytes, float]
 """A row: the batch (workflow run id and activity id), the task's index in it, its result,
 when it was saved (Unix time)."""
@@ -61,7 +63,8 @@ class TaskResults:
         self._waiting: list[tuple[Row, asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._sqlite: sqlite3.Connection | None = None
-        self._sqlite_lock = asyncio.Lock()  # one statement at a time on the connection
+        self._created = False  # the PostgreSQL table (SQLite's: as it connects)
+        self._lock = asyncio.Lock()  # SQLite: one statement at a time on the connection
 
     @classmethod
     def of(cls, url: str | None) -> TaskResults:
@@ -91,7 +94,7 @@ class TaskResults:
         """
         with _errors("read finished tasks from", self.url):
             if is_postgres(self.url):
-                return await _pg_read(self.url, batch)
+                return await self._on_postgres(_pg_read, batch)
             return await self._on_sqlite(_sqlite_read, batch)
 
     async def _write_waiting(self) -> None:
@@ -102,24 +105,59 @@ class TaskResults:
             try:
                 with _errors("save finished tasks in", self.url):
                     if is_postgres(self.url):
-                        await _pg_write(self.url, rows, expired)
+                        await self._on_postgres(_pg_write, (rows, expired))
                     else:
                         await self._on_sqlite(_sqlite_write, (rows, expired))
-            except DatabaseError as exc:
+            except BaseException as exc:  # every waiter hears of it, whatever it is
+                error = (
+                    exc
+                    if isinstance(exc, DatabaseError)
+                    else DatabaseError(
+                        f"cannot save finished tasks in {redact(self.url)}: "
+                        f"{scrub(repr(exc), self.url)}"
+                    )
+                )
                 for _, saved in waiting:
                     if not saved.done():
-                        saved.set_exception(exc)
+                        saved.set_exception(error)
+                if not isinstance(exc, Exception):
+                    raise  # cancelled: the loop is closing
             else:
                 for _, saved in waiting:
                     if not saved.done():
                         saved.set_result(None)
+        self._writer = None  # a finished task refers to the loop, which keys this table
 
     async def _on_sqlite(self, operation: Callable[[sqlite3.Connection, Any], T], arg: Any) -> T:
-        """``operation(connection, arg)`` in a thread, on the table's connection."""
-        async with self._sqlite_lock:
-            if self._sqlite is None:
-                self._sqlite = await asyncio.to_thread(_sqlite_connect, self.url)
-            return await asyncio.to_thread(operation, self._sqlite, arg)
+        """``operation(connection, arg)`` in a thread, on the table's connection.
+
+        Shielded: a caller cancelled meanwhile leaves the lock held until the thread is done
+        with the connection.
+        """
+
+        async def locked() -> T:
+            async with self._lock:
+                if self._sqlite is None:
+                    self._sqlite = await asyncio.to_thread(_sqlite_connect, self.url)
+                return await asyncio.to_thread(operation, self._sqlite, arg)
+
+        return await asyncio.shield(locked())
+
+    async def _on_postgres(self, operation: Callable[[Any, Any], Awaitable[T]], arg: Any) -> T:
+        """``operation(connection, arg)`` on a new connection, the table created once first."""
+        import psycopg
+
+        async with await psycopg.AsyncConnection.connect(
+            self.url, connect_timeout=CONNECT_TIMEOUT
+        ) as connection:
+            async with self._lock:
+                if not self._created:
+                    await connection.set_autocommit(True)
+                    for statement in PG_CREATE:
+                        await connection.execute(statement)
+                    await connection.set_autocommit(False)
+                    self._created = True
+            return await operation(connection, arg)
 
 
 _by_loop: WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str | None, TaskResults]] = (
@@ -183,28 +221,18 @@ def _psycopg_error() -> type[Exception]:
     return psycopg.Error
 
 
-async def _pg_write(url: str, rows: list[Row], expired: float) -> None:
-    import psycopg
-
-    async with await psycopg.AsyncConnection.connect(url) as connection:
-        for statement in PG_CREATE:
-            await connection.execute(statement)
-        await connection.execute(f"delete from {TABLE} where saved_at < %s", (expired,))
-        async with connection.cursor() as cursor:
-            await cursor.executemany(
-                f"insert into {TABLE} values (%s, %s, %s, %s) on conflict (batch, task) "
-                "do update set data = excluded.data, saved_at = excluded.saved_at",
-                rows,
-            )
-
-
-async def _pg_read(url: str, batch: str) -> dict[int, bytes]:
-    import psycopg
-
-    async with await psycopg.AsyncConnection.connect(url) as connection:
-        for statement in PG_CREATE:
-            await connection.execute(statement)
-        cursor = await connection.execute(
-            f"select task, data from {TABLE} where batch = %s", (batch,)
+async def _pg_write(connection: Any, rows_expired: tuple[list[Row], float]) -> None:
+    rows, expired = rows_expired
+    await connection.execute(f"delete from {TABLE} where saved_at < %s", (expired,))
+    async with connection.cursor() as cursor:
+        await cursor.executemany(
+            f"insert into {TABLE} values (%s, %s, %s, %s) on conflict (batch, task) "
+            "do update set data = excluded.data, saved_at = excluded.saved_at",
+            rows,
         )
-        return {task: bytes(data) for task, data in await cursor.fetchall()}
+    await connection.commit()
+
+
+async def _pg_read(connection: Any, batch: str) -> dict[int, bytes]:
+    cursor = await connection.execute(f"select task, data from {TABLE} where batch = %s", (batch,))
+    return {task: bytes(data) for task, data in await cursor.fetchall()}

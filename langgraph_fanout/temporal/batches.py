@@ -10,9 +10,9 @@ state ends up as in-process.
 Nothing finished is lost to a batch's retry: each task's update is saved in the database as it
 finishes (``finished_tasks.py``), then recorded in the activity's heartbeat details (Temporal
 keeps them for the next attempt, but sends them at most every 2 s), and a retried batch runs
-only the tasks without one. A task that fails lets the others finish
-first, then fails the attempt with its error, so Temporal's retry policy applies to it as to
-a single worker (a batch's attempts are shared by its tasks).
+only the tasks without one. A task that fails lets the others finish first, then fails the
+attempt with its error, so Temporal's retry policy applies to it as to a single worker (a
+batch's attempts are shared by its tasks).
 
 Traced (LangSmith), each task of a batch is a run of its own named after the worker node,
 under the batch's node run, as each worker is in-process.

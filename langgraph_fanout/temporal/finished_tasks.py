@@ -2,12 +2,13 @@
 
 So a retried batch runs again only the tasks that had not finished, whenever its worker died
 (its heartbeats lag up to 2 s behind): :mod:`langgraph_fanout.persistence.task_results`. A
-database that cannot be reached costs no task: the batch goes on, and a retry falls back on
-what its heartbeats recorded.
+database that cannot be reached, or not within :data:`WAIT`, costs no task: the batch goes
+on, and a retry falls back on what its heartbeats recorded.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -19,6 +20,10 @@ from langgraph_fanout.persistence.urls import DatabaseError
 from langgraph_fanout.temporal.payloads import database_url
 
 logger = logging.getLogger("langgraph_fanout.temporal.worker")
+
+WAIT = 5.0
+"""Seconds a batch waits for the database to save or read its tasks (a locked SQLite file, a
+PostgreSQL host that does not answer) before it goes on without."""
 
 
 class FinishedTasks:
@@ -34,15 +39,17 @@ class FinishedTasks:
         self.first_attempt = info.attempt == 1
         self.table = TaskResults.of(database_url(activity.client().data_converter))
         self.converter = activity.payload_converter()
+        self.warned = False  # a database down warns once a batch, not once a task
 
     async def earlier(self) -> dict[int, Any]:
         """The updates of the tasks that earlier attempts finished, by index."""
         if self.first_attempt or not self.kept:
             return {}
         try:
-            rows = await self.table.read(self.batch)
-        except DatabaseError as exc:
-            logger.warning("%s: the tasks this batch's heartbeats missed run again", exc)
+            async with asyncio.timeout(WAIT):
+                rows = await self.table.read(self.batch)
+        except (DatabaseError, TimeoutError) as exc:
+            self._warn(exc, "the tasks this batch's heartbeats missed run again")
             return {}
         return {i: self.converter.from_payload(Payload.FromString(d)) for i, d in rows.items()}
 
@@ -52,6 +59,13 @@ class FinishedTasks:
             return
         data = self.converter.to_payload(update).SerializeToString()
         try:
-            await self.table.save(self.batch, index, data)
-        except DatabaseError as exc:
-            logger.warning("%s: if this batch is retried, its task %d may run again", exc, index)
+            async with asyncio.timeout(WAIT):
+                await self.table.save(self.batch, index, data)
+        except (DatabaseError, TimeoutError) as exc:
+            self._warn(exc, "if this batch is retried, its finished tasks may run again")
+
+    def _warn(self, exc: Exception, consequence: str) -> None:
+        if not self.warned:
+            self.warned = True
+            what = str(exc) or f"the database did not answer within {WAIT:g} s"
+            logger.warning("%s: %s", what, consequence)
