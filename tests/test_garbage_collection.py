@@ -80,6 +80,7 @@ async def test_thresholds_the_process_set_itself_are_kept(
     fake_llm.configure(default_items=200)
     own = (500, 5, 5)
     gc.set_threshold(*own)
+    collections.reset()  # those seen before it was set
 
     await graph.ainvoke({"topic": "tides"}, context=Context(max_sections=200))
 
