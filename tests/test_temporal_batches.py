@@ -193,7 +193,7 @@ async def test_a_task_finished_between_two_heartbeats_of_a_killed_worker_runs_on
         # (the first of its batch's attempt went with its first call): killed in between.
         await wait_for("59 sections saved", lambda: len(saved_tasks(tmp_path)) == 59)
 
-    _, output = await sixty_sections_w1_killed(
+    run_id, output = await sixty_sections_w1_killed(
         fake_llm, address, client, task_queue, tmp_path, when_59_sections_are_saved
     )
 
@@ -203,6 +203,14 @@ async def test_a_task_finished_between_two_heartbeats_of_a_killed_worker_runs_on
         f"Fake name {n} for: Topic: tides" for n in range(1, 61)
     ]
     assert len(saved_tasks(tmp_path)) == 60  # one a section, kept for an hour
+    # What the killed attempt spent counts, section 1's tokens too (in its row, not in a
+    # heartbeat): the tokens of the same article run in this process.
+    shown = json_result(fanout(fake_llm, tmp_path, "show", run_id, "--json", "--temporal", address))
+    assert shown["usage"]["llm_calls"] == len(fake_llm.log()) == 62
+    local = json_result(
+        fanout(fake_llm, tmp_path, "article", "tides", "--max-sections", "60", "--json")
+    )
+    assert shown["usage"]["total_tokens"] == local["usage"]["total_tokens"] > 0
 
 
 async def test_a_locked_database_costs_a_batch_no_task_and_one_warning(

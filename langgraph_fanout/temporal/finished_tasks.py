@@ -18,6 +18,7 @@ from temporalio.api.common.v1 import Payload
 from langgraph_fanout.persistence.task_results import TaskResults
 from langgraph_fanout.persistence.urls import DatabaseError
 from langgraph_fanout.temporal.payloads import database_url
+from langgraph_fanout.temporal.policy import CALLS_KEY, count_from, spent_so_far
 
 logger = logging.getLogger("langgraph_fanout.temporal.worker")
 
@@ -42,7 +43,11 @@ class FinishedTasks:
         self.warned = False  # a database down warns once a batch, not once a task
 
     async def earlier(self) -> dict[int, Any]:
-        """The updates of the tasks that earlier attempts finished, by index."""
+        """The updates of the tasks that earlier attempts finished, by index.
+
+        What those attempts had spent when they saved them counts on in this one
+        (``policy.count_from``): their last heartbeats may not have said it.
+        """
         if self.first_attempt or not self.kept:
             return {}
         try:
@@ -51,13 +56,19 @@ class FinishedTasks:
         except (DatabaseError, TimeoutError) as exc:
             self._warn(exc, "the tasks this batch's heartbeats missed run again")
             return {}
-        return {i: self.converter.from_payload(Payload.FromString(d)) for i, d in rows.items()}
+        saved = {i: self.converter.from_payload(Payload.FromString(d)) for i, d in rows.items()}
+        spent = [spent for _, spent in saved.values() if spent]
+        count_from(max(spent, key=lambda s: int(s[CALLS_KEY]), default=None))
+        return {i: update for i, (update, _) in saved.items()}
 
     async def save(self, index: int, update: dict[str, Any]) -> None:
-        """Save task ``index``'s update; return once it is committed (or could not be)."""
+        """Save task ``index``'s update, and what the attempt has spent so far.
+
+        Returns once it is committed, or could not be.
+        """
         if not self.kept:
             return
-        data = self.converter.to_payload(update).SerializeToString()
+        data = self.converter.to_payload([update, spent_so_far()]).SerializeToString()
         try:
             async with asyncio.timeout(WAIT):
                 await self.table.save(self.batch, index, data)

@@ -76,7 +76,14 @@ class _Usage(UsageMetadataCallbackHandler):
         super().__init__()
         self.calls = 0
         self.on_call: Callable[[], None] = lambda: None
-        if isinstance(earlier, dict):
+        self.count_from(earlier)
+
+    def count_from(self, earlier: Any) -> None:
+        """Count on from what earlier attempts spent (``spent()``), if that is more than so far.
+
+        Called before the attempt's first call.
+        """
+        if isinstance(earlier, dict) and int(earlier.get(CALLS_KEY, 0)) >= self.calls:
             self.calls = int(earlier.get(CALLS_KEY, 0))
             self.usage_metadata = dict(earlier.get(USAGE_KEY) or {})
         self.earlier_calls = self.calls
@@ -119,6 +126,23 @@ def checkpoint(progress: Any) -> None:
     if attempt is not None:
         attempt.progress = progress
         attempt.heartbeat()
+
+
+def spent_so_far() -> Any:
+    """What the running activity spent, its earlier attempts' included (None: not an LLM one)."""
+    attempt = _attempt.get()
+    return attempt.usage.spent() if attempt is not None else None
+
+
+def count_from(spent: Any) -> None:
+    """Count the running activity's spending on from ``spent`` if that is ahead of its own.
+
+    For what an earlier attempt saved after its last heartbeat (``finished_tasks.py``); call it
+    before the attempt's first LLM call.
+    """
+    attempt = _attempt.get()
+    if attempt is not None:
+        attempt.usage.count_from(spent)
 
 
 def earlier_progress() -> Any:
