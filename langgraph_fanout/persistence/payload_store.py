@@ -12,11 +12,10 @@ import sqlite3
 from pathlib import Path
 
 from langgraph_fanout.persistence.urls import (
-    DatabaseError,
+    database_errors,
     db_url,
     is_postgres,
     redact,
-    scrub,
     sqlite_file,
 )
 
@@ -43,15 +42,11 @@ class PayloadStore:
         Raises:
             DatabaseError: the database cannot be written.
         """
-        try:
+        with database_errors("store a large payload in", self.url):
             if is_postgres(self.url):
                 await _pg_write(self.url, rows)
             else:
                 await asyncio.to_thread(_sqlite_write, self.url, rows)
-        except (OSError, sqlite3.Error, _psycopg_error()) as exc:
-            raise DatabaseError(
-                f"cannot store a large payload in {self.shown}: {scrub(str(exc), self.url)}"
-            ) from None
 
     async def read(self, keys: list[str]) -> dict[str, bytes]:
         """The data of those of ``keys`` that are stored, by key.
@@ -59,14 +54,10 @@ class PayloadStore:
         Raises:
             DatabaseError: the database cannot be read.
         """
-        try:
+        with database_errors("read a large payload from", self.url):
             if is_postgres(self.url):
                 return await _pg_read(self.url, keys)
             return await asyncio.to_thread(_sqlite_read, self.url, keys)
-        except (OSError, sqlite3.Error, _psycopg_error()) as exc:
-            raise DatabaseError(
-                f"cannot read a large payload from {self.shown}: {scrub(str(exc), self.url)}"
-            ) from None
 
 
 # --- SQLite ----------------------------------------------------------------------------------
@@ -104,12 +95,6 @@ PG_CREATE = (
     f"create table if not exists {TABLE} "
     "(sha256 text primary key, workflow_id text not null, data bytea not null)"
 )
-
-
-def _psycopg_error() -> type[Exception]:
-    import psycopg
-
-    return psycopg.Error
 
 
 async def _pg_write(url: str, rows: list[Row]) -> None:

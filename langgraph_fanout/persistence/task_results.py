@@ -22,14 +22,14 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
 from langgraph_fanout.persistence.urls import (
     DatabaseError,
+    database_errors,
     db_url,
     is_postgres,
     redact,
@@ -92,7 +92,7 @@ class TaskResults:
         Raises:
             DatabaseError: the database cannot be read.
         """
-        with _errors("read finished tasks from", self.url):
+        with database_errors("read finished tasks from", self.url):
             if is_postgres(self.url):
                 return await self._on_postgres(_pg_read, batch)
             return await self._on_sqlite(_sqlite_read, batch)
@@ -103,7 +103,7 @@ class TaskResults:
             rows = [row for row, _ in waiting]
             expired = time.time() - self.keep_for
             try:
-                with _errors("save finished tasks in", self.url):
+                with database_errors("save finished tasks in", self.url):
                     if is_postgres(self.url):
                         await self._on_postgres(_pg_write, (rows, expired))
                     else:
@@ -165,15 +165,6 @@ _by_loop: WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str | None, TaskResu
 )
 
 
-@contextmanager
-def _errors(what: str, url: str) -> Iterator[None]:
-    """Turns the database's errors into a :class:`DatabaseError` that says what failed."""
-    try:
-        yield
-    except (OSError, sqlite3.Error, _psycopg_error()) as exc:
-        raise DatabaseError(f"cannot {what} {redact(url)}: {scrub(str(exc), url)}") from None
-
-
 # --- SQLite ----------------------------------------------------------------------------------
 
 SQLITE_CREATE = (
@@ -213,12 +204,6 @@ PG_CREATE = (
     "data bytea not null, saved_at double precision not null, primary key (batch, task))",
     f"create index if not exists {TABLE}_saved_at on {TABLE} (saved_at)",
 )
-
-
-def _psycopg_error() -> type[Exception]:
-    import psycopg
-
-    return psycopg.Error
 
 
 async def _pg_write(connection: Any, rows_expired: tuple[list[Row], float]) -> None:

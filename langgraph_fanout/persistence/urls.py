@@ -7,6 +7,9 @@ A URL may hold a password: a message that shows one passes it through :func:`red
 from __future__ import annotations
 
 import re
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
@@ -23,6 +26,20 @@ SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
 
 class DatabaseError(Exception):
     """The checkpoint database cannot be used (bad URL, unreachable, not writable...)."""
+
+
+@contextmanager
+def database_errors(what: str, url: str) -> Iterator[None]:
+    """The block's SQLite, PostgreSQL and system errors as a :class:`DatabaseError`.
+
+    Its message: "cannot <what> <url>: <why>", passwords hidden.
+    """
+    import psycopg
+
+    try:
+        yield
+    except (OSError, sqlite3.Error, psycopg.Error) as exc:
+        raise DatabaseError(f"cannot {what} {redact(url)}: {scrub(str(exc), url)}") from None
 
 
 def db_url(url: str | None = None) -> str:
